@@ -1,0 +1,25 @@
+"""First-party plugin: the embedded default benchmark and the ImageFolder dataset type."""
+
+from robustbench_x import hookimpl
+from robustbench_x.api import DatasetSpec
+
+
+@hookimpl
+def rbx_datasets():
+    return [
+        DatasetSpec(
+            "embedded-digits",
+            factory="rbx_datasets.embedded:build",
+            provides={"train_split", "val_split", "ood_subsets"},
+            builtin=True,
+            label_space="embedded-digits-0to5",
+            summary="digits 0-5 (scikit-learn) vs held-out digits, photo and texture patches; no download",
+        ),
+        DatasetSpec(
+            "imagefolder",
+            factory="rbx_datasets.imagefolder:build",
+            option_keys={"root", "train", "val", "test", "ood", "label_space", "classes", "extensions"},
+            required_keys={"root", "test"},
+            summary="<root>/<split>/<class>/<image> trees; OOD sets as folders of images",
+        ),
+    ]

@@ -1,0 +1,149 @@
+"""``timm:<arch>``: any timm classifier.
+
+Weights, first match wins:
+
+1. ``checkpoint:`` in the model's datasets.yaml entry: a ``.safetensors`` file,
+   or a PyTorch file read with ``torch.load(..., weights_only=True)`` (never a
+   bare unpickle); a ``state_dict`` / ``model`` / ``model_state_dict`` wrapper
+   key is unwrapped;
+2. ``pretrained: true`` (the default when no checkpoint is given): timm's hub
+   weights, downloaded by timm when the hub is reachable;
+3. ``pretrained: false``: random initialisation (tests, smoke runs).
+
+Features are the pooled pre-logits (``forward_head(pre_logits=True)``), i.e. the
+input of the classifier, so ``logits = features @ W.T + b`` holds exactly when
+the classifier is a single ``nn.Linear``; ``feature_maps`` are
+``forward_features``. The input transform is timm's evaluation transform for
+the weights' pretrained config (resize, centre crop, normalisation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustbench_x.api import Model
+from robustbench_x.errors import ConfigError
+
+
+class TimmModel(Model):
+    def __init__(self, net: nn.Module, name: str, fingerprint: str) -> None:
+        import timm.data
+
+        self.net = net.eval()
+        self.name = name
+        self.num_classes = int(net.num_classes)
+        self._fingerprint = fingerprint
+        config = timm.data.resolve_data_config({}, model=net)
+        self._transform = timm.data.create_transform(**config, is_training=False)
+        self.input_std = tuple(float(s) for s in config.get("std", (1.0, 1.0, 1.0)))
+        classifier = net.get_classifier()
+        provides = {"logits", "features", "input_grad", "grad", "feature_maps"}
+        if isinstance(classifier, nn.Linear):
+            provides.add("linear_head")
+        if any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules()):
+            provides.add("dropout")
+        self.provides = frozenset(provides)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.net
+
+    def transform(self):
+        tf = self._transform
+
+        def apply(image):
+            return tf(image.convert("RGB"))
+
+        return apply
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor):
+        self.net.eval()
+        maps = self.net.forward_features(x)
+        feats = self.net.forward_head(maps, pre_logits=True)
+        return self.net.get_classifier()(feats), feats
+
+    def feature_extractor(self) -> nn.Module:
+        net = self.net
+
+        class _Features(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+        return _Features()
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.get_classifier()(features)
+
+    def linear_head(self):
+        fc = self.net.get_classifier()
+        if not isinstance(fc, nn.Linear):
+            raise NotImplementedError(f"{self.name}: classifier is {type(fc).__name__}, not a single linear layer")
+        bias = fc.bias.detach().cpu().numpy() if fc.bias is not None else np.zeros(fc.out_features, dtype=np.float32)
+        return fc.weight.detach().cpu().numpy().copy(), bias.copy()
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely: safetensors, or torch.load with weights_only=True."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    return state
+
+
+def _hash_state(net: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def build(arch: str | None = None, options: dict | None = None, dataset=None, seed: int = 0, log=print) -> TimmModel:
+    import timm
+
+    options = dict(options or {})
+    if not arch:
+        raise ConfigError("a timm model needs an architecture", key="arch", fix="name it timm:<arch> or set 'arch:' in the models entry")
+    checkpoint = options.get("checkpoint")
+    pretrained = bool(options.get("pretrained", checkpoint is None))
+    kwargs = {}
+    if options.get("num_classes") is not None:
+        kwargs["num_classes"] = int(options["num_classes"])
+    try:
+        net = timm.create_model(arch, pretrained=pretrained and checkpoint is None, **kwargs)
+    except RuntimeError as exc:
+        raise ConfigError(f"timm could not build '{arch}': {exc}", key="arch", fix="check `timm.list_models()`; set 'pretrained: false' or 'checkpoint:' when offline") from None
+    if checkpoint:
+        path = Path(str(checkpoint)).expanduser()
+        if not path.is_file():
+            raise ConfigError("checkpoint file not found", file=str(path), key="checkpoint", fix="give the path of a .safetensors or .pth file")
+        missing, unexpected = net.load_state_dict(load_state_dict(path), strict=False)
+        if missing:
+            raise ConfigError(f"checkpoint does not fit '{arch}': missing {len(missing)} keys, e.g. {missing[:3]}", file=str(path), key="checkpoint", fix="use the architecture the checkpoint was trained with")
+        if unexpected:
+            log(f"timm:{arch}: ignored {len(unexpected)} unexpected checkpoint keys")
+    name = f"timm:{arch}"
+    return TimmModel(net, name, fingerprint=f"timm-{arch}-{_hash_state(net)}")

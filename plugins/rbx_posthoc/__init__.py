@@ -1,0 +1,141 @@
+"""First-party post-hoc scoring methods: scores computed from a trained
+classifier without retraining it.
+
+This module only *lists* the methods (:class:`~robustbench_x.api.MethodSpec`
+records with lazy ``"rbx_posthoc.<module>:<Class>"`` factories); it imports
+neither torch, nor scikit-learn, nor the method modules, so ``rbx list`` stays
+cheap. A job builds a method as ``factory(**spec.params)``.
+
+========================  ====================  =========================================
+name                      module                definition (``methods.md`` section)
+========================  ====================  =========================================
+``msp``                   :mod:`.logit`         max softmax probability (§2.1)
+``maxlogit``              :mod:`.logit`         max logit (§2.2)
+``energy``                :mod:`.logit`         ``T·logsumexp(z/T)``, T = 1 (§2.3)
+``temperature_scaling``   :mod:`.temperature`   softmax(z/T), T fitted on val NLL (§2.4)
+``odin``                  :mod:`.odin`          temperature + input perturbation (§3.1)
+``gradnorm``              :mod:`.gradnorm`      closed-form ``‖Cp−1‖₁‖h‖₁`` (§3.2)
+``mahalanobis``           :mod:`.mahalanobis`   *vanilla* penultimate-layer variant (§4.1)
+``knn``                   :mod:`.knn`           −(squared) distance to k-th neighbour (§4.2)
+``vim``                   :mod:`.vim`           energy − α·virtual logit (§4.3)
+``react``                 :mod:`.react`         energy of clipped features (§4.4)
+========================  ====================  =========================================
+
+Every method returns ``score`` (higher = more in-distribution) and
+``confidence`` (the same ranking, used as a confidence scoring function for
+failure prediction, as FD-Shifts does), plus ``probs`` / ``prediction`` where
+the method defines them.
+"""
+
+from __future__ import annotations
+
+from robustbench_x import hookimpl
+from robustbench_x.api import MethodSpec
+
+__all__ = ["rbx_methods"]
+
+_SCORE = ("score", "confidence")
+
+
+def _spec(name: str, module_attr: str, **kwargs) -> MethodSpec:
+    return MethodSpec(name=name, factory=f"rbx_posthoc.{module_attr}", **kwargs)
+
+
+@hookimpl
+def rbx_methods() -> list[MethodSpec]:
+    """The post-hoc methods this plugin provides; ``params`` are the defaults."""
+    return [
+        _spec(
+            "msp",
+            "logit:MSP",
+            requires={"logits"},
+            outputs={*_SCORE, "probs", "prediction"},
+            params={},
+            summary="Maximum softmax probability max_c softmax(z)_c.",
+            paper="Hendrycks & Gimpel, ICLR 2017",
+        ),
+        _spec(
+            "maxlogit",
+            "logit:MaxLogit",
+            requires={"logits"},
+            outputs={*_SCORE, "prediction"},
+            params={},
+            summary="Maximum logit max_c z_c.",
+            paper="Hendrycks et al., ICML 2022",
+        ),
+        _spec(
+            "energy",
+            "logit:Energy",
+            requires={"logits"},
+            outputs={*_SCORE, "prediction"},
+            params={"temperature": 1.0},
+            summary="Negative free energy T*logsumexp(z/T), T = 1.",
+            paper="Liu et al., NeurIPS 2020",
+        ),
+        _spec(
+            "temperature_scaling",
+            "temperature:TemperatureScaling",
+            requires={"logits", "val_split"},
+            outputs={*_SCORE, "probs", "prediction"},
+            params={"init_temperature": 1.5, "lr": 0.01, "max_iter": 200, "line_search_fn": None},
+            summary="softmax(z/T) with one temperature fitted by NLL on the validation logits (LBFGS).",
+            paper="Guo et al., ICML 2017",
+        ),
+        _spec(
+            "odin",
+            "odin:ODIN",
+            requires={"logits", "input_grad"},
+            outputs={*_SCORE, "prediction"},
+            params={"temperature": 1000.0, "epsilon": 0.0014},
+            summary="Max softmax(f(x~)/T) after a signed-gradient input step x~ = x - eps*sign(g)/std.",
+            paper="Liang, Li & Srikant, ICLR 2018",
+        ),
+        _spec(
+            "gradnorm",
+            "gradnorm:GradNorm",
+            requires={"logits", "features", "linear_head"},
+            outputs=set(_SCORE),
+            params={"temperature": 1.0},
+            summary="L1 norm of the last-layer weight gradient of sum_c -log softmax(z/T)_c, in closed form.",
+            paper="Huang, Geng & Li, NeurIPS 2021",
+        ),
+        _spec(
+            "mahalanobis",
+            "mahalanobis:Mahalanobis",
+            requires={"features", "train_split"},
+            outputs=set(_SCORE),
+            params={},
+            summary=(
+                "Vanilla Mahalanobis (ViM-repo variant): -min_c Mahalanobis distance of the penultimate "
+                "features to the class means, tied covariance; no input preprocessing, no layer ensemble."
+            ),
+            paper="Lee et al., NeurIPS 2018 (vanilla variant as in Wang et al., CVPR 2022)",
+        ),
+        _spec(
+            "knn",
+            "knn:KNN",
+            requires={"features", "train_split"},
+            outputs=set(_SCORE),
+            params={"k": 50},
+            summary="Minus the squared L2 distance to the k-th nearest L2-normalised training feature.",
+            paper="Sun, Ming, Zhu & Li, ICML 2022",
+        ),
+        _spec(
+            "vim",
+            "vim:ViM",
+            requires={"logits", "features", "linear_head", "train_split"},
+            outputs=set(_SCORE),
+            params={"dim": None},
+            summary="Virtual-logit matching: logsumexp(z) - alpha*||(h-u) projected on the residual subspace||.",
+            paper="Wang, Li, Feng & Zhang, CVPR 2022",
+        ),
+        _spec(
+            "react",
+            "react:ReAct",
+            requires={"features", "linear_head", "val_split"},
+            outputs={*_SCORE, "prediction"},
+            params={"percentile": 90.0},
+            summary="Energy of the logits recomputed from features clipped at the 90th percentile of val activations.",
+            paper="Sun, Guo & Li, NeurIPS 2021",
+        ),
+    ]

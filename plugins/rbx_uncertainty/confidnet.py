@@ -1,0 +1,369 @@
+"""ConfidNet (``methods.md`` §6.2).
+
+Corbière, Thome, Bar-Hen, Cord & Pérez, "Addressing Failure Prediction by
+Learning Model Confidence", NeurIPS 2019, §3: learn a confidence ``ĉ(x)`` that
+regresses the **true class probability** of a frozen classifier,
+
+* TCP target (§3.1, Eq. (2)): ``c*(x, y) = P(Y = y | w, x) = softmax(f(x))_y``
+  (:func:`tcp_target`);
+* loss (§3.2, Eq. (4)): ``L = (1/N) Σ_i w_i (σ(ĉ(x_i)) − c*(x_i, y_i))²`` with
+  ``ĉ`` the raw output of the ConfidNet head and ``σ`` the sigmoid
+  (:func:`confidnet_loss`); ``w_i = weighting`` for a misclassified sample and
+  1 otherwise (valeoai/ConfidNet ``utils/losses.py`` ``SelfConfidMSELoss``,
+  ``weighting: 1`` in ``confs/selfconfid-classif.yaml``, so plain MSE);
+* head (§3.3, ``models/*_selfconfid_classic.py``): an MLP on the classifier's
+  penultimate activations, ``d → 400 → 400 → 400 → 400 → 1``, ReLU between the
+  layers, no final activation (:func:`make_head`, PyTorch default init);
+* test time: ``confidence = σ(ĉ(x))``, reported as ``confidence`` and as
+  ``score`` (the paper also evaluates it for OOD detection, §4.3);
+  ``prediction = argmax`` of the *original* classifier's logits.
+
+Training phases (§3.3 "Learning scheme"; ``learners/selfconfid_learner.py``):
+
+* phase 2 (always): classifier frozen, head trained with Adam, ``lr = 1e-4``,
+  batch 128 (``selfconfid-classif.yaml``), reshuffled every epoch; the paper
+  trains up to :data:`PAPER_EPOCHS` = 500 epochs and keeps the epoch with the
+  best **validation AP-error** (errors positive, ranked by ``−confidence``,
+  :func:`robustbench_x.metrics.failure.ap_error`), evaluated every
+  ``eval_every`` epochs (the repository: every epoch) and at the last epoch;
+  on ties the earliest epoch wins. If the validation split has no error (or
+  no correct prediction) AP-error is undefined and the validation loss
+  (lower is better) selects instead; the fallback is logged.
+* phase 3 (optional, ``finetune_epochs > 0``; ``models/*_selfconfid_cloning.py``):
+  a copy of the encoder (``copy.deepcopy(ctx.model.feature_extractor())``) and
+  the phase-2 head are fine-tuned together with the same loss from
+  ``ctx.loader("train")``, every parameter trainable, dropout off and
+  BatchNorm frozen (the whole clone in eval mode); the target and
+  ``prediction`` still come from the untouched classifier. ``finetune_lr =
+  1e-6``: the paper says only "a smaller learning rate" and no shipped config
+  has it, so the value is **unverified** (``methods.md`` §6.2). Selection by
+  validation AP-error as in phase 2, the phase-2 state (epoch 0) included.
+
+Defaults and what differs from the paper / official code, because of CPU
+budgets and of the harness's cached features:
+
+* ``epochs = 100`` (not 500): on the embedded digits (≈540 training features
+  of 128-d) 100 epochs take ≈2 s on one CPU core; selection by validation
+  AP-error still applies. Set ``epochs=500`` for the paper's budget.
+* phase 2 trains on the **cached** penultimate features (``ctx.outputs``), in
+  eval mode: no training augmentation (the repository's train loader applies
+  hflip + rotation) and, by default, **no encoder dropout**, whereas in the
+  repository the frozen encoder's dropout stays active while the head is
+  trained (only ``disable_bn`` is called; dropout is switched off only in
+  phase 3), so the head sees dropped-out activations and the TCP target is
+  computed from the dropped-out logits. ``feature_dropout = p`` reproduces
+  that exactly for a model whose only dropout sits right before its last
+  linear layer (the built-in CNN, ``p = 0.3``; ConfidNet's own
+  ``small_convnet_mnist_selfconfid_classic.py`` feeds the same dropped
+  ``fc1`` activations to ``fc2`` and to the head): each batch of cached
+  features goes through ``F.dropout(p)``, the head and the target
+  ``softmax(ctx.model.head(h̃))_y`` both use the dropped ``h̃``. Dropout
+  elsewhere in an encoder cannot be applied to cached features.
+* validation = the dataset's ``val`` split (un-augmented); the repository
+  holds out 10 % of train (``valid_size: 0.1``), augmented.
+* phase 3 is off by default (``finetune_epochs = 0``): it needs full forward
+  and backward passes of the encoder; ``ctx.loader`` yields the train split in
+  a fixed order, so phase 3 does not reshuffle between epochs.
+* no temperature on the target (the repository's optional ``temperature`` is
+  unset in its configs).
+
+Fitted state (head weights, the cloned encoder's weights after phase 3, the
+selected epochs, the per-epoch train loss and validation metric) is a dict of
+numpy arrays cached through ``ctx.fitted(build, method="confidnet", seed=…,
+**params)``: a second run with the same key does not retrain. Everything
+random (head init, shuffling, feature dropout) runs inside
+``torch.random.fork_rng`` seeded from ``ctx.seed``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rbx_uncertainty._common import device_of
+from robustbench_x.api import Context, Method
+
+__all__ = ["ConfidNet", "PAPER_EPOCHS", "confidnet_loss", "make_head", "tcp_target"]
+
+#: The paper's phase-2 budget ("up to 500 epochs", ``nb_epochs: 500`` in ``selfconfid-classif.yaml``).
+PAPER_EPOCHS = 500
+#: Hidden width of the head (§3.3; ``uncertainty1..4`` are 400 wide in every official model).
+HIDDEN = 400
+
+
+def make_head(in_features: int, hidden: int = HIDDEN) -> nn.Sequential:
+    """The ConfidNet head ``d → 400 → 400 → 400 → 400 → 1``, ReLU between layers, raw output."""
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, 1),
+    )  # fmt: skip
+
+
+def tcp_target(logits, labels):
+    """True class probability ``softmax(logits)_y`` (Eq. (2)); numpy in → float64 numpy out, torch in → torch out."""
+    if isinstance(logits, torch.Tensor):
+        labels = torch.as_tensor(labels, dtype=torch.long, device=logits.device)
+        return torch.softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return p[np.arange(len(y)), y]
+
+
+def confidnet_loss(confidence_logits: torch.Tensor, tcp: torch.Tensor, misclassified: torch.Tensor, weighting: float = 1.0) -> torch.Tensor:
+    """``mean_i w_i (σ(ĉ_i) − c*_i)²``, ``w_i = weighting`` if sample ``i`` is misclassified, else 1 (Eq. (4))."""
+    weights = torch.where(misclassified, torch.full_like(tcp, float(weighting)), torch.ones_like(tcp))
+    return torch.mean(weights * (torch.sigmoid(confidence_logits) - tcp) ** 2)
+
+
+def _labelled(outputs, subset: str) -> np.ndarray:
+    index = np.flatnonzero(np.asarray(outputs.labels) >= 0)
+    if index.size == 0:
+        raise ValueError(f"confidnet: subset {subset!r} has no labelled samples")
+    return index
+
+
+def _state_arrays(module: nn.Module, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}{k}": v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _load(module: nn.Module, state: dict[str, np.ndarray], prefix: str) -> None:
+    sub = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith(prefix)}
+    module.load_state_dict(sub)
+
+
+class _Selector:
+    """Keeps the best state by validation AP-error (higher better), or by validation loss if AP-error is undefined."""
+
+    def __init__(self, correct: np.ndarray, ctx: Context, phase: str) -> None:
+        self.correct = correct
+        self.use_ap = 0 < int(correct.sum()) < len(correct)
+        if not self.use_ap:
+            ctx.log(
+                f"confidnet {phase}: validation has {int((~correct).sum())} error(s) among {len(correct)}; "
+                "AP-error is undefined, selecting the epoch by validation loss instead"
+            )
+        self.best_value = -np.inf
+        self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[float] = []
+
+    def update(self, epoch: int, conf_logits: torch.Tensor, tcp: torch.Tensor, modules: dict[str, nn.Module]) -> None:
+        if self.use_ap:
+            from robustbench_x.metrics.failure import ap_error
+
+            value = ap_error(torch.sigmoid(conf_logits.double()).numpy(), self.correct)
+        else:
+            value = -float(confidnet_loss(conf_logits, tcp, torch.from_numpy(~self.correct)))
+        self.history.append(value)
+        if value > self.best_value:  # strict: the earliest epoch wins ties
+            self.best_value, self.best_epoch = value, epoch
+            self.best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
+
+    def restore(self, modules: dict[str, nn.Module]) -> None:
+        assert self.best_state is not None
+        for name, m in modules.items():
+            m.load_state_dict(self.best_state[name])
+
+
+class ConfidNet(Method):
+    """An MLP on penultimate features regressing the classifier's true-class probability."""
+
+    name = "confidnet"
+
+    def __init__(
+        self,
+        epochs: int = 100,
+        lr: float = 1e-4,
+        batch_size: int = 128,
+        weighting: float = 1.0,
+        eval_every: int = 1,
+        feature_dropout: float = 0.0,
+        finetune_epochs: int = 0,
+        finetune_lr: float = 1e-6,
+        **params: Any,
+    ) -> None:
+        if int(epochs) < 1:
+            raise ValueError(f"confidnet: epochs must be >= 1, got {epochs}")
+        if int(eval_every) < 1:
+            raise ValueError(f"confidnet: eval_every must be >= 1, got {eval_every}")
+        if not 0.0 <= float(feature_dropout) < 1.0:
+            raise ValueError(f"confidnet: feature_dropout must be in [0, 1), got {feature_dropout}")
+        super().__init__(
+            epochs=epochs, lr=lr, batch_size=batch_size, weighting=weighting, eval_every=eval_every,
+            feature_dropout=feature_dropout, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, **params,
+        )  # fmt: skip
+        self.epochs, self.lr, self.batch_size = int(epochs), float(lr), int(batch_size)
+        self.weighting, self.eval_every = float(weighting), int(eval_every)
+        self.feature_dropout = float(feature_dropout)
+        self.finetune_epochs, self.finetune_lr = int(finetune_epochs), float(finetune_lr)
+        self.state: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, ctx: Context) -> None:
+        self.state = ctx.fitted(lambda: self._build(ctx), method=self.name, seed=int(ctx.seed), **self.params)
+
+    def _build(self, ctx: Context) -> dict[str, np.ndarray]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(ctx.seed))
+            head, state = self._phase2(ctx)
+            if self.finetune_epochs > 0:
+                state.update(self._phase3(ctx, head))
+            else:
+                state.update(_state_arrays(head, "head."))
+        return state
+
+    def _phase2(self, ctx: Context) -> tuple[nn.Module, dict[str, np.ndarray]]:
+        train, val = ctx.outputs("train"), ctx.outputs("val")
+        ti, vi = _labelled(train, "train"), _labelled(val, "val")
+        x = torch.as_tensor(np.asarray(train.features, dtype=np.float32)[ti])
+        y = torch.as_tensor(np.asarray(train.labels, dtype=np.int64)[ti])
+        logits = torch.as_tensor(np.asarray(train.logits, dtype=np.float32)[ti])
+        tcp_all = tcp_target(logits, y)
+        mis_all = logits.argmax(dim=1) != y
+
+        xv = torch.as_tensor(np.asarray(val.features, dtype=np.float32)[vi])
+        yv = np.asarray(val.labels, dtype=np.int64)[vi]
+        lv = np.asarray(val.logits, dtype=np.float32)[vi]
+        tcp_val = torch.as_tensor(tcp_target(lv, yv), dtype=torch.float32)
+        selector = _Selector(lv.argmax(axis=1) == yv, ctx, "phase 2")
+
+        head = make_head(x.shape[1])
+        opt = torch.optim.Adam(head.parameters(), lr=self.lr)
+        last_layer = None
+        if self.feature_dropout > 0:
+            model_device = device_of(ctx.model.module)
+            last_layer = lambda h: ctx.model.head(h.to(model_device)).float().cpu()  # noqa: E731
+
+        losses = []
+        n = len(x)
+        for epoch in range(1, self.epochs + 1):
+            head.train()
+            total = 0.0
+            for idx in torch.randperm(n).split(self.batch_size):
+                h = x[idx]
+                if last_layer is not None:
+                    # As the official phase 2 with the encoder's dropout on: head input and target see the same mask.
+                    h = F.dropout(h, self.feature_dropout, training=True)
+                    with torch.no_grad():
+                        lg = last_layer(h)
+                    tcp, mis = tcp_target(lg, y[idx]), lg.argmax(dim=1) != y[idx]
+                else:
+                    tcp, mis = tcp_all[idx], mis_all[idx]
+                loss = confidnet_loss(head(h).squeeze(1), tcp, mis, self.weighting)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(idx)
+            losses.append(total / n)
+            if epoch % self.eval_every == 0 or epoch == self.epochs:
+                head.eval()
+                with torch.no_grad():
+                    selector.update(epoch, head(xv).squeeze(1), tcp_val, {"head": head})
+        selector.restore({"head": head})
+        head.eval()
+        ctx.log(
+            f"confidnet phase 2: selected epoch {selector.best_epoch}/{self.epochs} "
+            f"(validation {'AP-error' if selector.use_ap else '-loss'} {selector.best_value:.4f})"
+        )
+        state = {
+            "selected_epoch": np.array([selector.best_epoch], dtype=np.int64),
+            "train_loss": np.array(losses, dtype=np.float64),
+            "val_metric": np.array(selector.history, dtype=np.float64),
+        }
+        return head, state
+
+    def _phase3(self, ctx: Context, head: nn.Module) -> dict[str, np.ndarray]:
+        device = device_of(ctx.model.module)
+        encoder = copy.deepcopy(ctx.model.feature_extractor()).to(device)
+        head = head.to(device)
+        # Dropout off and BN frozen (running stats untouched): the whole clone stays in eval mode while training.
+        encoder.eval()
+        head.eval()
+        encoder.requires_grad_(True)
+        params = [p for p in encoder.parameters()] + [p for p in head.parameters()]
+        opt = torch.optim.Adam(params, lr=self.finetune_lr)
+
+        val = ctx.outputs("val")
+        vi = _labelled(val, "val")
+        yv = np.asarray(val.labels, dtype=np.int64)[vi]
+        lv = np.asarray(val.logits, dtype=np.float32)[vi]
+        tcp_val = torch.as_tensor(tcp_target(lv, yv), dtype=torch.float32)
+        selector = _Selector(lv.argmax(axis=1) == yv, ctx, "phase 3")
+        modules = {"encoder": encoder, "head": head}
+
+        def val_logits() -> torch.Tensor:
+            with torch.no_grad():
+                c = torch.cat([head(encoder(xb.to(device))).squeeze(1).cpu() for xb, _ in ctx.loader("val", batch_size=self.batch_size)])
+            return c[torch.as_tensor(vi)]
+
+        selector.update(0, val_logits(), tcp_val, modules)
+        losses = []
+        for epoch in range(1, self.finetune_epochs + 1):
+            total, count = 0.0, 0
+            for xb, yb in self._labelled_batches(ctx, "train"):
+                xb, yb = xb.to(device), yb.to(device)
+                with torch.no_grad():
+                    lg, _ = ctx.model.forward(xb)
+                loss = confidnet_loss(head(encoder(xb)).squeeze(1), tcp_target(lg, yb), lg.argmax(dim=1) != yb, self.weighting)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(yb)
+                count += len(yb)
+            losses.append(total / max(count, 1))
+            if epoch % self.eval_every == 0 or epoch == self.finetune_epochs:
+                selector.update(epoch, val_logits(), tcp_val, modules)
+        selector.restore(modules)
+        encoder.requires_grad_(False)
+        ctx.log(f"confidnet phase 3: selected fine-tuning epoch {selector.best_epoch}/{self.finetune_epochs}")
+        return {
+            **_state_arrays(head.cpu(), "head."),
+            **_state_arrays(encoder.cpu(), "encoder."),
+            "finetune_selected_epoch": np.array([selector.best_epoch], dtype=np.int64),
+            "finetune_train_loss": np.array(losses, dtype=np.float64),
+            "finetune_val_metric": np.array(selector.history, dtype=np.float64),
+        }
+
+    def _labelled_batches(self, ctx: Context, subset: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for xb, yb in ctx.loader(subset, batch_size=self.batch_size):
+            yb = torch.as_tensor(yb, dtype=torch.long)
+            keep = yb >= 0
+            if bool(keep.any()):
+                yield xb[keep], yb[keep]
+
+    # ---------------------------------------------------------------- score
+    def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
+        if self.state is None:
+            self.fit(ctx)
+        assert self.state is not None
+        state = self.state
+        head = make_head(int(np.asarray(state["head.0.weight"]).shape[1]))
+        _load(head, state, "head.")
+        head.eval()
+        out = ctx.outputs(subset)
+        with torch.no_grad():
+            if any(k.startswith("encoder.") for k in state):
+                device = device_of(ctx.model.module)
+                encoder = copy.deepcopy(ctx.model.feature_extractor())
+                _load(encoder, state, "encoder.")
+                encoder.to(device).eval()
+                head.to(device)
+                c = torch.cat([head(encoder(xb.to(device))).squeeze(1).cpu() for xb, _ in ctx.loader(subset, batch_size=self.batch_size)])
+            else:
+                c = head(torch.as_tensor(np.asarray(out.features, dtype=np.float32))).squeeze(1)
+        # Sigmoid in float64 so that large ĉ stays strictly below 1 as long as possible.
+        conf = torch.sigmoid(c.double()).numpy()
+        pred = np.asarray(out.logits).argmax(axis=1).astype(np.int64)
+        return {"score": conf, "confidence": conf.copy(), "prediction": pred}

@@ -1,0 +1,378 @@
+"""The public API a plugin implements: specs (what the registry lists) and the
+runtime base classes (what a job builds from a spec's factory).
+
+Two layers, on purpose:
+
+* **Specs** are small frozen records: a name, declared capabilities and a lazy
+  ``"module:attr"`` factory. Listing and planning use only specs, so
+  ``rbx list`` never imports torch.
+* **Runtime objects** (:class:`Model`, :class:`Dataset`, :class:`Method`) are
+  built by a job from ``factory`` and may import anything.
+
+Compatibility is data: a method ``requires`` capability tokens; a model and a
+dataset ``provides`` them. The planner keeps a (model, dataset, method) job when
+``method.requires <= model.provides | dataset.provides`` and records every other
+pair as *skipped* with the missing tokens as its reason.
+
+Scores point one way everywhere: **higher = more in-distribution / more
+confident**.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+    import torch
+
+__all__ = [
+    "CAPABILITIES",
+    "METHOD_OUTPUTS",
+    "MethodSpec",
+    "MetricSpec",
+    "ModelSpec",
+    "DatasetSpec",
+    "SuiteSpec",
+    "ExecutorSpec",
+    "Outputs",
+    "Model",
+    "Dataset",
+    "Method",
+    "Context",
+    "load_factory",
+]
+
+#: Capability tokens. A model or dataset ``provides`` them; a method ``requires`` them.
+CAPABILITIES: dict[str, str] = {
+    "logits": "model returns class logits",
+    "features": "model returns the penultimate features (the input of its last linear layer)",
+    "linear_head": "model exposes its last layer as a linear map (W, b) on the features",
+    "input_grad": "model is differentiable with respect to its input (ODIN, input preprocessing)",
+    "grad": "model parameters are differentiable (gradient-based uncertainty)",
+    "dropout": "model has dropout layers that can be switched on at test time (MC Dropout)",
+    "ensemble": "model can provide several independently trained members (Deep Ensembles)",
+    "vlm": "model is a vision-language model with a text encoder",
+    "embeddings": "model returns an embedding for retrieval",
+    "feature_maps": "model exposes the spatial maps of its last stage (B, C, H, W); features are their spatial mean",
+    "train_split": "dataset has a labelled training split",
+    "val_split": "dataset has a labelled validation split (calibration, thresholds)",
+    "ood_subsets": "dataset has at least one out-of-distribution subset",
+}
+
+#: What a method may return per sample from :meth:`Method.score`.
+METHOD_OUTPUTS = ("score", "confidence", "probs", "prediction")
+
+Kind = Literal["method", "dataset", "metric", "model", "suite", "executor"]
+
+
+def load_factory(ref: str) -> Callable[..., Any]:
+    """Import ``"package.module:attr"`` and return the attribute."""
+    if ":" not in ref:
+        raise ValueError(f"factory reference {ref!r} must look like 'package.module:attribute'")
+    module, _, attr = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _frozen(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A scoring method.
+
+    ``factory(**params)`` returns a :class:`Method`. ``params`` are the default
+    hyperparameters; they enter the job's config hash, so changing a default
+    recomputes (and changes) the leaderboard. ``outputs`` says which of
+    ``score`` (OOD), ``confidence`` (failure), ``probs`` (calibration) and
+    ``prediction`` the method returns; a suite only plans methods that produce
+    what it scores.
+    """
+
+    name: str
+    factory: str
+    requires: frozenset[str] = field(default_factory=frozenset)
+    outputs: frozenset[str] = frozenset({"score"})
+    params: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    paper: str = ""
+    stochastic: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requires", _frozen(self.requires))
+        object.__setattr__(self, "outputs", _frozen(self.outputs))
+        object.__setattr__(self, "params", dict(self.params))
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric: a pure function of per-sample columns.
+
+    ``kind`` fixes how the harness calls ``fn`` (by keyword):
+
+    * ``ood``: ``fn(score_id=..., score_ood=...)`` once per OOD subset;
+    * ``failure``: ``fn(confidence=..., correct=...)`` on the ID test subset;
+    * ``calibration``: ``fn(probs=..., labels=...)`` on the ID test subset;
+    * ``classification``: ``fn(prediction=..., labels=...)`` on every labelled subset.
+
+    ``scale`` is the display factor (100 for percentages, 1000 for the AURC family).
+    """
+
+    name: str
+    kind: Literal["ood", "failure", "calibration", "classification"]
+    fn: str
+    higher_is_better: bool
+    scale: float = 100.0
+    summary: str = ""
+    convention: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model or a family of models.
+
+    With ``family=True`` the spec's name is a prefix: ``timm:resnet18`` resolves
+    to the spec named ``timm`` with ``arch='resnet18'``.
+    ``factory(arch=..., options=..., dataset=...)`` returns a :class:`Model`.
+    ``label_space=None`` means the model is trained for the dataset it is
+    evaluated on (the built-in model); otherwise the model only pairs with
+    datasets of the same label space (e.g. ``imagenet-1k``).
+    """
+
+    name: str
+    factory: str
+    provides: frozenset[str] = field(default_factory=frozenset)
+    label_space: str | None = None
+    family: bool = False
+    default: bool = False
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provides", _frozen(self.provides))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset type, or a concrete dataset.
+
+    ``builtin=True`` marks a dataset that needs no configuration (the embedded
+    default); otherwise the spec is a *type* that ``datasets.yaml`` entries name
+    with ``type:``. ``factory(name=..., options=..., config_file=...)`` returns a
+    :class:`Dataset`; ``options`` holds the yaml entry and ``option_keys`` lists
+    the keys it accepts (unknown keys are a configuration error).
+    """
+
+    name: str
+    factory: str
+    provides: frozenset[str] = field(default_factory=frozenset)
+    task: str = "classification"
+    label_space: str | None = None
+    builtin: bool = False
+    option_keys: frozenset[str] = field(default_factory=frozenset)
+    required_keys: frozenset[str] = field(default_factory=frozenset)
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provides", _frozen(self.provides))
+        object.__setattr__(self, "option_keys", _frozen(self.option_keys))
+        object.__setattr__(self, "required_keys", _frozen(self.required_keys))
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A kind of evaluation.
+
+    ``method_output`` is the per-sample column the suite's metrics consume;
+    ``subsets`` are fnmatch patterns over a dataset's subsets; ``metrics`` are
+    computed and stored, ``headline`` ones are shown on the leaderboard page.
+    ``dataset_requires`` lists what a dataset must provide to take part.
+    """
+
+    name: str
+    method_output: str
+    metrics: tuple[str, ...]
+    headline: tuple[str, ...]
+    subsets: tuple[str, ...] = ("id",)
+    dataset_requires: frozenset[str] = field(default_factory=frozenset)
+    task: str = "classification"
+    plots: tuple[str, ...] = ()
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset_requires", _frozen(self.dataset_requires))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "headline", tuple(self.headline))
+        object.__setattr__(self, "subsets", tuple(self.subsets))
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """A way to run job groups. ``factory(**options)`` returns an object with
+    ``run(groups, run_group) -> Iterator[outcome]``."""
+
+    name: str
+    factory: str
+    summary: str = ""
+
+
+# --------------------------------------------------------------------------
+# Runtime objects
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Outputs:
+    """What the backbone produced for one subset, in dataset order.
+
+    Arrays may be memory-mapped. ``features`` are the inputs of the model's
+    last linear layer; ``labels`` are ``-1`` for unlabelled samples.
+    """
+
+    logits: "np.ndarray"
+    features: "np.ndarray"
+    labels: "np.ndarray"
+    sample_ids: "np.ndarray"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class Model:
+    """Runtime model. Subclasses wrap a ``torch.nn.Module``.
+
+    ``forward(x)`` takes a batch already transformed by ``transform`` and
+    returns ``(logits, features)``, both 2-D float tensors, in eval mode.
+    """
+
+    name: str = ""
+    provides: frozenset[str] = frozenset()
+    num_classes: int = 0
+    #: Per-channel std of the input normalisation (ODIN divides its step by it), or None.
+    input_std: tuple[float, ...] | None = None
+
+    @property
+    def module(self) -> "torch.nn.Module":
+        """The whole network from input to logits (for gradient methods)."""
+        raise NotImplementedError
+
+    def transform(self) -> Callable[[Any], "torch.Tensor"]:
+        """Per-sample transform from a PIL image to an input tensor."""
+        raise NotImplementedError
+
+    def forward(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        raise NotImplementedError
+
+    def feature_extractor(self) -> "torch.nn.Module":
+        """The network from input to penultimate features (what ``head`` consumes)."""
+        raise NotImplementedError
+
+    def feature_maps(self, x: "torch.Tensor") -> "torch.Tensor":
+        """Last-stage maps ``(B, C, H, W)`` whose spatial mean is the features (``feature_maps``)."""
+        raise NotImplementedError
+
+    def head(self, features: "torch.Tensor") -> "torch.Tensor":
+        """Logits from penultimate features (the last layer alone)."""
+        raise NotImplementedError
+
+    def linear_head(self) -> tuple["np.ndarray", "np.ndarray"]:
+        """``(W, b)`` of the last layer, ``logits = features @ W.T + b``."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A hash of the weights and of the transform: keys the feature cache."""
+        raise NotImplementedError
+
+    def members(self, k: int) -> list["Model"]:
+        """``k`` independently trained members (seeds), for ensembles (``ensemble``);
+        the first member is this model."""
+        raise NotImplementedError
+
+
+class Dataset:
+    """Runtime dataset: named subsets of (PIL image, label, sample id).
+
+    Subset names: ``train``, ``val``, ``id`` (the in-distribution test set),
+    ``ood/<name>``, ``c/<corruption>/<severity>``.
+    """
+
+    name: str = ""
+    task: str = "classification"
+    classes: list[str] = []
+    provides: frozenset[str] = frozenset()
+
+    def subsets(self) -> list[str]:
+        raise NotImplementedError
+
+    def samples(self, subset: str) -> "SampleSource":
+        raise NotImplementedError
+
+    def fingerprint(self, subset: str) -> str:
+        raise NotImplementedError
+
+
+class SampleSource:
+    """A sized, indexable source: ``source[i] -> (PIL.Image, label, sample_id)``."""
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> tuple[Any, int, str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Context:
+    """What a method sees while it fits and scores. Built by the runner.
+
+    * ``outputs(subset)``: cached logits/features/labels (no forward pass);
+    * ``model`` / ``loader(subset)``: only for methods that require
+      ``input_grad``, ``grad``, ``dropout`` or ``ensemble``;
+    * ``seed``: seed everything random from it (``rng()`` is a numpy Generator);
+    * ``fitted(key, build)``: cache of fitted state by config hash.
+    """
+
+    seed: int = 0
+    num_classes: int = 0
+    dataset: Dataset
+    model: Model
+
+    def outputs(self, subset: str) -> Outputs:
+        raise NotImplementedError
+
+    def loader(self, subset: str, batch_size: int = 128) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+        raise NotImplementedError
+
+    def rng(self) -> "np.random.Generator":
+        raise NotImplementedError
+
+    def fitted(self, build: Callable[[], dict[str, "np.ndarray"]], **key: Any) -> dict[str, "np.ndarray"]:
+        raise NotImplementedError
+
+    def log(self, message: str) -> None:
+        raise NotImplementedError
+
+
+class Method:
+    """Base class of every scoring method.
+
+    A method is built as ``factory(**params)``; ``fit(ctx)`` learns what it
+    needs (a no-op for post-hoc scores) and ``score(ctx, subset)`` returns a
+    dict of 1-D arrays (``probs`` is 2-D) of the subset's length, keys among
+    ``score``, ``confidence``, ``probs``, ``prediction``. Higher score /
+    confidence means more in-distribution / more confident.
+    """
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    def fit(self, ctx: Context) -> None:
+        """Learn state from ``ctx`` (train / val splits). Default: nothing."""
+
+    def score(self, ctx: Context, subset: str) -> dict[str, "np.ndarray"]:
+        raise NotImplementedError

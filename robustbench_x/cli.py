@@ -1,0 +1,337 @@
+"""The ``rbx`` command line (typer).
+
+Exit codes: 0 every job ok; 1 some job failed (the others are still written);
+2 bad usage or configuration (the message names the file, key and fix).
+No traceback reaches the user unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from robustbench_x import __version__
+from robustbench_x.errors import RbxError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="robustbench_x: evaluate vision models out of distribution.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Prepare, verify and build datasets.")
+app.add_typer(datasets_app, name="datasets")
+
+err = Console(stderr=True)
+out = Console()
+STATE = {"debug": False, "quiet": False}
+
+KIND_NAMES = ["methods", "datasets", "metrics", "models", "suites", "executors"]
+
+
+def _split(values: Optional[list[str]]) -> list[str] | None:
+    if not values:
+        return None
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return items or None
+
+
+@app.callback()
+def main_callback(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
+) -> None:
+    STATE["debug"] = debug or os.environ.get("RBX_DEBUG") == "1"
+    STATE["quiet"] = quiet
+
+
+@app.command()
+def run(
+    suite: str = typer.Option(..., "--suite", help="Suite to run (rbx list suites)."),
+    models: Optional[list[str]] = typer.Option(None, "--models", help="Models (comma-separated or repeated). Default: built-in and configured models."),
+    datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Datasets. Default: built-in and configured datasets that can serve the suite."),
+    methods: Optional[list[str]] = typer.Option(None, "--methods", help="Methods. Default: every method producing what the suite scores."),
+    seeds: Optional[list[str]] = typer.Option(None, "--seeds", help="Seeds (comma-separated or repeated). Default: 0."),
+    executor: str = typer.Option("local", "--executor", help="Executor (rbx list executors)."),
+    devices: Optional[list[str]] = typer.Option(None, "--devices", help="GPU ids for the local executor."),
+    workers: int = typer.Option(1, "--workers", help="CPU worker processes when no GPU is visible."),
+    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", help="Seconds before a job group is killed and marked failed."),
+    out_dir: Path = typer.Option(Path("rbx-results"), "--out", help="Result store directory."),
+    config: Optional[Path] = typer.Option(None, "--config", help="datasets.yaml (default: $RBX_CONFIG, then ./datasets.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Recompute jobs that already have results."),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Plan every compatible (model, dataset, method) job of a suite and run it."""
+    from robustbench_x.config import load_config
+    from robustbench_x.executors import build_executor
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+    from robustbench_x.results import ResultStore
+    from robustbench_x.runner import RunOptions, write_skipped
+
+    _check_format(fmt)
+    try:
+        seed_list = [int(s) for s in (_split(seeds) or ["0"])]
+    except ValueError:
+        raise UsageError(f"--seeds takes integers, got {seeds}") from None
+    registry = get_registry()
+    cfg = load_config(config, registry)
+    plan = make_plan(registry, cfg, suite, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seed_list)
+    if not plan.jobs:
+        raise UsageError(f"suite '{suite}' has nothing to run: no dataset or method qualifies. See `rbx list datasets` and `rbx list methods`.")
+    ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout)
+    started = time.time()
+    store = ResultStore(out_dir)
+    for job in plan.skipped:
+        write_skipped(job, out_dir)
+    options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
+    runnable = plan.runnable
+    counts = {"ok": 0, "failed": 0, "cached": 0}
+
+    def log(message: str) -> None:
+        if not STATE["quiet"] and fmt == "table":
+            err.log(message)
+
+    if STATE["quiet"] or fmt == "json":
+        outcomes = ex.run(plan.groups(), options, on_job=lambda job, status: None, log=log)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False) as progress:
+            task = progress.add_task(f"{suite}: {len(runnable)} jobs", total=len(runnable))
+
+            def on_job(job, status: str) -> None:
+                progress.update(task, advance=1, description=f"{suite}: {job.model.name} × {job.dataset.name} × {job.method}")
+
+            outcomes = ex.run(plan.groups(), options, on_job=on_job, log=lambda m: progress.console.log(m))
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    failed = [o for o in outcomes if o.status == "failed"]
+    summary = {
+        "suite": suite,
+        "out": str(out_dir),
+        "jobs": len(plan.jobs),
+        "ok": counts.get("ok", 0),
+        "cached": counts.get("cached", 0),
+        "failed": len(failed),
+        "skipped": len(plan.skipped),
+        "duration_s": round(time.time() - started, 2),
+        "failures": [{"job": "/".join(map(str, o.key)), "error": o.error} for o in failed],
+        "skipped_jobs": [{"job": "/".join(map(str, j.key)), "reason": j.skip_reason} for j in plan.skipped],
+    }
+    _write_manifest(out_dir, suite, plan, summary)
+    if fmt == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        out.print(
+            f"[bold]{suite}[/bold]: {summary['ok']} ok, {summary['cached']} already done, {summary['failed']} failed, "
+            f"{summary['skipped']} skipped in {summary['duration_s']} s → {out_dir}"
+        )
+        for f in summary["failures"]:
+            out.print(f"[red]failed[/red] {f['job']}: {f['error'].splitlines()[0] if f['error'] else ''}")
+        if summary["skipped"] and not STATE["quiet"]:
+            reasons = sorted({j.skip_reason for j in plan.skipped})
+            for reason in reasons[:5]:
+                out.print(f"[yellow]skipped[/yellow] {sum(j.skip_reason == reason for j in plan.skipped)} job(s): {reason}")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _write_manifest(out_dir: Path, suite: str, plan, summary: dict) -> None:
+    import platform
+
+    from robustbench_x.registry import get_registry
+
+    runs = out_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    registry = get_registry()
+    manifest = {
+        "rbx_version": __version__,
+        "python": platform.python_version(),
+        "created_at": stamp,
+        "argv": sys.argv[1:],
+        "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "status": p.status} for p in registry.plugins],
+        "plan": [{"job": "/".join(map(str, j.key)), "config_hash": j.config_hash, "skip_reason": j.skip_reason} for j in plan.jobs],
+        "summary": summary,
+    }
+    path = runs / f"{stamp}-{suite}.json"
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@app.command("list")
+def list_cmd(
+    kind: Optional[str] = typer.Argument(None, help="methods | datasets | metrics | models | suites | executors (default: all)"),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """List registered components (never imports torch)."""
+    from dataclasses import asdict
+
+    from robustbench_x.registry import get_registry
+
+    _check_format(fmt)
+    kinds = KIND_NAMES if kind is None else [kind]
+    for k in kinds:
+        if k not in KIND_NAMES:
+            from robustbench_x.errors import UnknownComponent
+
+            raise UsageError(str(UnknownComponent("kind", k, KIND_NAMES)))
+    registry = get_registry()
+    data = {}
+    for k in kinds:
+        items = []
+        for spec in registry.specs(k):
+            record = {key: (sorted(v) if isinstance(v, frozenset) else v) for key, v in asdict(spec).items()}
+            record["plugin"] = registry.plugin_label(k, spec.name)
+            items.append(record)
+        data[k] = items
+    if fmt == "json":
+        print(json.dumps(data, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    for k, items in data.items():
+        table = Table(title=k, show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("details")
+        table.add_column("plugin", style="dim")
+        for item in items:
+            table.add_row(item["name"], _describe_spec(k, item), item["plugin"])
+        out.print(table)
+
+
+def _describe_spec(kind: str, item: dict) -> str:
+    if kind == "methods":
+        return f"outputs {', '.join(item['outputs'])}; requires {', '.join(item['requires']) or '-'}; {item['summary']}"
+    if kind == "metrics":
+        arrow = "↑" if item["higher_is_better"] else "↓"
+        return f"{item['kind']} {arrow} {item['summary']}"
+    if kind == "models":
+        return f"{'family ' if item['family'] else ''}{item['summary']}"
+    if kind == "datasets":
+        what = "built-in" if item["builtin"] else f"type; keys {', '.join(item['option_keys'])}"
+        return f"{what}; {item['summary']}"
+    if kind == "suites":
+        return f"scores '{item['method_output']}'; headline {', '.join(item['headline'])}; {item['summary']}"
+    return item.get("summary", "")
+
+
+@app.command()
+def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
+    """Show every plugin: what loaded, from which distribution, what failed and why."""
+    from dataclasses import asdict
+
+    from robustbench_x.registry import get_registry
+
+    _check_format(fmt)
+    registry = get_registry()
+    records = [asdict(p) for p in registry.plugins]
+    if fmt == "json":
+        print(json.dumps(records, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="plugins (entry-point group robustbench_x)")
+    for col in ("name", "distribution", "status", "provides / error"):
+        table.add_column(col)
+    for p in registry.plugins:
+        style = {"ok": "green", "failed": "red", "disabled": "yellow"}[p.status]
+        detail = p.error if p.status == "failed" else "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
+        table.add_row(p.name, p.origin, f"[{style}]{p.status}[/{style}]", detail or "")
+    out.print(table)
+
+
+@app.command()
+def leaderboard(
+    results_dir: Path = typer.Argument(..., help="The --out directory of `rbx run`."),
+    out_dir: Path = typer.Option(Path("leaderboards"), "--out", help="Where to write the pages."),
+    check: bool = typer.Option(False, "--check", help="Do not write: fail (exit 1) with a diff if the pages differ from what is committed."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals when there is a single seed."),
+) -> None:
+    """Render one Markdown page per suite from a result store."""
+    from robustbench_x.leaderboard import check_pages, render_pages
+
+    if not (results_dir / "results").is_dir():
+        raise UsageError(f"{results_dir} holds no results (expected {results_dir / 'results'}).\n  fix: pass the --out directory of `rbx run`")
+    pages = render_pages(results_dir, n_boot=bootstrap)
+    if check:
+        diff = check_pages(pages, out_dir)
+        if diff:
+            out.print(diff, markup=False, highlight=False)
+            raise typer.Exit(1)
+        out.print(f"{len(pages)} page(s) match {out_dir}")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in pages.items():
+        target = out_dir / name
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8")
+    out.print(f"wrote {', '.join(sorted(pages))} to {out_dir}")
+
+
+@datasets_app.command("verify")
+def datasets_verify(
+    names: Optional[list[str]] = typer.Argument(None, help="Datasets to check (default: all configured and built-in)."),
+    config: Optional[Path] = typer.Option(None, "--config"),
+) -> None:
+    """Open every subset of each dataset, count samples and decode the first image."""
+    from robustbench_x.api import load_factory
+    from robustbench_x.config import load_config
+    from robustbench_x.registry import get_registry
+
+    registry = get_registry()
+    cfg = load_config(config, registry)
+    wanted = names or [s.name for s in registry.specs("datasets") if s.builtin] + list(cfg.datasets)
+    for name in wanted:
+        if name in cfg.datasets:
+            entry = cfg.datasets[name]
+            spec = registry.get("datasets", entry.type)
+            ds = load_factory(spec.factory)(name=name, options=entry.options, config_file=str(cfg.path))
+        else:
+            spec = registry.get("datasets", name)
+            ds = load_factory(spec.factory)(name=name, options={}, config_file=None)
+        for subset in ds.subsets():
+            source = ds.samples(subset)
+            source[0]
+            out.print(f"{name} {subset}: {len(source)} samples, fingerprint {ds.fingerprint(subset)}")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be 'table' or 'json', not '{fmt}'")
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors and ours, without a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            err.print("aborted")
+            sys.exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if STATE["debug"]:
+            raise
+        if isinstance(exc, RbxError):
+            err.print(f"error: {exc}", markup=False, highlight=False, style="red")
+            sys.exit(2)
+        err.print(f"internal error: {type(exc).__name__}: {exc}\n  rerun with --debug for the traceback", markup=False, highlight=False, style="red")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

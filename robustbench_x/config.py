@@ -1,0 +1,142 @@
+"""Loading and validating ``datasets.yaml``.
+
+Where the file comes from, first match wins: ``--config PATH``, ``$RBX_CONFIG``,
+``./datasets.yaml``. No file (or a file whose entries are all commented out)
+is fine: the built-in datasets and models still serve every suite they can.
+
+Shape::
+
+    datasets:
+      <name>:
+        type: <dataset type>        # a registered dataset type, e.g. imagefolder
+        <option>: <value>           # the keys that type accepts (rbx list datasets)
+    models:
+      <name>:
+        type: <model family>        # e.g. timm
+        <option>: <value>
+
+Every problem is a :class:`ConfigError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustbench_x.errors import ConfigError, UnknownComponent
+
+TOP_LEVEL_KEYS = {"datasets", "models"}
+MODEL_KEYS = {"type", "arch", "checkpoint", "pretrained", "num_classes", "label_space", "members", "options"}
+
+
+@dataclass
+class Entry:
+    name: str
+    type: str
+    options: dict[str, Any]
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    datasets: dict[str, Entry] = field(default_factory=dict)
+    models: dict[str, Entry] = field(default_factory=dict)
+
+    @property
+    def file(self) -> str:
+        return str(self.path) if self.path else "(no datasets.yaml)"
+
+
+def find_config(explicit: str | os.PathLike | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("configuration file not found", file=str(path), fix="pass an existing file to --config or unset RBX_CONFIG")
+        return path
+    env = os.environ.get("RBX_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError("configuration file named by $RBX_CONFIG not found", file=str(path), fix="point RBX_CONFIG at an existing datasets.yaml or unset it")
+        return path
+    local = Path("datasets.yaml")
+    return local if local.is_file() else None
+
+
+def _suggest(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def load_config(explicit: str | os.PathLike | None = None, registry=None) -> Config:
+    """Read and validate the configuration against the registry's dataset types."""
+    path = find_config(explicit)
+    if path is None:
+        return Config()
+    file = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}", file=file, fix="fix the YAML syntax (indentation, colons, quotes)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file, fix="check the path and its permissions") from None
+    if raw is None:
+        return Config(path=path)
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping with 'datasets:' and/or 'models:'", file=file, fix="see the commented examples in the project's datasets.yaml")
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"unknown top-level key '{key}'", file=file, key=str(key), fix=f"{_suggest(str(key), TOP_LEVEL_KEYS)}allowed keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    config = Config(path=path)
+    for section in ("datasets", "models"):
+        entries = raw.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(f"'{section}' must map names to entries", file=file, key=section, fix=f"write '{section}:' followed by indented '<name>: {{type: ...}}' entries")
+        for name, entry in entries.items():
+            key = f"{section}.{name}"
+            if not isinstance(entry, dict):
+                raise ConfigError("an entry must be a mapping with at least 'type:'", file=file, key=key, fix=f"write '{name}:' followed by indented 'type: ...' and its options")
+            if "type" not in entry:
+                raise ConfigError("missing 'type'", file=file, key=key, fix="add 'type: <kind>' (see `rbx list " + section + "`)")
+            options = {k: v for k, v in entry.items() if k != "type"}
+            parsed = Entry(name=str(name), type=str(entry["type"]), options=options)
+            if registry is not None:
+                _validate(parsed, section, registry, file)
+            getattr(config, section)[str(name)] = parsed
+    return config
+
+
+def _validate(entry: Entry, section: str, registry, file: str) -> None:
+    key = f"{section}.{entry.name}"
+    kind = "datasets" if section == "datasets" else "models"
+    try:
+        spec = registry.get(kind, entry.type)
+    except UnknownComponent as exc:
+        raise ConfigError(f"unknown type '{entry.type}'", file=file, key=f"{key}.type", fix=(f"did you mean {exc.suggestions[0]!r}? " if exc.suggestions else "") + f"see `rbx list {kind}`") from None
+    if section == "datasets":
+        if spec.builtin:
+            raise ConfigError(f"'{entry.type}' is a built-in dataset, not a type", file=file, key=f"{key}.type", fix="built-in datasets need no entry; remove it")
+        allowed = set(spec.option_keys)
+        required = set(spec.required_keys)
+    else:
+        allowed, required = MODEL_KEYS - {"type"}, set()
+    for option in entry.options:
+        if option not in allowed:
+            raise ConfigError(f"unknown key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"{_suggest(option, allowed)}allowed keys: {', '.join(sorted(allowed))}")
+    for option in sorted(required - set(entry.options)):
+        raise ConfigError(f"missing required key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"add '{option}: ...' to the entry")
+
+
+def resolve_path(value: str, config: Config | None) -> Path:
+    """Relative paths in datasets.yaml are relative to the file, not the cwd."""
+    path = Path(os.path.expanduser(str(value)))
+    if not path.is_absolute() and config is not None and config.path is not None:
+        path = config.path.parent / path
+    return path

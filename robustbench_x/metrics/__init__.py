@@ -1,0 +1,1 @@
+"""Metric functions: OOD detection, failure prediction, calibration and classification (pure numpy)."""

@@ -1,0 +1,239 @@
+"""The planner: suite × models × datasets × methods × seeds → jobs.
+
+Compatibility is declared data, never code: a method qualifies for a suite
+when it outputs the column the suite scores; a (model, dataset, method) job is
+kept when ``method.requires ⊆ model.provides ∪ dataset.provides`` and the
+model's label space matches the dataset's. Every other combination becomes a
+*skipped* job with the reason, so the leaderboard can say why a cell is empty.
+
+Planning imports no torch: it reads only specs and the configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustbench_x import __version__
+from robustbench_x.config import Config
+from robustbench_x.errors import UnknownComponent, UsageError
+from robustbench_x.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as a job sees it: the spec name plus options from the config."""
+
+    name: str
+    spec: str
+    arch: str | None
+    options: dict[str, Any]
+    provides: frozenset[str]
+    label_space: str | None
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    name: str
+    spec: str
+    options: dict[str, Any]
+    provides: frozenset[str]
+    label_space: str | None
+    task: str
+
+
+@dataclass(frozen=True)
+class Job:
+    suite: str
+    model: ModelRef
+    dataset: DatasetRef
+    method: str
+    params: dict[str, Any]
+    seed: int
+    plugin: str
+    config_hash: str
+    skip_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (self.suite, self.model.name, self.dataset.name, self.method, self.seed)
+
+
+@dataclass
+class Group:
+    """Jobs sharing a (model, dataset, seed): the backbone runs once for all of them."""
+
+    model: ModelRef
+    dataset: DatasetRef
+    seed: int
+    jobs: list[Job] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.name} × {self.dataset.name} (seed {self.seed})"
+
+
+@dataclass
+class Plan:
+    suite: str
+    jobs: list[Job]
+
+    @property
+    def runnable(self) -> list[Job]:
+        return [j for j in self.jobs if j.skip_reason is None]
+
+    @property
+    def skipped(self) -> list[Job]:
+        return [j for j in self.jobs if j.skip_reason is not None]
+
+    def groups(self, jobs: Sequence[Job] | None = None) -> list[Group]:
+        groups: dict[tuple[str, str, int], Group] = {}
+        for job in self.runnable if jobs is None else jobs:
+            k = (job.model.name, job.dataset.name, job.seed)
+            if k not in groups:
+                groups[k] = Group(job.model, job.dataset, job.seed)
+            groups[k].jobs.append(job)
+        return list(groups.values())
+
+
+def canonical_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_refs(registry: Registry, config: Config, names: Sequence[str] | None) -> list[ModelRef]:
+    if not names:
+        names = [s.name for s in registry.specs("models") if s.default] + list(config.models)
+    refs = []
+    for name in names:
+        if name in config.models:
+            entry = config.models[name]
+            spec = registry.get("models", entry.type)
+            options = dict(entry.options)
+            arch = options.pop("arch", None)
+            label_space = options.get("label_space", spec.label_space)
+            refs.append(ModelRef(name, spec.name, arch, options, spec.provides, label_space))
+            continue
+        spec = registry.get("models", name)
+        arch = name.split(":", 1)[1] if spec.family and ":" in name else None
+        if spec.family and arch is None:
+            raise UsageError(f"model '{name}' is a family; name an architecture, e.g. '{name}:resnet18'")
+        refs.append(ModelRef(name, spec.name, arch, {}, spec.provides, spec.label_space))
+    return refs
+
+
+def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None, suite) -> list[DatasetRef]:
+    explicit = bool(names)
+    if not names:
+        names = [s.name for s in registry.specs("datasets") if s.builtin] + list(config.datasets)
+    refs = []
+    for name in names:
+        if name in config.datasets:
+            entry = config.datasets[name]
+            spec = registry.get("datasets", entry.type)
+            options = dict(entry.options)
+            provides = spec.provides | _declared_provides(options)
+            label_space = options.get("label_space", name)
+        else:
+            try:
+                spec = registry.get("datasets", name)
+            except UnknownComponent as exc:
+                known = [s.name for s in registry.specs("datasets") if s.builtin] + list(config.datasets)
+                raise UnknownComponent("dataset", name, known) from exc
+            if not spec.builtin:
+                raise UsageError(
+                    f"'{name}' is a dataset type, not a dataset.\n  fix: add an entry with 'type: {name}' to datasets.yaml and name that entry"
+                )
+            options, provides, label_space = {}, spec.provides, spec.label_space or name
+        missing = set(suite.dataset_requires) - set(provides)
+        if spec.task != suite.task or missing:
+            if explicit:
+                why = f"task '{spec.task}'" if spec.task != suite.task else f"missing {', '.join(sorted(missing))}"
+                raise UsageError(f"dataset '{name}' cannot serve suite '{suite.name}' ({why})")
+            continue
+        refs.append(DatasetRef(name, spec.name, options, frozenset(provides), label_space, spec.task))
+    return refs
+
+
+def _declared_provides(options: dict[str, Any]) -> frozenset[str]:
+    """What a configured dataset provides follows from which roles it has."""
+    out = set()
+    if options.get("train"):
+        out.add("train_split")
+    if options.get("val"):
+        out.add("val_split")
+    if options.get("ood"):
+        out.add("ood_subsets")
+    return frozenset(out)
+
+
+def make_plan(
+    registry: Registry,
+    config: Config,
+    suite_name: str,
+    *,
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0,),
+) -> Plan:
+    suite = registry.get("suites", suite_name)
+    model_list = model_refs(registry, config, models)
+    dataset_list = dataset_refs(registry, config, datasets, suite)
+    if methods:
+        method_specs = [registry.get("methods", m) for m in methods]
+        for spec in method_specs:
+            if suite.method_output not in spec.outputs:
+                raise UsageError(
+                    f"method '{spec.name}' does not output '{suite.method_output}', which suite '{suite.name}' scores "
+                    f"(it outputs {', '.join(sorted(spec.outputs))})"
+                )
+    else:
+        method_specs = [s for s in registry.specs("methods") if suite.method_output in s.outputs]
+    metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
+    jobs: list[Job] = []
+    for model in model_list:
+        for dataset in dataset_list:
+            for spec in method_specs:
+                reason = _incompatibility(model, dataset, spec)
+                for seed in seeds:
+                    payload = {
+                        "suite": suite.name,
+                        "metrics": sorted(metric_specs),
+                        "subsets": list(suite.subsets),
+                        "model": [model.spec, model.arch, model.options],
+                        "dataset": [dataset.spec, dataset.name, dataset.options],
+                        "method": [spec.name, spec.params],
+                        "plugin": registry.plugin_label("methods", spec.name),
+                        "seed": seed,
+                        "schema": 1,
+                    }
+                    jobs.append(
+                        Job(
+                            suite=suite.name,
+                            model=model,
+                            dataset=dataset,
+                            method=spec.name,
+                            params=dict(spec.params),
+                            seed=int(seed),
+                            plugin=registry.plugin_label("methods", spec.name),
+                            config_hash=canonical_hash(payload),
+                            skip_reason=reason,
+                        )
+                    )
+    return Plan(suite=suite.name, jobs=jobs)
+
+
+def _incompatibility(model: ModelRef, dataset: DatasetRef, spec) -> str | None:
+    if model.label_space is not None and model.label_space != dataset.label_space:
+        return f"model label space '{model.label_space}' differs from dataset label space '{dataset.label_space}'"
+    missing = set(spec.requires) - set(model.provides) - set(dataset.provides)
+    if missing:
+        return f"requires {', '.join(sorted(missing))}, which neither model '{model.name}' nor dataset '{dataset.name}' provides"
+    return None
+
+
+__all__ = ["Plan", "Job", "Group", "ModelRef", "DatasetRef", "make_plan", "canonical_hash", "__version__"]

@@ -1,0 +1,151 @@
+"""The result store: one Parquet file per job, written atomically.
+
+Layout under ``--out``::
+
+    results/suite=<s>/model=<m>/dataset=<d>/method=<x>/part-<config_hash>.parquet
+    scores/suite=<s>/model=<m>/dataset=<d>/method=<x>/part-<config_hash>.parquet
+    runs/<timestamp>-<suite>.json
+
+A file is written as ``.<name>.<uuid>.tmp`` in its final directory, fsynced
+and renamed: "the file exists" therefore means "the job finished", and a
+leftover temporary file from a killed writer is never read (its name starts
+with a dot). The scores file is written before the results file, so a results
+file never points at missing per-sample outputs. Identity columns are kept
+inside the files as well as in the path, and partition columns are read as
+strings so a model called ``007`` stays ``"007"``.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("suite", pa.string()),
+        ("model", pa.string()),
+        ("dataset", pa.string()),
+        ("subset", pa.string()),
+        ("method", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("higher_is_better", pa.bool_()),
+        ("n", pa.int64()),
+        ("seed", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("config_hash", pa.string()),
+        ("duration_s", pa.float64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("rbx_version", pa.string()),
+        ("plugin", pa.string()),
+        ("model_fingerprint", pa.string()),
+        ("dataset_fingerprint", pa.string()),
+        ("params", pa.string()),
+    ],
+    metadata={b"rbx_schema": b"1"},
+)
+
+PARTITIONS = ("suite", "model", "dataset", "method")
+
+
+def _segment(key: str, value: str) -> str:
+    return f"{key}={urllib.parse.quote(str(value), safe='')}"
+
+
+class ResultStore:
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+
+    def job_dir(self, kind: str, suite: str, model: str, dataset: str, method: str) -> Path:
+        parts = [_segment(k, v) for k, v in zip(PARTITIONS, (suite, model, dataset, method))]
+        return self.out.joinpath(kind, *parts)
+
+    def path(self, kind: str, job) -> Path:
+        return self.job_dir(kind, job.suite, job.model.name, job.dataset.name, job.method) / f"part-{job.config_hash}.parquet"
+
+    def done(self, job) -> bool:
+        """A job is done when its results file exists and the job itself did
+        not fail (a metric undefined on the data is an answer, not a failure)."""
+        path = self.path("results", job)
+        if not path.exists():
+            return False
+        try:
+            table = pq.read_table(path, columns=["status", "metric"]).to_pydict()
+        except Exception:  # unreadable: recompute (and overwrite) it
+            return False
+        return not any(s == "failed" and m is None for s, m in zip(table["status"], table["metric"]))
+
+    def write(self, job, rows: list[dict[str, Any]], scores: pa.Table | None) -> Path:
+        if scores is not None:
+            _atomic_write(scores, self.path("scores", job))
+        table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+        path = self.path("results", job)
+        _atomic_write(table, path)
+        return path
+
+    def read(self) -> "pd.DataFrame":  # noqa: F821
+        return read_results(self.out)
+
+
+def _atomic_write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("part-*.parquet") if not any(part.startswith((".", "_")) for part in p.parts[len(root.parts):]))
+
+
+def read_results(out: str | os.PathLike):
+    """Every result row under ``out`` as a pandas DataFrame (empty if none)."""
+    import pandas as pd
+
+    root = Path(out) / "results"
+    files = _files(root) if root.exists() else []
+    if not files:
+        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in RESULT_SCHEMA})
+    tables = [pq.read_table(f) for f in files]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.to_pandas()
+
+
+def read_scores(out: str | os.PathLike, suite: str, model: str, dataset: str, method: str, config_hash: str | None = None):
+    """The per-sample outputs of one job (the newest file when no hash is given)."""
+    store = ResultStore(out)
+    directory = store.job_dir("scores", suite, model, dataset, method)
+    if config_hash:
+        path = directory / f"part-{config_hash}.parquet"
+        return pq.read_table(path).to_pandas() if path.exists() else None
+    files = sorted(directory.glob("part-*.parquet"), key=lambda p: p.stat().st_mtime)
+    return pq.read_table(files[-1]).to_pandas() if files else None
+
+
+def scores_table(columns: dict[str, np.ndarray]) -> pa.Table:
+    """Per-sample outputs as an Arrow table; ``probs`` becomes a fixed-size list column."""
+    arrays, names = [], []
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.ndim == 2:
+            flat = pa.array(values.astype(np.float32).reshape(-1))
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]))
+        else:
+            arrays.append(pa.array(values))
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)

@@ -1,0 +1,339 @@
+"""The runner: executes one job group (model × dataset × seed) end to end.
+
+The backbone runs once per subset through the :class:`FeatureCache`; each
+method then fits and scores from the cached outputs (or, when it asked for
+them, the model and a loader). A job's failure is caught and written as a
+``failed`` row with its cause; the other jobs of the group carry on.
+
+Executors call :func:`run_group` only; it takes and returns plain data, so the
+same function runs in this process, in a spawned worker or in a Ray task.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustbench_x import __version__
+from robustbench_x.api import Context, Dataset, Model, Outputs, load_factory
+from robustbench_x.cache import FeatureCache, compute_outputs
+from robustbench_x.cachedir import cache_root
+from robustbench_x.errors import JobError, PluginError
+from robustbench_x.plan import Group, Job
+from robustbench_x.registry import get_registry
+from robustbench_x.results import ResultStore, scores_table
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: str
+    force: bool = False
+    config_file: str | None = None
+    device: str = "cpu"
+    batch_size: int = 256
+    num_workers: int = 0
+
+
+@dataclass
+class Outcome:
+    """What a group reports back to the executor: small and picklable."""
+
+    key: tuple
+    status: str  # ok | failed | cached
+    error: str | None = None
+    duration_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+
+class RunContext(Context):
+    def __init__(self, job: Job, model: Model, dataset: Dataset, cache: FeatureCache, options: RunOptions, log: Callable[[str], None]) -> None:
+        self.job, self.model, self.dataset, self.cache, self.options = job, model, dataset, cache, options
+        self.seed = job.seed
+        self.num_classes = model.num_classes
+        self._log = log
+
+    def outputs(self, subset: str) -> Outputs:
+        return self.cache.get(
+            self.model,
+            self.dataset,
+            subset,
+            lambda: compute_outputs(self.model, self.dataset, subset, batch_size=self.options.batch_size, device=self.options.device, num_workers=self.options.num_workers),
+        )
+
+    def loader(self, subset: str, batch_size: int = 128) -> Iterator[tuple[Any, Any]]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        from robustbench_x.cache import _Transformed
+
+        data = DataLoader(_Transformed(self.dataset.samples(subset), self.model.transform()), batch_size=batch_size, shuffle=False, num_workers=self.options.num_workers)
+        for x, y, _ in data:
+            yield x.to(self.options.device), torch.as_tensor(y).to(self.options.device)
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+    def fitted(self, build: Callable[[], dict[str, np.ndarray]], **key: Any) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load_file, save_file
+
+        subsets = [s for s in ("train", "val") if s in self.dataset.subsets()]
+        payload = {
+            "method": self.job.method,
+            "params": self.job.params,
+            "seed": self.seed,
+            "model": self.model.fingerprint(),
+            "data": {s: self.dataset.fingerprint(s) for s in subsets},
+            "key": key,
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        path = cache_root() / "fitted" / f"{self.job.method}-{digest}.safetensors"
+        if path.exists():
+            self.log(f"{self.job.method}: reused fitted state {path.name}")
+            return dict(load_file(str(path)))
+        state = build()
+        arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in state.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{time.time_ns()}.tmp")
+        save_file(arrays, str(tmp))
+        tmp.replace(path)
+        self.log(f"{self.job.method}: fitted state saved {path.name}")
+        return arrays
+
+    def log(self, message: str) -> None:
+        self._log(message)
+
+
+# ------------------------------------------------------------------ building
+
+
+def build_dataset(job_or_group, options: RunOptions) -> Dataset:
+    ref = job_or_group.dataset
+    spec = get_registry().get("datasets", ref.spec)
+    return load_factory(spec.factory)(name=ref.name, options=dict(ref.options), config_file=options.config_file)
+
+
+def build_model(group: Group, dataset: Dataset, log: Callable[[str], None]) -> Model:
+    ref = group.model
+    spec = get_registry().get("models", ref.spec)
+    return load_factory(spec.factory)(arch=ref.arch, options=dict(ref.options), dataset=dataset, seed=group.seed, log=log)
+
+
+# ------------------------------------------------------------------ a group
+
+
+def run_group(group: Group, options: RunOptions, on_job: Callable[[Job, str], None] | None = None, log: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Run every pending job of ``group``; write one result file per job."""
+    registry = get_registry()
+    store = ResultStore(options.out)
+    messages: list[str] = []
+    say = log or messages.append
+    outcomes: list[Outcome] = []
+    pending = []
+    for job in group.jobs:
+        if not options.force and store.done(job):
+            outcomes.append(Outcome(job.key, "cached"))
+            if on_job:
+                on_job(job, "cached")
+        else:
+            pending.append(job)
+    if not pending:
+        return outcomes
+    _seed_everything(group.seed)
+    try:
+        dataset = build_dataset(group, options)
+        model = build_model(group, dataset, say)
+        if hasattr(model, "module"):
+            try:
+                model.module.to(options.device)
+            except NotImplementedError:
+                pass
+    except Exception as exc:
+        error = _describe(exc)
+        for job in pending:
+            store.write(job, [_row(job, status="failed", error=f"could not build model or dataset: {error}")], None)
+            outcomes.append(Outcome(job.key, "failed", error))
+            if on_job:
+                on_job(job, "failed")
+        return outcomes
+    cache = FeatureCache()
+    suite = registry.get("suites", group.jobs[0].suite)
+    metric_specs = [registry.get("metrics", m) for m in suite.metrics]
+    for job in pending:
+        started = time.perf_counter()
+        try:
+            rows, scores = _run_job(job, model, dataset, cache, options, suite, metric_specs, say)
+            duration = time.perf_counter() - started
+            for row in rows:
+                row["duration_s"] = duration
+            store.write(job, rows, scores)
+            outcomes.append(Outcome(job.key, "ok", duration_s=duration))
+            if on_job:
+                on_job(job, "ok")
+        except Exception as exc:
+            error = _describe(exc)
+            if isinstance(exc, (PluginError, JobError, ValueError)) is False:
+                error += "\n" + "".join(traceback.format_exception(exc)[-3:]).strip()
+            store.write(job, [_row(job, status="failed", error=error, duration_s=time.perf_counter() - started)], None)
+            outcomes.append(Outcome(job.key, "failed", error))
+            if on_job:
+                on_job(job, "failed")
+    if outcomes and log is None:
+        outcomes[-1].messages = messages
+    return outcomes
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, options: RunOptions, suite, metric_specs, log) -> tuple[list[dict], Any]:
+    registry = get_registry()
+    spec = registry.get("methods", job.method)
+    _seed_everything(job.seed)
+    method = load_factory(spec.factory)(**job.params)
+    ctx = RunContext(job, model, dataset, cache, options, log)
+    method.fit(ctx)
+    subsets = [s for s in dataset.subsets() if any(fnmatch.fnmatchcase(s, p) for p in suite.subsets)]
+    if not subsets:
+        raise JobError(f"dataset '{dataset.name}' has no subset matching {list(suite.subsets)}")
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for subset in subsets:
+        cached = ctx.outputs(subset)
+        produced = method.score(ctx, subset)
+        data[subset] = validate_outputs(produced, cached, job.method, subset, suite.method_output)
+    rows = [
+        _row(job, subset=s, metric=m, value=v, higher_is_better=hib, n=n, status="ok" if err is None else "failed", error=err, model_fp=model.fingerprint(), data_fp=dataset.fingerprint(s))
+        for s, m, v, hib, n, err in compute_metrics(metric_specs, data)
+    ]
+    columns: dict[str, list] = {}
+    for subset, cols in data.items():
+        for name, values in cols.items():
+            columns.setdefault(name, []).append(values)
+        columns.setdefault("subset", []).append(np.full(len(cols["label"]), subset, dtype=object))
+    merged = {k: np.concatenate(v) for k, v in columns.items()}
+    merged["seed"] = np.full(len(merged["label"]), job.seed, dtype=np.int64)
+    order = ["sample_id", "subset", "label", "prediction", "score", "confidence", "probs"]
+    ordered = {k: merged[k] for k in order if k in merged} | {k: v for k, v in merged.items() if k not in order}
+    return rows, scores_table(ordered)
+
+
+def validate_outputs(produced: Any, cached: Outputs, method: str, subset: str, needed: str) -> dict[str, np.ndarray]:
+    """Check a method's per-sample outputs: keys, length, dtype, finiteness."""
+    n = len(cached)
+    if not isinstance(produced, dict):
+        raise PluginError(f"method '{method}' returned {type(produced).__name__} for subset '{subset}'; expected a dict of arrays keyed by score/confidence/probs/prediction")
+    if needed not in produced:
+        raise PluginError(f"method '{method}' returned no '{needed}' for subset '{subset}' (it returned {sorted(produced)}); the suite scores '{needed}'")
+    out: dict[str, np.ndarray] = {}
+    for key, values in produced.items():
+        array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
+        expected = (n, cached.logits.shape[1]) if key == "probs" else (n,)
+        if array.shape != expected:
+            raise PluginError(f"method '{method}' returned '{key}' of shape {array.shape} for subset '{subset}'; expected {expected} (one value per sample)")
+        if key == "prediction":
+            out[key] = array.astype(np.int64)
+            continue
+        if array.dtype.kind not in "fiub":
+            raise PluginError(f"method '{method}' returned '{key}' of dtype {array.dtype} for subset '{subset}'; expected numbers")
+        array = array.astype(np.float64)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise PluginError(
+                f"method '{method}' returned {int(bad.sum())} non-finite value(s) (NaN/inf) in '{key}' for subset '{subset}' of {n} samples; "
+                "fix the method (e.g. clamp logarithms, guard divisions) so every score is finite"
+            )
+        out[key] = array
+    out.setdefault("prediction", np.asarray(cached.logits).argmax(axis=1).astype(np.int64))
+    out["label"] = np.asarray(cached.labels, dtype=np.int64)
+    out["sample_id"] = np.asarray(cached.sample_ids).astype(str).astype(object)
+    return out
+
+
+def compute_metrics(metric_specs, data: dict[str, dict[str, np.ndarray]]) -> list[tuple]:
+    """(subset, metric, value, higher_is_better, n, error) for every metric the data supports.
+
+    A metric that is undefined on the data (e.g. failure AUROC when every
+    prediction is correct) gets a ``failed`` row with the reason; the job's
+    other metrics stand.
+    """
+    results = []
+    ood = [s for s in data if s.startswith("ood/")]
+    labelled = [s for s in data if not s.startswith("ood/")]
+    for spec in metric_specs:
+        fn = load_factory(spec.fn)
+        calls: list[tuple[str, dict, int]] = []
+        if spec.kind == "ood":
+            if "id" not in data:
+                continue
+            for s in ood:
+                calls.append((s, {"score_id": data["id"]["score"], "score_ood": data[s]["score"]}, len(data["id"]["score"]) + len(data[s]["score"])))
+        else:
+            for s in labelled:
+                d = data[s]
+                if spec.kind == "failure" and "confidence" in d:
+                    calls.append((s, {"confidence": d["confidence"], "correct": d["prediction"] == d["label"]}, len(d["label"])))
+                elif spec.kind == "calibration" and "probs" in d:
+                    calls.append((s, {"probs": d["probs"], "labels": d["label"]}, len(d["label"])))
+                elif spec.kind == "classification":
+                    calls.append((s, {"prediction": d["prediction"], "labels": d["label"]}, len(d["label"])))
+        for subset, kwargs, n in calls:
+            try:
+                results.append((subset, spec.name, float(fn(**kwargs)), spec.higher_is_better, n, None))
+            except ValueError as exc:
+                results.append((subset, spec.name, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}"))
+    return results
+
+
+def _row(job: Job, *, subset: str | None = None, metric: str | None = None, value: float = float("nan"), higher_is_better: bool | None = None, n: int = 0, status: str = "ok", error: str | None = None, duration_s: float = 0.0, model_fp: str | None = None, data_fp: str | None = None) -> dict[str, Any]:
+    return {
+        "suite": job.suite,
+        "model": job.model.name,
+        "dataset": job.dataset.name,
+        "subset": subset,
+        "method": job.method,
+        "metric": metric,
+        "value": value,
+        "higher_is_better": higher_is_better,
+        "n": n,
+        "seed": job.seed,
+        "status": status,
+        "error": error,
+        "config_hash": job.config_hash,
+        "duration_s": duration_s,
+        "created_at": datetime.now(timezone.utc),
+        "rbx_version": __version__,
+        "plugin": job.plugin,
+        "model_fingerprint": model_fp,
+        "dataset_fingerprint": data_fp,
+        "params": json.dumps(job.params, sort_keys=True, default=str),
+    }
+
+
+def skipped_rows(job: Job) -> list[dict[str, Any]]:
+    return [_row(job, status="skipped", error=job.skip_reason)]
+
+
+def write_skipped(job: Job, out: str | Path) -> None:
+    store = ResultStore(out)
+    if not store.path("results", job).exists():
+        store.write(job, skipped_rows(job), None)
