@@ -265,7 +265,7 @@ class ConfidNet(Method):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             losses.append(total / n)
             if epoch % self.eval_every == 0 or epoch == self.epochs:
                 head.eval()
@@ -320,7 +320,7 @@ class ConfidNet(Method):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(yb)
+                total += loss.item() * len(yb)
                 count += len(yb)
             losses.append(total / max(count, 1))
             if epoch % self.eval_every == 0 or epoch == self.finetune_epochs:

@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated cache, the CLI called in-process, test plugins."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache for the whole session (and every xdist worker): the built-in
+    model trains once; the feature cache's file locks make sharing safe."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "rbx-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, shared_cache):
+    monkeypatch.setenv("RBX_CACHE_DIR", str(shared_cache))
+    for var in ("RBX_CONFIG", "RBX_PLUGINS", "RBX_DISABLE_PLUGINS", "RBX_STRICT_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    from robustbench_x import registry
+
+    registry._REGISTRY = None
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``rbx ARGS`` in this process (torch is imported once per session)."""
+
+    def run(*args: str, cwd: Path | None = None) -> CliResult:
+        from robustbench_x import cli as cli_module
+        from robustbench_x import registry
+
+        registry._REGISTRY = None
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["rbx", *args])
+        capsys.readouterr()
+        try:
+            cli_module.main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def test_plugins(monkeypatch):
+    """Make the plugins in tests/fixtures importable and register them by name."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+
+    def use(*modules: str) -> None:
+        monkeypatch.setenv("RBX_PLUGINS", ",".join(modules))
+
+    return use

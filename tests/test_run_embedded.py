@@ -1,0 +1,112 @@
+"""End to end on the embedded default: the acceptance of the core issue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from robustbench_x.results import RESULT_SCHEMA, read_results
+
+pytestmark = pytest.mark.slow
+
+CONTRACT_COLUMNS = {
+    "model", "dataset", "subset", "method", "metric", "value", "higher_is_better", "n", "seed",
+    "status", "error", "config_hash", "duration_s", "created_at", "rbx_version", "plugin",
+}
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "runs" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def ood_run(tmp_path_factory, shared_cache):
+    """One `rbx run --suite ood` shared by the tests of this module."""
+    import os
+    import sys
+
+    from robustbench_x import cli, registry
+
+    out = tmp_path_factory.mktemp("ood") / "store"
+    os.environ["RBX_CACHE_DIR"] = str(shared_cache)
+    registry._REGISTRY = None
+    argv, sys.argv = sys.argv, ["rbx", "--quiet", "run", "--suite", "ood", "--out", str(out), "--format", "json"]
+    try:
+        cli.main()
+    except SystemExit as exc:
+        assert exc.code == 0
+    finally:
+        sys.argv = argv
+    return out
+
+
+def test_ood_run_follows_the_contracts(ood_run):
+    frame = read_results(ood_run)
+    assert CONTRACT_COLUMNS <= set(frame.columns)
+    ok = frame[frame["status"] == "ok"]
+    assert ok["method"].nunique() >= 8
+    assert {s for s in ok["subset"].unique() if s.startswith("ood/")} >= {"ood/digits-6to9", "ood/photos", "ood/textures"}
+    assert ok["value"].notna().all()
+    assert (ok.loc[ok["metric"] == "auroc", "value"].between(0, 1)).all()
+    # Types as the contract says.
+    table = pq.read_table(next((ood_run / "results").rglob("part-*.parquet")))
+    for name in ("value", "n", "seed", "higher_is_better"):
+        assert table.schema.field(name).type == RESULT_SCHEMA.field(name).type
+    # Per-sample outputs sit beside the results, one file per job, with ID and OOD subsets.
+    scores = list((ood_run / "scores").rglob("part-*.parquet"))
+    assert len(scores) == ok.drop_duplicates(["method"]).shape[0]
+    sample = pq.read_table(scores[0]).to_pandas()
+    assert {"sample_id", "subset", "label", "prediction", "score"} <= set(sample.columns)
+    assert set(sample["subset"]) == {"id", "ood/digits-6to9", "ood/photos", "ood/textures"}
+    assert (sample.loc[sample["subset"] != "id", "label"] == -1).all()
+
+
+def test_rerun_adds_nothing_and_recomputes_nothing(ood_run, cli):
+    before = _files(ood_run)
+    mtimes = {p: p.stat().st_mtime_ns for p in (ood_run / "results").rglob("*.parquet")}
+    result = cli("--quiet", "run", "--suite", "ood", "--out", str(ood_run), "--format", "json")
+    assert result.code == 0, result
+    summary = json.loads(result.out)
+    assert summary["ok"] == 0 and summary["failed"] == 0 and summary["cached"] == summary["jobs"]
+    assert _files(ood_run) == before
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (ood_run / "results").rglob("*.parquet")}
+
+
+def test_fresh_store_and_fresh_cache_reproduce_every_value(ood_run, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("RBX_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    result = cli("--quiet", "run", "--suite", "ood", "--out", str(tmp_path / "again"), "--format", "json")
+    assert result.code == 0, result
+    key = ["model", "dataset", "subset", "method", "metric", "seed"]
+    first = read_results(ood_run).set_index(key)["value"].sort_index()
+    second = read_results(tmp_path / "again").set_index(key)["value"].sort_index()
+    assert first.index.equals(second.index)
+    assert (first == second).all(), (first - second).abs().max()
+
+
+def test_leaderboard_renders_the_run(ood_run, cli, tmp_path):
+    result = cli("leaderboard", str(ood_run), "--out", str(tmp_path / "pages"), "--bootstrap", "50")
+    assert result.code == 0, result
+    page = (tmp_path / "pages" / "ood.md").read_text()
+    assert "## auroc" in page and "## fpr@95tpr" in page
+    assert "embedded-digits / ood/photos" in page
+    assert "**" in page  # the best value is bold
+    assert "## Provenance" in page
+    check = cli("leaderboard", str(ood_run), "--out", str(tmp_path / "pages"), "--bootstrap", "50", "--check")
+    assert check.code == 0, check
+
+
+@pytest.mark.parametrize("suite, metric", [("failure", "aurc"), ("calibration", "ece")])
+def test_failure_and_calibration_suites_run_on_the_embedded_default(cli, tmp_path, suite, metric):
+    result = cli("--quiet", "run", "--suite", suite, "--out", str(tmp_path), "--format", "json")
+    assert result.code == 0, result
+    frame = read_results(tmp_path)
+    ok = frame[(frame["status"] == "ok") & (frame["metric"] == metric)]
+    assert "msp" in set(ok["method"])
+    pages = cli("leaderboard", str(tmp_path), "--out", str(tmp_path / "pages"), "--bootstrap", "20")
+    assert pages.code == 0
+    assert f"## {metric}" in (tmp_path / "pages" / f"{suite}.md").read_text()
+    if suite == "calibration":
+        assert list((tmp_path / "pages").glob("calibration-reliability-*.png"))
