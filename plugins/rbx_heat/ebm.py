@@ -200,7 +200,8 @@ def cd_loss(net: ResidualMLP, real: torch.Tensor, negatives: torch.Tensor, setti
     e_neg = net(negatives + settings.eps_data * torch.randn(negatives.shape, generator=generator, dtype=negatives.dtype))
     cd = e_real.mean() - e_neg.mean()
     l2 = e_real.pow(2).mean() + e_neg.pow(2).mean()
-    return cd + settings.l2_coef * l2, {"cd": float(cd), "l2": float(l2), "e_real": float(e_real.mean()), "e_neg": float(e_neg.mean())}
+    logs = {"cd": cd.detach().item(), "l2": l2.detach().item(), "e_real": e_real.detach().mean().item(), "e_neg": e_neg.detach().mean().item()}
+    return cd + settings.l2_coef * l2, logs
 
 
 def proposals(prior, settings: EnergySettings, n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -244,7 +245,7 @@ def train_residual(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            history.append({"epoch": epoch, "loss": float(loss), **logs})
+            history.append({"epoch": epoch, "loss": loss.detach().item(), **logs})
         sched.step()
     net.eval()
     if log is not None and history:

@@ -76,7 +76,7 @@ def fit_gmm(z: np.ndarray, labels: np.ndarray, log: Callable[[str], None] | None
         "scale_tril": scale_tril,
         "log_weights": np.log(weights),
         "classes": classes.astype(np.int64),
-        "jitter": np.array(jitter),
+        "jitter": np.array([jitter]),
     }
 
 

@@ -14,7 +14,8 @@ samples and channels) of the in-distribution **validation** images. Default
 ``configs/postprocessors/react.yml``, whose sweep is 85/90/95/99). The
 repository caps the estimate at 2000 validation images (``lim = 2000``); we use
 the whole ``val`` split the dataset provides. ``np.percentile``'s default
-linear interpolation is used. Not the ViM repository's "Energy+React", which
+linear interpolation is used, on the cached dtype (float32 features give
+the reference's float32 threshold exactly). Not the ViM repository's "Energy+React", which
 clips at the 0.99 quantile of *training* features (a different variant).
 
 Outputs: ``score = confidence = logsumexp(z̄)``; ``prediction = argmax z̄``
@@ -37,7 +38,8 @@ def react_threshold(features: np.ndarray, percentile: float = 90.0) -> float:
     values = np.asarray(features).reshape(-1)
     if values.size == 0:
         raise ValueError("react: cannot estimate the clipping threshold from an empty validation split")
-    return float(np.percentile(values.astype(np.float64), percentile))
+    # On the cached dtype, as the reference does on its float32 activation log.
+    return float(np.percentile(values, percentile))
 
 
 class ReAct(PosthocMethod):

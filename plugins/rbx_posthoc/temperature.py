@@ -44,6 +44,9 @@ from robustbench_x.api import Context
 
 __all__ = ["TemperatureScaling", "fit_temperature"]
 
+#: Fits on fewer logit entries than this run single-threaded (see fit_temperature).
+SINGLE_THREAD_BELOW = 1 << 22
+
 
 def fit_temperature(
     logits: np.ndarray,
@@ -67,8 +70,17 @@ def fit_temperature(
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        optimizer.step(step)
+    # 200 sequential iterations on a small problem: intra-op threads only add
+    # synchronisation, which on a loaded machine (busy-waiting OpenMP workers)
+    # made a 60-sample fit take seconds instead of milliseconds.
+    threads = torch.get_num_threads()
+    if z.numel() < SINGLE_THREAD_BELOW:
+        torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            optimizer.step(step)
+    finally:
+        torch.set_num_threads(threads)
     return float(temperature.detach().item())
 
 

@@ -146,7 +146,13 @@ def read_label_to_category(path) -> pd.DataFrame:
                 f"'http://commons.wikimedia.org/wiki/Category:Name', got {url!r}"
             )
         titles.append(title)
-    return pd.DataFrame({"landmark_id": landmark, "category": df["category"].str.strip(), "title": titles})
+    return pd.DataFrame(
+        {
+            "landmark_id": landmark,
+            "category": pd.Series(df["category"].str.strip().tolist(), dtype=object),
+            "title": pd.Series(titles, dtype=object),
+        }
+    )
 
 
 def commons_title(url: str) -> str | None:

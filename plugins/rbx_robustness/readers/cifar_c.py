@@ -31,7 +31,6 @@ use ``mce(errors, baseline=None)``.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from PIL import Image

@@ -51,7 +51,6 @@ import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 

@@ -1,0 +1,34 @@
+"""H-GLDv2: the hierarchical Google Landmarks v2 labels (landmark -> super-category
+-> natural / human-made), built from the GLDv2 CSVs.
+
+Two ways (``/work/shared/references/datasets.md`` §7-9):
+
+(a) ``hierarchy_csv_dir=``: validate and index the public
+    ``train_label_to_hierarchical.csv`` / ``index_label_to_hierarchical.csv``
+    (:mod:`.public_csv`); no network.
+(b) otherwise build afresh: Commons category -> Wikidata item -> "instance of"
+    labels through the MediaWiki API (:mod:`.wikimedia`; rate limited, retried,
+    cached per entry on disk by :mod:`.cache`, resumable, fully offline from
+    the cache or a JSON dump), then TF-IDF char-n-gram + TruncatedSVD +
+    K-means super-categories with a user-editable mapping file
+    (:mod:`.clustering`) and a curated natural/human-made keyword list
+    (:mod:`.keywords`). This is **not** the original semi-automatic pipeline
+    (curated CSV + CLIP, see :mod:`.clustering`), so its clusters differ from
+    the published 78; use (a) to reproduce published numbers.
+
+Outputs and schema: :mod:`.build`. Entry point: :func:`build_hgldv2`.
+"""
+
+from .build import build_hgldv2, load_hgldv2_labels
+from .cache import JsonCache
+from .gldv2_csv import GLDv2FormatError
+from .wikimedia import WikimediaError, WikimediaUnavailable
+
+__all__ = [
+    "build_hgldv2",
+    "load_hgldv2_labels",
+    "JsonCache",
+    "GLDv2FormatError",
+    "WikimediaError",
+    "WikimediaUnavailable",
+]

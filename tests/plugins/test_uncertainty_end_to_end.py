@@ -1,0 +1,129 @@
+"""Every rbx_uncertainty method on the embedded default (built-in CNN + embedded digits) through ModelContext.
+
+The CNN trains once per session (~6 s on an idle core) into a temporary
+``RBX_CACHE_DIR``. Budgets are reduced (T, epochs, K) so the file stays a few
+seconds beyond that: this checks plumbing and output contracts, the
+definitions are checked in the per-method files.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from robustbench_x.metrics.failure import failure_auroc
+from robustbench_x.testing import ModelContext
+
+SUBSETS = ("id", "ood/photos")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Busy shared cores: intra-op threads only contend with each other for these tiny tensors.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "rbx-uncertainty-cache"
+    previous = os.environ.get("RBX_CACHE_DIR")
+    os.environ["RBX_CACHE_DIR"] = str(cache)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # session fixtures run before the module's thread fixture
+    try:
+        from rbx_datasets.embedded import build as build_dataset
+        from rbx_models.smallcnn import build as build_model
+
+        dataset = build_dataset()
+        model = build_model(dataset=dataset, seed=0, log=lambda message: None)
+        yield model, dataset
+    finally:
+        torch.set_num_threads(threads)
+        if previous is None:
+            os.environ.pop("RBX_CACHE_DIR", None)
+        else:
+            os.environ["RBX_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def ctx(embedded):
+    model, dataset = embedded
+    return ModelContext(model, dataset, seed=0)
+
+
+def _methods():
+    from rbx_uncertainty.confidnet import ConfidNet
+    from rbx_uncertainty.ensemble import DeepEnsemble
+    from rbx_uncertainty.mc_dropout import MCDropout
+    from rbx_uncertainty.trust_score import TrustScore
+
+    return {
+        "mc_dropout": MCDropout(T=8),
+        # K = 1: members(k > 1) trains k − 1 more CNNs, too slow here; averaging over members is
+        # checked on a hand case in test_uncertainty_ensemble.py.
+        "deep_ensemble": DeepEnsemble(K=1),
+        "trust_score": TrustScore(),
+        "confidnet": ConfidNet(epochs=5),
+    }
+
+
+@pytest.mark.parametrize("name", ["mc_dropout", "deep_ensemble", "trust_score", "confidnet"])
+def test_method_fits_and_scores_the_embedded_default(ctx, name):
+    method = _methods()[name]
+    method.fit(ctx)
+    results = {subset: method.score(ctx, subset) for subset in SUBSETS}
+    for subset, out in results.items():
+        n = len(ctx.outputs(subset))
+        assert {"score", "confidence", "prediction"} <= set(out)
+        for key, value in out.items():
+            assert len(value) == n, (subset, key)
+            if key == "prediction":
+                assert value.dtype == np.int64
+                if name in ("trust_score", "confidnet"):  # the classifier's own prediction
+                    np.testing.assert_array_equal(value, ctx.outputs(subset).logits.argmax(1))
+            else:
+                assert value.dtype == np.float64, (subset, key)
+                assert np.isfinite(value).all(), (subset, key)
+    if name != "deep_ensemble":
+        id_out, labels = results["id"], ctx.outputs("id").labels
+        correct = id_out["prediction"] == labels
+        assert np.isfinite(failure_auroc(id_out["confidence"], correct))
+    if name == "confidnet":
+        assert ((results["id"]["confidence"] > 0) & (results["id"]["confidence"] < 1)).all()
+
+
+def test_mc_dropout_leaves_the_real_model_untouched(ctx):
+    from rbx_uncertainty.mc_dropout import MCDropout
+
+    net = ctx.model.module
+    before = copy.deepcopy(net.state_dict())
+    a = MCDropout(T=4).score(ctx, "id")
+    b = MCDropout(T=4).score(ctx, "id")
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key  # BN running stats included
+    assert not any(m.training for m in net.modules())
+    np.testing.assert_array_equal(a["probs"], b["probs"])
+    assert a["mutual_information"].max() > 0
+
+
+def test_confidnet_phase3_finetunes_a_clone(ctx):
+    from rbx_uncertainty.confidnet import ConfidNet
+
+    net = ctx.model.module
+    before = copy.deepcopy(net.state_dict())
+    method = ConfidNet(epochs=2, finetune_epochs=1, finetune_lr=1e-4)
+    method.fit(ctx)
+    assert any(k.startswith("encoder.") for k in method.state)
+    assert method.state["finetune_val_metric"].shape == (2,)  # epoch 0 (phase-2 head) and epoch 1
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the classifier is untouched
+    out = method.score(ctx, "id")
+    assert np.isfinite(out["confidence"]).all() and ((out["confidence"] > 0) & (out["confidence"] < 1)).all()
+    np.testing.assert_array_equal(out["prediction"], ctx.outputs("id").logits.argmax(1))
