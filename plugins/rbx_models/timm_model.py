@@ -117,7 +117,7 @@ def _hash_state(net: nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(net.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        h.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 

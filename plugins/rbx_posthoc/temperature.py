@@ -25,7 +25,10 @@ settings stop at T ≈ 1.87. ``line_search_fn="strong_wolfe"`` (and ``lr=1``)
 converges to the optimum; it is a different configuration with its own config
 hash, not the reference one.
 
-Computation is float64 (the repository uses float32 on GPU). Only labelled
+Computation is float64 (the repository uses float32 on GPU); fits on fewer
+than ``SINGLE_THREAD_BELOW`` logit entries run with one torch thread (200
+sequential tiny iterations gain nothing from intra-op threads and lose a lot
+to their synchronisation on a busy machine). Only labelled
 validation rows (label ≥ 0) enter the NLL. ``fit`` logs ``temperature T``.
 Outputs: ``probs = softmax(z/T)``, ``confidence = score = max probs``,
 ``prediction = argmax z``.

@@ -1,24 +1,25 @@
 """ConfidNet (``methods.md`` §6.2).
 
 Corbière, Thome, Bar-Hen, Cord & Pérez, "Addressing Failure Prediction by
-Learning Model Confidence", NeurIPS 2019, §3: learn a confidence ``ĉ(x)`` that
-regresses the **true class probability** of a frozen classifier,
+Learning Model Confidence", NeurIPS 2019, §3 (Eqs. (2)-(4)): learn a
+confidence ``ĉ(x)`` that regresses the **true class probability** of a frozen
+classifier,
 
-* TCP target (§3.1, Eq. (2)): ``c*(x, y) = P(Y = y | w, x) = softmax(f(x))_y``
+* TCP target: ``c*(x, y) = P(Y = y | w, x) = softmax(f(x))_y``
   (:func:`tcp_target`);
-* loss (§3.2, Eq. (4)): ``L = (1/N) Σ_i w_i (σ(ĉ(x_i)) − c*(x_i, y_i))²`` with
+* loss: ``L = (1/N) Σ_i w_i (σ(ĉ(x_i)) − c*(x_i, y_i))²`` with
   ``ĉ`` the raw output of the ConfidNet head and ``σ`` the sigmoid
   (:func:`confidnet_loss`); ``w_i = weighting`` for a misclassified sample and
   1 otherwise (valeoai/ConfidNet ``utils/losses.py`` ``SelfConfidMSELoss``,
   ``weighting: 1`` in ``confs/selfconfid-classif.yaml``, so plain MSE);
-* head (§3.3, ``models/*_selfconfid_classic.py``): an MLP on the classifier's
+* head (§3; ``models/*_selfconfid_classic.py``): an MLP on the classifier's
   penultimate activations, ``d → 400 → 400 → 400 → 400 → 1``, ReLU between the
   layers, no final activation (:func:`make_head`, PyTorch default init);
-* test time: ``confidence = σ(ĉ(x))``, reported as ``confidence`` and as
-  ``score`` (the paper also evaluates it for OOD detection, §4.3);
+* test time: ``confidence = σ(ĉ(x))``, reported as ``confidence`` and also
+  as ``score`` so that the OOD suites can rank by it;
   ``prediction = argmax`` of the *original* classifier's logits.
 
-Training phases (§3.3 "Learning scheme"; ``learners/selfconfid_learner.py``):
+Training phases (§3, learning scheme; ``learners/selfconfid_learner.py``):
 
 * phase 2 (always): classifier frozen, head trained with Adam, ``lr = 1e-4``,
   batch 128 (``selfconfid-classif.yaml``), reshuffled every epoch; the paper
@@ -35,19 +36,24 @@ Training phases (§3.3 "Learning scheme"; ``learners/selfconfid_learner.py``):
   ``ctx.loader("train")``, every parameter trainable, dropout off and
   BatchNorm frozen (the whole clone in eval mode); the target and
   ``prediction`` still come from the untouched classifier. ``finetune_lr =
-  1e-6``: the paper says only "a smaller learning rate" and no shipped config
-  has it, so the value is **unverified** (``methods.md`` §6.2). Selection by
+  1e-6``: the paper fine-tunes with a smaller learning rate than phase 2 but
+  no shipped config holds the value, so 1e-6 is **unverified** (``methods.md``
+  §6.2). Selection by
   validation AP-error as in phase 2, the phase-2 state (epoch 0) included.
 
 Defaults and what differs from the paper / official code, because of CPU
 budgets and of the harness's cached features:
 
-* ``epochs = 100`` (not 500): on the embedded digits (≈540 training features
-  of 128-d) 100 epochs take ≈2 s on one CPU core; selection by validation
-  AP-error still applies. Set ``epochs=500`` for the paper's budget.
+* ``epochs = 100`` (not 500): on the embedded digits (540 training features
+  of 128-d, batch 128, validation every epoch) 100 epochs cost ≈6 CPU-seconds
+  on one core (measured 5.7 s); selection by validation AP-error still
+  applies. Set ``epochs=500`` (:data:`PAPER_EPOCHS`) for the paper's budget.
+  The head is small: on shared, busy cores run torch with one intra-op
+  thread, more threads only contend (measured ≈15× slower with 2 threads on
+  2 loaded cores).
 * phase 2 trains on the **cached** penultimate features (``ctx.outputs``), in
   eval mode: no training augmentation (the repository's train loader applies
-  hflip + rotation) and, by default, **no encoder dropout**, whereas in the
+  its config's augmentations, hflip + 15° rotation for CIFAR-10) and, by default, **no encoder dropout**, whereas in the
   repository the frozen encoder's dropout stays active while the head is
   trained (only ``disable_bn`` is called; dropout is switched off only in
   phase 3), so the head sees dropped-out activations and the TCP target is
@@ -93,7 +99,7 @@ __all__ = ["ConfidNet", "PAPER_EPOCHS", "confidnet_loss", "make_head", "tcp_targ
 
 #: The paper's phase-2 budget ("up to 500 epochs", ``nb_epochs: 500`` in ``selfconfid-classif.yaml``).
 PAPER_EPOCHS = 500
-#: Hidden width of the head (§3.3; ``uncertainty1..4`` are 400 wide in every official model).
+#: Hidden width of the head (§3; ``uncertainty1..4`` are 400 wide, e.g. ``small_convnet_mnist_selfconfid_classic.py``).
 HIDDEN = 400
 
 

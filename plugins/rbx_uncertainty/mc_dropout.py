@@ -1,10 +1,11 @@
 """MC Dropout (``methods.md`` §5.1).
 
 Gal & Ghahramani, "Dropout as a Bayesian Approximation: Representing Model
-Uncertainty in Deep Learning", ICML 2016, §3 and Eq. (8)-(9): keep dropout on
-at test time and average ``T`` stochastic forward passes; the mean of the
-sampled softmaxes is the Monte Carlo estimate of the predictive distribution
-``p(y|x, D) ≈ (1/T) Σ_t softmax(f_{ω_t}(x))``.
+Uncertainty in Deep Learning", ICML 2016 (§3, dropout training as
+approximate variational inference; §4, obtaining model uncertainty): keep
+dropout on at test time and average ``T`` stochastic forward passes; the mean
+of the sampled softmaxes is the Monte Carlo estimate of the approximate
+predictive distribution ``q(y|x) ≈ (1/T) Σ_t softmax(f_{ω_t}(x))``.
 
 Per sample, with ``p_t = softmax(z_t)`` the softmax of pass ``t`` and
 ``p̄ = mean_t p_t`` (:func:`sampling_scores`):

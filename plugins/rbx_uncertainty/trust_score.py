@@ -1,7 +1,7 @@
 """TrustScore (``methods.md`` §6.1).
 
 Jiang, Kim, Guan & Gupta, "To Trust Or Not To Trust A Classifier",
-NeurIPS 2018, §2 (Algorithm 1, "α-high-density-set" and Algorithm 2, the trust
+NeurIPS 2018 (Algorithm 1, the α-high-density set; Algorithm 2, the trust
 score): the ratio between the distance from a test point to the nearest
 class *other than* the predicted one and its distance to the predicted class.
 

@@ -37,21 +37,26 @@ def nll_optimum(ctx):
     return minimize_scalar(nll, bounds=(0.1, 10.0), method="bounded", options={"xatol": 1e-8}).x
 
 
-def test_recovers_true_temperature_with_reference_settings():
+@pytest.fixture(scope="module")
+def reference_fit():
+    """One fit with the reference settings: T0 = 1.5, LBFGS(lr=0.01, max_iter=200), one step."""
     ctx = context()
-    method = TemperatureScaling()  # T0 = 1.5, LBFGS(lr=0.01, max_iter=200), one step
+    method = TemperatureScaling()
     method.fit(ctx)
+    return ctx, method
+
+
+def test_recovers_true_temperature_with_reference_settings(reference_fit):
+    ctx, method = reference_fit
     assert abs(method.temperature - TRUE_T) < 0.15
     assert ctx.messages == [f"temperature {method.temperature:.4f}"]
     assert method.state["temperature"].shape == (1,)
 
 
-def test_reference_settings_stop_short_of_the_nll_optimum():
+def test_reference_settings_stop_short_of_the_nll_optimum(reference_fit):
     # Documented property of gpleiss' LBFGS(lr=0.01, max_iter=200) without line search:
     # T moves from 1.5 towards the NLL optimum but does not reach it.
-    ctx = context()
-    method = TemperatureScaling()
-    method.fit(ctx)
+    ctx, method = reference_fit
     optimum = nll_optimum(ctx)
     assert abs(optimum - TRUE_T) < 0.05  # the estimator itself is fine
     assert 1.5 < method.temperature < optimum
@@ -64,10 +69,8 @@ def test_strong_wolfe_reaches_the_nll_optimum():
     assert method.temperature == pytest.approx(nll_optimum(ctx), abs=1e-4)
 
 
-def test_probs_are_tempered_softmax_and_argmax_is_unchanged():
-    ctx = context()
-    method = TemperatureScaling()
-    method.fit(ctx)
+def test_probs_are_tempered_softmax_and_argmax_is_unchanged(reference_fit):
+    ctx, method = reference_fit
     out = method.score(ctx, "id")
     z = ctx.outputs("id").logits.astype(np.float64)
     t = method.temperature

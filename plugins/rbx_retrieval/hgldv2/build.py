@@ -61,6 +61,11 @@ _ILLEGAL_TITLE = re.compile(r"[#<>\[\]|{}\x00-\x1f\x7f]")
 HIER_COLUMNS = ("instance_of", "supercategory", "natural_or_human_made")
 
 
+def _obj(values) -> pd.Series:
+    """An object column that keeps ``None`` (pandas >= 3 would infer ``str`` with NaN)."""
+    return pd.Series(list(values), dtype=object)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -149,18 +154,24 @@ def _from_public_csv(hier_dir: Path, data, require_full_coverage: bool, log) -> 
         has = lm["supercategory"].notna()
         no_row = ~lm["landmark_id"].isin(set(df["landmark_id"]))
         status = np.where(has, "public_csv", np.where(no_row, "no_row_in_hierarchy_csv", "no_hierarchical_label"))
-        lm = lm.astype(object).where(lm.notna(), None)
+
+        def strings(col, mask=None):
+            vals = lm[col].tolist()
+            mask = [True] * len(vals) if mask is None else mask
+            return _obj(v if isinstance(v, str) and m else None for v, m in zip(vals, mask))
+
+        n = len(lm)
         out[split] = pd.DataFrame(
             {
-                "landmark_id": lm["landmark_id"].astype(np.int64),
-                "category": lm["category"],
-                "commons_title": None,
-                "wikidata_item": None,
-                "instance_of_labels": [[x] if x else [] for x in lm["instance_of"]],
-                "instance_of": lm["instance_of"].where(has, None),
-                "supercategory": lm["supercategory"],
-                "natural_or_human_made": lm["natural_or_human_made"],
-                "status": status,
+                "landmark_id": lm["landmark_id"].astype(np.int64).to_numpy(),
+                "category": strings("category"),
+                "commons_title": _obj([None] * n),
+                "wikidata_item": _obj([None] * n),
+                "instance_of_labels": _obj([x] if isinstance(x, str) else [] for x in lm["instance_of"].tolist()),
+                "instance_of": strings("instance_of", has.tolist()),
+                "supercategory": strings("supercategory"),
+                "natural_or_human_made": strings("natural_or_human_made"),
+                "status": _obj(status.tolist()),
             }
         )
     return out, paths
@@ -237,10 +248,11 @@ def _resolve_landmarks(cats: dict[str, pd.DataFrame], resolver: WikimediaResolve
                             names.append(lab)
                     if not names:
                         status = "no_instance_of_label"
-            rows.append((int(landmark_id), category or None, title, item, names if status == "ok" else [], status))
-        out[split] = pd.DataFrame(
-            rows, columns=["landmark_id", "category", "commons_title", "wikidata_item", "instance_of_labels", "status"]
-        )
+            category = category if isinstance(category, str) and category else None
+            rows.append((int(landmark_id), category, title, item, names if status == "ok" else [], status))
+        columns = ["landmark_id", "category", "commons_title", "wikidata_item", "instance_of_labels", "status"]
+        out[split] = pd.DataFrame({c: _obj(r[i] for r in rows) for i, c in enumerate(columns)})
+        out[split]["landmark_id"] = out[split]["landmark_id"].astype(np.int64)
     return out
 
 
@@ -266,11 +278,13 @@ def _assign_supercategories(landmarks: dict[str, pd.DataFrame], n_superclasses: 
             members[sc][label] += 1
             chosen_label.append(label)
             chosen_sc.append(sc)
-        df["instance_of"] = chosen_label
-        df["supercategory"] = chosen_sc
+        df["instance_of"] = pd.Series(chosen_label, dtype=object, index=df.index)
+        df["supercategory"] = pd.Series(chosen_sc, dtype=object, index=df.index)
     levels = natural_levels(members, mapping)
     for df in landmarks.values():
-        df["natural_or_human_made"] = [levels[sc] if sc else None for sc in df["supercategory"]]
+        df["natural_or_human_made"] = pd.Series(
+            [levels[sc] if isinstance(sc, str) else None for sc in df["supercategory"]], dtype=object, index=df.index
+        )
 
 
 # --------------------------------------------------------------------------- outputs
@@ -478,9 +492,11 @@ def build_hgldv2(
         for split, ids in (("train", data["train"]["landmark_id"]), ("index", data["index_map"]["landmark_id"])):
             absent = np.setdiff1d(ids.unique(), landmarks[split]["landmark_id"].to_numpy())
             if absent.size:
+                n_abs = len(absent)
                 extra = pd.DataFrame(
-                    {"landmark_id": absent.astype(np.int64), "category": None, "commons_title": None,
-                     "wikidata_item": None, "instance_of_labels": [[] for _ in absent], "status": "no_category_row"}
+                    {"landmark_id": absent.astype(np.int64), "category": _obj([None] * n_abs),
+                     "commons_title": _obj([None] * n_abs), "wikidata_item": _obj([None] * n_abs),
+                     "instance_of_labels": _obj([[] for _ in absent]), "status": _obj(["no_category_row"] * n_abs)}
                 )
                 landmarks[split] = pd.concat([landmarks[split], extra], ignore_index=True)
         _assign_supercategories(landmarks, n_superclasses, seed, mapping)
