@@ -81,6 +81,9 @@ class EmbeddedDigits(Dataset):
     classes = [str(c) for c in ID_CLASSES]
     provides = frozenset({"train_split", "val_split", "ood_subsets"})
 
+    def __init__(self) -> None:
+        self._fingerprints: dict[str, str] = {}
+
     @cached_property
     def _subsets(self) -> dict[str, ArraySource]:
         rng = np.random.default_rng(SPLIT_SEED)
@@ -120,6 +123,11 @@ class EmbeddedDigits(Dataset):
             raise KeyError(f"embedded-digits has no subset {subset!r}; it has {sorted(self._subsets)}") from None
 
     def fingerprint(self, subset: str) -> str:
+        if subset not in self._fingerprints:
+            self._fingerprints[subset] = self._hash(subset)
+        return self._fingerprints[subset]
+
+    def _hash(self, subset: str) -> str:
         source = self.samples(subset)
         h = hashlib.sha256(VERSION.encode())
         h.update(subset.encode())

@@ -96,6 +96,7 @@ class ImageFolderDataset(Dataset):
         self.classes = list(classes)
         self.provides = frozenset({"train_split"} if "train" in self._dirs else set()) | ({"val_split"} if "val" in self._dirs else set()) | ({"ood_subsets"} if ood else set())
         self._sources: dict[str, FileSource] = {}
+        self._fingerprints: dict[str, str] = {}
 
     def subsets(self) -> list[str]:
         return list(self._dirs)
@@ -121,6 +122,11 @@ class ImageFolderDataset(Dataset):
         return self._sources[subset]
 
     def fingerprint(self, subset: str) -> str:
+        if subset not in self._fingerprints:
+            self._fingerprints[subset] = self._hash(subset)
+        return self._fingerprints[subset]
+
+    def _hash(self, subset: str) -> str:
         source = self.samples(subset)
         h = hashlib.sha256(f"imagefolder-v1\n{subset}\n{','.join(self.classes)}".encode())
         for path, label in zip(source.files, source.labels):

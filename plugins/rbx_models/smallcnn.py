@@ -133,6 +133,15 @@ def _stack(dataset: Dataset, subset: str) -> tuple[torch.Tensor, torch.Tensor]:
 def train_smallcnn(dataset: Dataset, seed: int, num_classes: int, log=print) -> SmallCNN:
     """Train the built-in CNN on ``dataset``'s train split, deterministically."""
     x, y = _stack(dataset, "train")
+    # One thread: float reductions then happen in one order, so the weights are
+    # bit-identical on every machine and executor (and a tiny net gains nothing from more).
+    from robustbench_x.threads import torch_threads
+
+    with torch_threads(1):
+        return _train(x, y, seed, num_classes)
+
+
+def _train(x: torch.Tensor, y: torch.Tensor, seed: int, num_classes: int) -> SmallCNN:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = SmallCNN(num_classes, RECIPE["dropout"])

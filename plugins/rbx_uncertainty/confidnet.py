@@ -221,7 +221,9 @@ class ConfidNet(Method):
         self.state = ctx.fitted(lambda: self._build(ctx), method=self.name, seed=int(ctx.seed), **self.params)
 
     def _build(self, ctx: Context) -> dict[str, np.ndarray]:
-        with torch.random.fork_rng(devices=[]):
+        from robustbench_x.threads import torch_threads
+
+        with torch_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(ctx.seed))
             head, state = self._phase2(ctx)
             if self.finetune_epochs > 0:
@@ -368,7 +370,7 @@ class ConfidNet(Method):
                 head.to(device)
                 c = torch.cat([head(encoder(xb.to(device))).squeeze(1).cpu() for xb, _ in ctx.loader(subset, batch_size=self.batch_size)])
             else:
-                c = head(torch.as_tensor(np.asarray(out.features, dtype=np.float32))).squeeze(1)
+                c = head(torch.from_numpy(np.array(out.features, dtype=np.float32))).squeeze(1)  # copy: cached arrays may be read-only memmaps
         # Sigmoid in float64 so that large ĉ stays strictly below 1 as long as possible.
         conf = torch.sigmoid(c.double()).numpy()
         pred = np.asarray(out.logits).argmax(axis=1).astype(np.int64)
