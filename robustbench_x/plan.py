@@ -227,12 +227,27 @@ def make_plan(
     return Plan(suite=suite.name, jobs=jobs)
 
 
+#: How to obtain a missing capability, appended to a skip reason.
+HINTS = {
+    "vlm": "point the harness at a vision-language model, e.g. `--models openclip:ViT-B-16/openai` "
+    "(hub weights) or a models entry with `type: openclip` and `checkpoint: <file>` in datasets.yaml",
+    "train_split": "give the dataset a `train:` split in datasets.yaml",
+    "val_split": "give the dataset a `val:` split in datasets.yaml",
+    "linear_head": "use a model whose classifier is a single linear layer",
+    "dropout": "use a model with dropout layers (e.g. builtin-cnn)",
+    "ensemble": "use a model that can provide members (builtin-cnn trains seeds; timm models take `members:` checkpoints)",
+    "embeddings": "use a model that returns embeddings",
+}
+
+
 def _incompatibility(model: ModelRef, dataset: DatasetRef, spec) -> str | None:
     if model.label_space is not None and model.label_space != dataset.label_space:
         return f"model label space '{model.label_space}' differs from dataset label space '{dataset.label_space}'"
     missing = set(spec.requires) - set(model.provides) - set(dataset.provides)
     if missing:
-        return f"requires {', '.join(sorted(missing))}, which neither model '{model.name}' nor dataset '{dataset.name}' provides"
+        hints = [HINTS[m] for m in sorted(missing) if m in HINTS]
+        fix = f"; to run it, {'; '.join(hints)}" if hints else ""
+        return f"requires {', '.join(sorted(missing))}, which neither model '{model.name}' nor dataset '{dataset.name}' provides{fix}"
     return None
 
 

@@ -195,6 +195,7 @@ def rank_gallery(
             if exclude_self:
                 scores[rows, rows + start] = -math.inf
             vals, idx = torch.topk(scores, kk, dim=1, largest=True, sorted=True)
+            boundary: list[int] = []
             if kk > k:
                 boundary = torch.nonzero(vals[:, k - 1] == vals[:, k]).flatten().tolist()
                 for r in boundary:
@@ -207,8 +208,12 @@ def rank_gallery(
                     vals[r, :k] = row[chosen]
             vals, idx = vals[:, :k], idx[:, :k]
             # Within the top k, order ties by index: sort by index, then a stable
-            # sort by score descending; only rows that contain a tie are touched.
-            has_tie = (vals[:, 1:] == vals[:, :-1]).any(dim=1) if k > 1 else torch.zeros(0, dtype=torch.bool)
+            # sort by score descending. Only rows with a tie (adjacent equal values
+            # in topk's sorted output) or a rebuilt boundary (index order) are touched.
+            has_tie = torch.zeros(stop - start, dtype=torch.bool, device=dev)
+            if k > 1:
+                has_tie |= (vals[:, 1:] == vals[:, :-1]).any(dim=1)
+            has_tie[boundary] = True
             tie_rows = torch.nonzero(has_tie).flatten()
             if tie_rows.numel():
                 sub_i, sub_v = idx[tie_rows], vals[tie_rows]

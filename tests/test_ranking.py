@@ -52,6 +52,13 @@ def test_ties_are_broken_by_index(chunk_size, k):
     np.testing.assert_array_equal(val, ref_val)
 
 
+def test_tie_at_the_cut_keeps_score_order():
+    # scores 5, 9, 3, 3 with k = 3: the cut splits the tie {2, 3}; item 2 (smaller
+    # index) is kept and the kept items stay sorted by score: [1, 0, 2].
+    idx, val = rank_gallery(np.ones((1, 1)), np.array([[5.0], [9.0], [3.0], [3.0]]), 3)
+    assert idx.tolist() == [[1, 0, 2]] and val.tolist() == [[9.0, 5.0, 3.0]]
+
+
 @pytest.mark.parametrize("chunk_size", [1, 5, 100])
 def test_exclude_self_by_index_even_with_duplicates(chunk_size):
     rng = np.random.default_rng(2)

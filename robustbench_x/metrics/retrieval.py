@@ -432,11 +432,14 @@ def h_ap(
     ``level_counts`` ``(Q, L + 1)``: gallery-wide level populations, for a
     truncated list (items past the cut are never retrieved and only enter the
     normaliser); by default counted in the list. ``n_levels`` fixes ``L`` when
-    counting in the list (only changes the unused top-level weight, so it never
-    changes the value). With ``L = 1`` H-AP equals :func:`average_precision`.
+    counting in the list (required with ``count_query_itself``; otherwise it
+    never changes the value). With ``L = 1`` H-AP equals
+    :func:`average_precision`.
     """
     _check_policy(no_relevant)
     sh, single = _as_levels(shared)
+    if count_query_itself and level_counts is None and n_levels is None:
+        raise ValueError("count_query_itself=True needs n_levels (or level_counts): the query is counted at level L")
     counts, n_lv = _counts_table(sh, level_counts, n_levels)
     rel_table = pop_relevance(counts, alpha, count_query_itself=count_query_itself)
     norm = (rel_table * counts).sum(axis=1)  # sum of rel over every positive gallery item

@@ -72,7 +72,9 @@ def test_h_ap_hand_worked_query_counted_in_top_level():
     # H-rank: 1/2 ; 2/3 + 1/2 = 7/6 ; - ; 2/3 + 1/2 + 2/3 = 11/6 ; 4 * 1/2 = 2
     # sum = 1/2 + 7/12 + 11/24 + 2/5 = 233/120 ; normaliser = 1/2 + 2/3 + 2/3 + 1/2 = 7/3
     # H-AP = (233/120) / (7/3) = 699/840
-    assert h_ap(SHARED, count_query_itself=True) == pytest.approx(699 / 840, abs=1e-12)
+    assert h_ap(SHARED, count_query_itself=True, n_levels=2) == pytest.approx(699 / 840, abs=1e-12)
+    with pytest.raises(ValueError, match="needs n_levels"):
+        h_ap(SHARED, count_query_itself=True)
 
 
 def test_h_ap_perfect_and_order_by_relevance():

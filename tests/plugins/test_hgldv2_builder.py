@@ -6,7 +6,6 @@ byte-identical; the public hierarchical-CSV path is validated."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
