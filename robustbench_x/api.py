@@ -193,6 +193,12 @@ class SuiteSpec:
     ``subsets`` are fnmatch patterns over a dataset's subsets; ``metrics`` are
     computed and stored, ``headline`` ones are shown on the leaderboard page.
     ``dataset_requires`` lists what a dataset must provide to take part.
+    ``evaluator`` (``"module:attr"``, optional) replaces the default
+    per-subset evaluation for tasks that need another shape (retrieval ranks
+    a gallery; robustness suites aggregate over corruptions): it is called as
+    ``evaluate(method=, ctx=, suite=, metric_specs=)`` and returns
+    ``(metric tuples, per-sample columns)`` like
+    :func:`robustbench_x.runner.evaluate_classification`.
     """
 
     name: str
@@ -204,6 +210,7 @@ class SuiteSpec:
     task: str = "classification"
     plots: tuple[str, ...] = ()
     summary: str = ""
+    evaluator: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset_requires", _frozen(self.dataset_requires))

@@ -58,7 +58,9 @@ def run(
     executor: str = typer.Option("local", "--executor", help="Executor (rbx list executors)."),
     devices: Optional[list[str]] = typer.Option(None, "--devices", help="GPU ids for the local executor."),
     workers: int = typer.Option(1, "--workers", help="CPU worker processes when no GPU is visible."),
-    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", help="Seconds before a job group is killed and marked failed."),
+    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", help="Seconds a job may run before its worker is killed and the job marked failed (local executor)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster HOST:PORT (default $RAY_ADDRESS; 'local' starts one)."),
+    ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus", help="GPUs per Ray task (default: 1 if the cluster has GPUs, else 0)."),
     out_dir: Path = typer.Option(Path("rbx-results"), "--out", help="Result store directory."),
     config: Optional[Path] = typer.Option(None, "--config", help="datasets.yaml (default: $RBX_CONFIG, then ./datasets.yaml)."),
     force: bool = typer.Option(False, "--force", help="Recompute jobs that already have results."),
@@ -82,7 +84,7 @@ def run(
     plan = make_plan(registry, cfg, suite, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seed_list)
     if not plan.jobs:
         raise UsageError(f"suite '{suite}' has nothing to run: no dataset or method qualifies. See `rbx list datasets` and `rbx list methods`.")
-    ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout)
+    ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
     started = time.time()
     store = ResultStore(out_dir)
     for job in plan.skipped:

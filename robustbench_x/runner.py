@@ -131,8 +131,19 @@ def build_model(group: Group, dataset: Dataset, log: Callable[[str], None]) -> M
 # ------------------------------------------------------------------ a group
 
 
-def run_group(group: Group, options: RunOptions, on_job: Callable[[Job, str], None] | None = None, log: Callable[[str], None] | None = None) -> list[Outcome]:
-    """Run every pending job of ``group``; write one result file per job."""
+def run_group(
+    group: Group,
+    options: RunOptions,
+    on_job: Callable[[Job, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    on_start: Callable[[Job], None] | None = None,
+) -> list[Outcome]:
+    """Run every pending job of ``group``; write one result file per job.
+
+    ``on_start(job)`` is called before a job runs (a supervising executor uses
+    it to know which job a dead or hung worker was running), ``on_job(job,
+    status)`` after it is written.
+    """
     registry = get_registry()
     store = ResultStore(options.out)
     messages: list[str] = []
@@ -170,6 +181,8 @@ def run_group(group: Group, options: RunOptions, on_job: Callable[[Job, str], No
     metric_specs = [registry.get("metrics", m) for m in suite.metrics]
     for job in pending:
         started = time.perf_counter()
+        if on_start:
+            on_start(job)
         try:
             rows, scores = _run_job(job, model, dataset, cache, options, suite, metric_specs, say)
             duration = time.perf_counter() - started
@@ -213,28 +226,53 @@ def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, opti
     method = load_factory(spec.factory)(**job.params)
     ctx = RunContext(job, model, dataset, cache, options, log)
     method.fit(ctx)
+    evaluate = load_factory(suite.evaluator) if suite.evaluator else evaluate_classification
+    metrics, columns = evaluate(method=method, ctx=ctx, suite=suite, metric_specs=metric_specs)
+    rows = [
+        _row(job, subset=s, metric=m, value=v, higher_is_better=hib, n=n, status="ok" if err is None else "failed", error=err, model_fp=model.fingerprint(), data_fp=_fingerprint(dataset, s))
+        for s, m, v, hib, n, err in metrics
+    ]
+    n = len(next(iter(columns.values())))
+    columns["seed"] = np.full(n, job.seed, dtype=np.int64)
+    order = ["sample_id", "subset", "label", "prediction", "score", "confidence", "probs"]
+    ordered = {k: columns[k] for k in order if k in columns} | {k: v for k, v in columns.items() if k not in order}
+    return rows, scores_table(ordered)
+
+
+def _fingerprint(dataset: Dataset, subset: str) -> str | None:
+    return dataset.fingerprint(subset) if subset in dataset.subsets() else None
+
+
+def suite_subsets(dataset: Dataset, suite) -> list[str]:
     subsets = [s for s in dataset.subsets() if any(fnmatch.fnmatchcase(s, p) for p in suite.subsets)]
     if not subsets:
         raise JobError(f"dataset '{dataset.name}' has no subset matching {list(suite.subsets)}")
+    return subsets
+
+
+def score_subsets(method, ctx: Context, suite) -> dict[str, dict[str, np.ndarray]]:
+    """Run ``method.score`` on every subset of the suite and validate each output."""
     data: dict[str, dict[str, np.ndarray]] = {}
-    for subset in subsets:
+    for subset in suite_subsets(ctx.dataset, suite):
         cached = ctx.outputs(subset)
-        produced = method.score(ctx, subset)
-        data[subset] = validate_outputs(produced, cached, job.method, subset, suite.method_output)
-    rows = [
-        _row(job, subset=s, metric=m, value=v, higher_is_better=hib, n=n, status="ok" if err is None else "failed", error=err, model_fp=model.fingerprint(), data_fp=dataset.fingerprint(s))
-        for s, m, v, hib, n, err in compute_metrics(metric_specs, data)
-    ]
+        data[subset] = validate_outputs(method.score(ctx, subset), cached, ctx.job.method, subset, suite.method_output)
+    return data
+
+
+def stack_columns(data: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-subset columns → one table's columns, with a ``subset`` column."""
     columns: dict[str, list] = {}
     for subset, cols in data.items():
         for name, values in cols.items():
             columns.setdefault(name, []).append(values)
         columns.setdefault("subset", []).append(np.full(len(cols["label"]), subset, dtype=object))
-    merged = {k: np.concatenate(v) for k, v in columns.items()}
-    merged["seed"] = np.full(len(merged["label"]), job.seed, dtype=np.int64)
-    order = ["sample_id", "subset", "label", "prediction", "score", "confidence", "probs"]
-    ordered = {k: merged[k] for k in order if k in merged} | {k: v for k, v in merged.items() if k not in order}
-    return rows, scores_table(ordered)
+    return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+def evaluate_classification(*, method, ctx: Context, suite, metric_specs) -> tuple[list[tuple], dict[str, np.ndarray]]:
+    """The default evaluator: score every subset, then every metric by its kind."""
+    data = score_subsets(method, ctx, suite)
+    return compute_metrics(metric_specs, data), stack_columns(data)
 
 
 def validate_outputs(produced: Any, cached: Outputs, method: str, subset: str, needed: str) -> dict[str, np.ndarray]:

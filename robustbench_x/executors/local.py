@@ -1,27 +1,39 @@
-"""``local`` (default): this machine's GPUs, or CPU workers.
+"""``local`` (default): this machine's GPUs, or CPU worker processes.
 
-With one slot (no GPU, ``--workers 1``) groups run in this process. With more
-slots each group runs in a fresh ``spawn``-ed process; a GPU slot sets
-``CUDA_VISIBLE_DEVICES`` before the child imports torch, so each worker sees
-exactly one device. A slot queue hands out device ids, so two workers never
-share a GPU by accident (HELM's pool-initialiser pinning gives no such
-guarantee). A worker that dies is reported as a failed group; the others go on.
+Slots: ``--devices``, else the visible GPUs, else ``--workers N`` CPU slots.
+With a single CPU slot and no ``--job-timeout`` groups run in this process
+(nothing to isolate, no start-up tax). Otherwise each job group runs in a fresh
+``spawn``-ed process; a GPU slot sets ``CUDA_VISIBLE_DEVICES`` before the child
+imports torch, so each worker sees exactly one device. A slot queue hands out
+devices, so two workers never share a GPU by accident (HELM's pool-initialiser
+pinning gives no such guarantee).
+
+The parent supervises each worker through a pipe: the child reports every job
+it starts and finishes. When a worker dies (``os._exit``, a signal, the OOM
+killer) or a job runs past ``--job-timeout``, the job it was running gets a
+``failed`` row with the cause, and the group's remaining jobs go to a fresh
+worker, so one bad job never takes its neighbours down.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import queue
 import threading
+import time
 
+from robustbench_x.plan import Group
 from robustbench_x.runner import Outcome, RunOptions, run_group
 
+POLL_S = 0.2
 
-def _visible_gpus() -> list[str]:
+
+def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return [d for d in env.split(",") if d.strip() and d.strip() != "-1"]
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
     try:
         import torch
 
@@ -30,15 +42,21 @@ def _visible_gpus() -> list[str]:
         return []
 
 
-def _child(group, options, device_id, conn) -> None:
+def _child(group: Group, options: RunOptions, device_id: str | None, conn) -> None:
     if device_id is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = device_id
+        os.environ["CUDA_VISIBLE_DEVICES"] = device_id  # before torch is imported in this process
+    index = {job.key: i for i, job in enumerate(group.jobs)}
     try:
-        import dataclasses
-
-        opts = dataclasses.replace(options, device="cuda" if device_id is not None else "cpu")
-        conn.send(("ok", run_group(group, opts)))
-    except BaseException as exc:  # report, never hang the parent
+        opts = dataclasses.replace(options, device="cuda" if device_id is not None else options.device)
+        outcomes = run_group(
+            group,
+            opts,
+            on_start=lambda job: conn.send(("start", index[job.key])),
+            on_job=lambda job, status: conn.send(("done", index[job.key], status)),
+            log=lambda message: conn.send(("log", message)),
+        )
+        conn.send(("end", outcomes))
+    except BaseException as exc:  # report, never leave the parent waiting
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
@@ -46,79 +64,131 @@ def _child(group, options, device_id, conn) -> None:
 
 class LocalExecutor:
     def __init__(self, workers: int | None = None, devices: list[str] | None = None, job_timeout: float | None = None, **_: object) -> None:
-        gpus = devices if devices else _visible_gpus()
-        if gpus:
-            self.slots: list[str | None] = list(gpus)
-        else:
-            self.slots = [None] * max(1, int(workers or 1))
+        gpus = devices if devices else visible_gpus()
+        self.slots: list[str | None] = list(gpus) if gpus else [None] * max(1, int(workers or 1))
         self.job_timeout = job_timeout
 
     def run(self, groups, options: RunOptions, on_job=None, log=None) -> list[Outcome]:
-        if len(self.slots) == 1 and self.slots[0] is None:
+        if self.slots == [None] and not self.job_timeout:
             outcomes: list[Outcome] = []
             for group in groups:
                 outcomes.extend(run_group(group, options, on_job=on_job, log=log))
             return outcomes
-        return self._run_spawned(groups, options, on_job)
-
-    def _run_spawned(self, groups, options, on_job) -> list[Outcome]:
-        ctx = mp.get_context("spawn")
         slots: queue.Queue = queue.Queue()
         for slot in self.slots:
             slots.put(slot)
-        outcomes: list[Outcome] = []
+        outcomes = []
         lock = threading.Lock()
 
-        def work(group) -> None:
+        def report(job, status):
+            with lock:
+                if on_job:
+                    on_job(job, status)
+
+        def say(message):
+            with lock:
+                if log:
+                    log(message)
+
+        def work(group: Group) -> None:
             slot = slots.get()
             try:
-                parent, child = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(group, options, slot, child), daemon=True)
-                proc.start()
-                child.close()  # so a dead child gives EOFError instead of a hang
-                result = None
-                if parent.poll(self.job_timeout):
-                    try:
-                        result = parent.recv()
-                    except EOFError:
-                        result = None
-                proc.join(timeout=5)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
-                if result is None:
-                    reason = "timed out" if proc.exitcode is None or proc.exitcode < 0 and self.job_timeout else f"worker died (exit code {proc.exitcode})"
-                    group_outcomes = _fail_group(group, options, reason)
-                elif result[0] == "error":
-                    group_outcomes = _fail_group(group, options, result[1])
-                else:
-                    group_outcomes = result[1]
+                result = self._supervise(group, options, slot, report, say)
                 with lock:
-                    outcomes.extend(group_outcomes)
-                    if on_job:
-                        for job, outcome in zip(group.jobs, group_outcomes):
-                            on_job(job, outcome.status)
+                    outcomes.extend(result)
             finally:
                 slots.put(slot)
 
-        threads = [threading.Thread(target=work, args=(g,)) for g in groups]
+        threads = [threading.Thread(target=work, args=(g,), daemon=True) for g in groups]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         return outcomes
 
+    def _supervise(self, group: Group, options: RunOptions, slot, report, say) -> list[Outcome]:
+        """Run a group in worker processes until every job has an outcome."""
+        ctx = mp.get_context("spawn")
+        remaining = list(group.jobs)
+        outcomes: list[Outcome] = []
+        while remaining:
+            sub = Group(group.model, group.dataset, group.seed, remaining)
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(sub, options, slot, child), daemon=True)
+            proc.start()
+            child.close()  # a dead child then gives EOFError instead of a hang
+            current: int | None = None
+            started_at = 0.0
+            finished: set[int] = set()
+            cause: str | None = None
+            while True:
+                if parent.poll(POLL_S):
+                    try:
+                        message = parent.recv()
+                    except EOFError:
+                        proc.join(timeout=5)
+                        cause = _death(proc.exitcode)
+                        break
+                    kind = message[0]
+                    if kind == "start":
+                        current, started_at = message[1], time.monotonic()
+                    elif kind == "done":
+                        finished.add(message[1])
+                        outcomes.append(Outcome(sub.jobs[message[1]].key, message[2]))
+                        report(sub.jobs[message[1]], message[2])
+                        current = None
+                    elif kind == "log":
+                        say(message[1])
+                    elif kind == "end":
+                        # Outcomes already recorded job by job; keep the richer ones.
+                        done = {o.key for o in message[1]}
+                        outcomes = [o for o in outcomes if o.key not in done] + message[1]
+                        remaining = []
+                        break
+                    elif kind == "error":
+                        cause = f"worker error: {message[1]}"
+                        current = None
+                        break
+                elif not proc.is_alive():
+                    cause = _death(proc.exitcode)
+                    break
+                elif self.job_timeout and current is not None and time.monotonic() - started_at > self.job_timeout:
+                    proc.kill()
+                    cause = f"timed out after {self.job_timeout:g} s (--job-timeout); the worker was killed"
+                    break
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            parent.close()
+            if not remaining:
+                break
+            if current is not None:
+                blamed = [sub.jobs[current]]
+            else:  # died outside a job (building the model...): nothing to retry safely
+                blamed = [job for i, job in enumerate(sub.jobs) if i not in finished]
+            for job in blamed:
+                _write_failed(job, options, cause or "worker stopped")
+                outcomes.append(Outcome(job.key, "failed", cause))
+                report(job, "failed")
+            blamed_keys = {j.key for j in blamed}
+            remaining = [job for i, job in enumerate(sub.jobs) if i not in finished and job.key not in blamed_keys]
+        return outcomes
 
-def _fail_group(group, options: RunOptions, reason: str) -> list[Outcome]:
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = str(-exitcode)
+        return f"worker died (killed by {name})"
+    return f"worker died (exit code {exitcode})"
+
+
+def _write_failed(job, options: RunOptions, reason: str) -> None:
     from robustbench_x.results import ResultStore
     from robustbench_x.runner import _row
 
-    store = ResultStore(options.out)
-    outcomes = []
-    for job in group.jobs:
-        if not store.done(job):
-            store.write(job, [_row(job, status="failed", error=reason)], None)
-            outcomes.append(Outcome(job.key, "failed", reason))
-        else:
-            outcomes.append(Outcome(job.key, "ok"))
-    return outcomes
+    ResultStore(options.out).write(job, [_row(job, status="failed", error=reason)], None)
