@@ -41,7 +41,9 @@ class FeatureCache:
         text = "\n".join([LAYOUT, model.fingerprint(), dataset.fingerprint(subset), subset])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    def get(self, model: Model, dataset: Dataset, subset: str, compute: Callable[[], Outputs]) -> Outputs:
+    def get(self, model: Model, dataset: Dataset, subset: str, compute: Callable[[Path], None]) -> Outputs:
+        """The cached outputs of ``subset``; on a miss ``compute(directory)``
+        writes the four ``.npy`` files into a fresh temporary directory."""
         entry = self.root / self.key(model, dataset, subset)
         if (entry / "complete").exists():
             self.hits += 1
@@ -52,8 +54,7 @@ class FeatureCache:
                 self.hits += 1
                 return self._read(entry)
             self.misses += 1
-            outputs = compute()
-            self._write(entry, outputs)
+            self._build(entry, compute)
         return self._read(entry)
 
     @staticmethod
@@ -62,17 +63,13 @@ class FeatureCache:
         return Outputs(**arrays)
 
     @staticmethod
-    def _write(entry: Path, outputs: Outputs) -> None:
+    def _build(entry: Path, compute: Callable[[Path], None]) -> None:
         tmp = entry.parent / f".{entry.name}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir()
         try:
+            compute(tmp)
             for name in FILES:
-                array = np.asarray(getattr(outputs, name))
-                if name == "sample_ids":
-                    array = array.astype(str)
-                with open(tmp / f"{name}.npy", "wb") as fh:
-                    np.save(fh, array, allow_pickle=False)
-                    fh.flush()
+                with open(tmp / f"{name}.npy", "rb+") as fh:
                     os.fsync(fh.fileno())
             (tmp / "complete").write_text("ok")
             if entry.exists():  # a stale, incomplete entry from a killed writer
@@ -83,31 +80,37 @@ class FeatureCache:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def compute_outputs(model: Model, dataset: Dataset, subset: str, *, batch_size: int = 256, device: str = "cpu", num_workers: int = 0, progress=None) -> Outputs:
-    """One pass of the backbone over a subset, in dataset order."""
+def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path, *, batch_size: int = 256, device: str = "cpu", num_workers: int = 0) -> None:
+    """One pass of the backbone over a subset, in dataset order, streamed into
+    memory-mapped ``.npy`` files: a 3.75 M-image ImageNet-C split never has
+    its features in RAM."""
     import torch
     from torch.utils.data import DataLoader
 
     source = dataset.samples(subset)
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"subset {subset!r} of dataset {dataset.name!r} is empty")
     loader = DataLoader(_Transformed(source, model.transform()), batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    logits, features, labels, ids = [], [], [], []
+    logits = features = None
+    labels = np.lib.format.open_memmap(directory / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
+    ids: list[str] = []
+    at = 0
     with torch.inference_mode():
         for x, y, sid in loader:
             lg, ft = model.forward(x.to(device))
-            logits.append(lg.float().cpu().numpy())
-            features.append(ft.float().cpu().numpy())
-            labels.append(y.numpy())
+            lg, ft = lg.float().cpu().numpy(), ft.float().cpu().numpy()
+            if logits is None:
+                logits = np.lib.format.open_memmap(directory / "logits.npy", mode="w+", dtype=np.float32, shape=(n, lg.shape[1]))
+                features = np.lib.format.open_memmap(directory / "features.npy", mode="w+", dtype=np.float32, shape=(n, ft.shape[1]))
+            b = len(lg)
+            logits[at : at + b], features[at : at + b], labels[at : at + b] = lg, ft, y.numpy()
             ids.extend(sid)
-            if progress is not None:
-                progress(len(y))
-    if not logits:
-        raise ValueError(f"subset {subset!r} of dataset {dataset.name!r} is empty")
-    return Outputs(
-        logits=np.concatenate(logits),
-        features=np.concatenate(features),
-        labels=np.concatenate(labels).astype(np.int64),
-        sample_ids=np.array(ids, dtype=str),
-    )
+            at += b
+    for array in (logits, features, labels):
+        array.flush()
+    del logits, features, labels
+    np.save(directory / "sample_ids.npy", np.array(ids, dtype=str), allow_pickle=False)
 
 
 class _Transformed:

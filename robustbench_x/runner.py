@@ -67,7 +67,9 @@ class RunContext(Context):
             self.model,
             self.dataset,
             subset,
-            lambda: compute_outputs(self.model, self.dataset, subset, batch_size=self.options.batch_size, device=self.options.device, num_workers=self.options.num_workers),
+            lambda directory: compute_outputs(
+                self.model, self.dataset, subset, directory, batch_size=self.options.batch_size, device=self.options.device, num_workers=self.options.num_workers
+            ),
         )
 
     def loader(self, subset: str, batch_size: int = 128) -> Iterator[tuple[Any, Any]]:
