@@ -2,11 +2,12 @@
 (``methods.md`` §8.3–8.5).
 
 Lafon, Ramzi, Rambour & Thome, "Hybrid Energy Based Model in the Feature Space
-for Out-of-Distribution Detection", ICML 2023, §3 (Eq. 4: hybrid energy
-``E_θ(z) = E_res,θ(z)/T + E_prior(z)/T_prior``; §3.3: training by maximum
-likelihood with SGLD samples), read together with MarcLafon/heatood
-``heat/ebm/hybridenergy.py``, ``heat/ebm/losses.py``, ``heat/train_ebm.py``,
-``heat/config/ebm/*.yaml`` and ``scripts/cifar10.sh`` (commit ``2b68ccdbd514``).
+for Out-of-Distribution Detection", ICML 2023 (hybrid energy
+``E_θ(z) = E_res,θ(z)/T + E_prior(z)/T_prior``, trained by maximum likelihood
+with SGLD negatives; paper section numbers not re-checked), as implemented in
+MarcLafon/heatood ``heat/ebm/hybridenergy.py``, ``heat/ebm/losses.py``, ``heat/train_ebm.py``,
+``heat/config/ebm/*.yaml`` and ``scripts/cifar10.sh`` (commit ``2b68ccdbd514``);
+every default is listed in :mod:`rbx_heat.method`.
 
 Residual network (:class:`ResidualMLP`), the code's ``reduce_width=False``
 (CIFAR) variant: ``Linear(d, w) → LeakyReLU(0.2) → [Linear(w, w) →

@@ -1,13 +1,15 @@
 """HEAT: hybrid energy-based model in feature space (``methods.md`` §8).
 
 Lafon, Ramzi, Rambour & Thome, "Hybrid Energy Based Model in the Feature Space
-for Out-of-Distribution Detection", ICML 2023 (arXiv 2305.16966): §3.1 prior
-energies, §3.2 Eq. (4) hybrid energy ``E_θ(z) = E_res,θ(z)/T + E_prior(z)/T_prior``,
-§3.3 training, §3.4 composition of energies. Every detail below was read in the
-official code, MarcLafon/heatood at ``2b68ccdbd514`` (``heat/ebm/*``,
-``heat/scorers/*``, ``heat/lib/features.py``, ``heat/eval_scorers.py``,
-``scripts/cifar10.sh``), which the README says to run (the scripts override
-the yaml files).
+for Out-of-Distribution Detection", ICML 2023 (arXiv 2305.16966), method
+section: prior energies (GMM, energy of the logits), hybrid energy
+``E_θ(z) = E_res,θ(z)/T + E_prior(z)/T_prior`` trained by contrastive
+divergence with SGLD, and composition of several energies (the paper's
+section and equation numbers were not re-checked for this module). Every
+detail below was read in the official code, MarcLafon/heatood at
+``2b68ccdbd514`` (``heat/ebm/*``, ``heat/scorers/*``, ``heat/lib/features.py``,
+``heat/eval_scorers.py``, ``scripts/cifar10.sh``), which the README says to
+run (the scripts override the yaml files).
 
 Features (``heat/lib/features.py``: forward hook on the last stage):
 ``avg`` = spatial mean of ``ctx.model.feature_maps(x)`` (= the penultimate
@@ -24,7 +26,7 @@ Energies (higher = more OOD), :mod:`rbx_heat.priors` and :mod:`rbx_heat.ebm`:
 each corrected by a residual MLP: ``E = E_res(z) + E_prior(z)/T_prior``
 (``EBMScorer`` returns this total; T = 1).
 
-Composition (``CombineScorer``, §3.4): each energy is standardised,
+Composition (``CombineScorer``): each energy is standardised,
 ``Ē_i = (E_i − m_i)/s_i``, with the mean and (unbiased) std of **one batch of
 training features**, the first batch (256 samples) of a shuffled loader; here
 the batch is the first 256 indices of a permutation seeded from ``ctx.seed``
@@ -208,22 +210,38 @@ def compose(energies: np.ndarray, means: Sequence[float], stds: Sequence[float],
 
 @contextmanager
 def _threads(n: int | None):
+    """:func:`robustbench_x.threads.torch_threads` when ``n`` is set, else leave torch's setting alone."""
     if n is None:
         yield
         return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
+    from robustbench_x.threads import torch_threads
+
+    with torch_threads(n):
+        yield
+
+
+@contextmanager
+def _eval(model):
+    """Eval mode for the model's module (if it exposes one) while extracting features; flags restored."""
+    try:
+        module = model.module
+    except (NotImplementedError, AttributeError):
+        yield
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
     try:
         yield
     finally:
-        torch.set_num_threads(old)
+        for m, flag in modes:
+            m.train(flag)
 
 
 def extract_features(ctx: Context, subset: str, batch_size: int = 256) -> dict[str, np.ndarray]:
     """``avg`` (spatial mean) and ``std`` (unbiased spatial std) of ``feature_maps``, plus labels."""
     model = ctx.model
     avg, std, labels = [], [], []
-    with torch.no_grad():
+    with torch.no_grad(), _eval(model):
         for x, y in ctx.loader(subset, batch_size=batch_size):
             maps = model.feature_maps(x)
             if maps.ndim != 4:

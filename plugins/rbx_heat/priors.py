@@ -1,8 +1,8 @@
 """HEAT's prior energies (``methods.md`` §8.2), differentiable, in float64.
 
 Lafon, Ramzi, Rambour & Thome, "Hybrid Energy Based Model in the Feature Space
-for Out-of-Distribution Detection", ICML 2023, §3.2 ("prior" energies of the
-hybrid model) and MarcLafon/heatood ``heat/scorers/ssd_scorer.py``,
+for Out-of-Distribution Detection", ICML 2023 (the "prior" energies of the
+hybrid model; section numbers not re-checked) and MarcLafon/heatood ``heat/scorers/ssd_scorer.py``,
 ``heat/scorers/energy_logits_scorer.py``, ``heat/lib/distributions.py``
 (commit ``2b68ccdbd514``).
 

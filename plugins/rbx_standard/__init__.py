@@ -32,6 +32,8 @@ METRICS = [
     MetricSpec("e-aurc", "failure", f"{_M}.failure:eaurc", False, 1000, "AURC minus the AURC of a perfect ranking (Geifman et al. 2019)"),
     MetricSpec("augrc", "failure", f"{_M}.failure:augrc", False, 1000, "area under the generalized risk-coverage curve (FD-Shifts, NeurIPS 2024)"),
     MetricSpec("aurc-per-sample", "failure", f"{_M}.failure:aurc_per_sample", False, 1000, "AURC on a per-sample grid, no tie grouping", "Geifman / torch-uncertainty parity"),
+    MetricSpec("auac", "failure", f"{_M}.coverage:auac", True, 100, "area under accuracy of retained samples vs min-max rescaled threshold", "our definition; GradTrust's is unpublished (see metrics/coverage.py)"),
+    MetricSpec("aufc", "failure", f"{_M}.coverage:aufc", True, 100, "area under failure fraction of rejected samples vs rescaled threshold", "our definition; not comparable with GradTrust Table I"),
     # Calibration.
     MetricSpec("ece", "calibration", f"{_M}.calibration:ece", False, 100, "expected calibration error, 15 equal-width bins (Guo et al. 2017)"),
     MetricSpec("nll", "calibration", f"{_M}.calibration:nll", False, 1, "negative log-likelihood"),
@@ -51,7 +53,7 @@ SUITES = [
     SuiteSpec(
         "failure",
         method_output="confidence",
-        metrics=("accuracy", "failure-auroc", "ap-error", "ap-success", "failure-fpr@95tpr", "aurc", "e-aurc", "augrc", "aurc-per-sample"),
+        metrics=("accuracy", "failure-auroc", "ap-error", "ap-success", "failure-fpr@95tpr", "aurc", "e-aurc", "augrc", "aurc-per-sample", "auac", "aufc"),
         headline=("aurc", "failure-auroc", "ap-error"),
         subsets=("id",),
         summary="failure prediction: does the confidence rank wrong predictions below right ones",

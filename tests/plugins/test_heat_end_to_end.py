@@ -1,0 +1,136 @@
+"""HEAT on the embedded default (built-in CNN + embedded digits) through ModelContext.
+
+The CNN trains once per session into a temporary ``RBX_CACHE_DIR`` shared by
+the ``test_gradients_*`` files. The default (CPU budget) fit is run twice to
+check determinism with the same seed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rbx_heat.method import HEAT, STANDARDISE_BATCH, compose, energy_input, energy_values, extract_features
+from robustbench_x.testing import ModelContext
+
+SUBSETS = ("id", "ood/photos")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def embedded_heat(tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "rbx-heat-gradients-cache"
+    previous = os.environ.get("RBX_CACHE_DIR")
+    os.environ["RBX_CACHE_DIR"] = str(cache)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from rbx_datasets.embedded import build as build_dataset
+        from rbx_models.smallcnn import build as build_model
+
+        dataset = build_dataset()
+        model = build_model(dataset=dataset, seed=0, log=lambda message: None)
+        yield model, dataset
+    finally:
+        torch.set_num_threads(threads)
+        if previous is None:
+            os.environ.pop("RBX_CACHE_DIR", None)
+        else:
+            os.environ["RBX_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def fitted(embedded_heat):
+    model, dataset = embedded_heat
+    ctx = ModelContext(model, dataset, seed=0)
+    method = HEAT()  # the registered default: GMM + EL + GMM-std, β = 0, cpu budget
+    start = time.perf_counter()
+    method.fit(ctx)
+    elapsed = time.perf_counter() - start
+    scores = {s: method.score(ctx, s) for s in SUBSETS}
+    return ctx, method, scores, elapsed
+
+
+def test_fits_and_scores_are_finite(fitted):
+    ctx, method, scores, elapsed = fitted
+    assert ctx.builds == 3  # one fitted state per energy
+    for subset, out in scores.items():
+        n = len(ctx.outputs(subset))
+        assert set(out) == {"score", "confidence"}
+        assert out["score"].shape == (n,) and out["score"].dtype == np.float64
+        assert np.isfinite(out["score"]).all(), subset
+        np.testing.assert_array_equal(out["score"], out["confidence"])
+    print(f"HEAT cpu-budget fit: {elapsed:.1f} s")
+
+
+def test_state_is_a_dict_of_numpy_arrays_with_gmm_mlp_and_standardisation(fitted):
+    _, method, _, _ = fitted
+    for energy, state in method.states.items():
+        assert all(isinstance(v, np.ndarray) for v in state.values())
+        assert {"standardise/mean", "standardise/std", "mlp/mlp.0.weight", "mlp/mlp.2.weight", "mlp/mlp.10.weight"} <= set(state)
+        assert "mlp/mlp.4.weight" not in state  # the shared hidden layer is stored once
+        assert state["mlp/mlp.0.weight"].shape == (128, 128)  # cpu budget width; 128-d features
+    assert {"gmm/means", "gmm/scale_tril", "gmm/log_weights"} <= set(method.states["gmm"])
+    assert method.states["gmm"]["gmm/means"].shape == (6, 128)
+    assert {"el/weight", "el/bias"} <= set(method.states["el"])
+
+
+def test_score_is_minus_the_standardised_sum_of_the_three_energies(fitted):
+    ctx, method, scores, _ = fitted
+    feats = extract_features(ctx, "train")
+    order = np.random.default_rng(ctx.seed).permutation(len(feats["labels"]))[:STANDARDISE_BATCH]
+    means, stds = [], []
+    for e in method.energies:
+        total = energy_values(e, method.states[e], method.settings[e], energy_input(e, feats))["total"][order]
+        assert method.states[e]["standardise/mean"][0] == pytest.approx(total.mean(), rel=1e-9)
+        assert method.states[e]["standardise/std"][0] == pytest.approx(total.std(ddof=1), rel=1e-9)
+        means.append(total.mean())
+        stds.append(total.std(ddof=1))
+    energies = method.energy_matrix(ctx, "id")
+    np.testing.assert_allclose(scores["id"]["score"], -compose(energies, means, stds, 0.0), rtol=1e-9)
+    np.testing.assert_allclose(scores["id"]["score"], -(((energies - means) / stds).sum(axis=1)), rtol=1e-9)
+
+
+def test_features_are_the_spatial_mean_and_unbiased_std_of_the_feature_maps(fitted):
+    ctx, _, _, _ = fitted
+    feats = extract_features(ctx, "id")
+    np.testing.assert_allclose(feats["avg"], ctx.outputs("id").features, rtol=1e-5, atol=1e-6)
+    x, _ = next(iter(ctx.loader("id", batch_size=4)))
+    with torch.no_grad():
+        maps = ctx.model.feature_maps(x).double()
+    n = maps.shape[2] * maps.shape[3]
+    flat = maps.flatten(2)
+    std = torch.sqrt(((flat - flat.mean(2, keepdim=True)) ** 2).sum(2) / (n - 1))
+    np.testing.assert_allclose(feats["std"][:4], std.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_deterministic_with_the_same_seed(fitted, embedded_heat):
+    _, _, scores, _ = fitted
+    model, dataset = embedded_heat
+    ctx = ModelContext(model, dataset, seed=0)
+    again = HEAT()
+    again.fit(ctx)
+    for subset in SUBSETS:
+        np.testing.assert_array_equal(again.score(ctx, subset)["score"], scores[subset]["score"])
+
+
+def test_single_energy_is_the_raw_hybrid_energy(fitted, embedded_heat):
+    ctx, method, _, _ = fitted
+    single = HEAT(energies=["gmm_std"])
+    single.fit(ctx)
+    # Same seed and settings: the GMM-std energy of the composition is reproduced exactly.
+    for key, value in method.states["gmm_std"].items():
+        np.testing.assert_array_equal(single.states["gmm_std"][key], value)
+    out = single.score(ctx, "ood/photos")["score"]
+    np.testing.assert_allclose(out, -method.energy_matrix(ctx, "ood/photos")[:, 2], rtol=1e-12)
