@@ -341,10 +341,13 @@ class Context:
     * ``model`` / ``loader(subset)``: only for methods that require
       ``input_grad``, ``grad``, ``dropout`` or ``ensemble``;
     * ``seed``: seed everything random from it (``rng()`` is a numpy Generator);
-    * ``fitted(key, build)``: cache of fitted state by config hash.
+    * ``fitted(key, build)``: cache of fitted state by config hash;
+    * ``wants``: the outputs the suite consumes; a method may skip computing
+      the others (an N × C probability matrix for an OOD suite, say).
     """
 
     seed: int = 0
+    wants: frozenset[str] = frozenset(METHOD_OUTPUTS)
     num_classes: int = 0
     dataset: Dataset
     model: Model

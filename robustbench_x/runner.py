@@ -227,6 +227,7 @@ def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, opti
     _seed_everything(job.seed)
     method = load_factory(spec.factory)(**job.params)
     ctx = RunContext(job, model, dataset, cache, options, log)
+    ctx.wants = frozenset({suite.method_output, "prediction"} | ({"probs"} if any(m.kind == "calibration" for m in metric_specs) else set()))
     method.fit(ctx)
     evaluate = load_factory(suite.evaluator) if suite.evaluator else evaluate_classification
     metrics, columns = evaluate(method=method, ctx=ctx, suite=suite, metric_specs=metric_specs)
@@ -257,7 +258,10 @@ def score_subsets(method, ctx: Context, suite) -> dict[str, dict[str, np.ndarray
     data: dict[str, dict[str, np.ndarray]] = {}
     for subset in suite_subsets(ctx.dataset, suite):
         cached = ctx.outputs(subset)
-        data[subset] = validate_outputs(method.score(ctx, subset), cached, ctx.job.method, subset, suite.method_output)
+        produced = method.score(ctx, subset)
+        if "probs" not in ctx.wants and isinstance(produced, dict):
+            produced.pop("probs", None)  # N × C per sample: stored only where a metric reads it
+        data[subset] = validate_outputs(produced, cached, ctx.job.method, subset, suite.method_output)
     return data
 
 

@@ -3,14 +3,14 @@
 It exists so that every suite runs on a fresh machine with no weights to
 download. Architecture (ResNet-like head, so that feature-space methods see the
 same structure as on a real backbone): three 3×3 conv + BN + ReLU stages
-(32, 64, 128 channels, 2×2 max-pool after the second), global average pooling
-to 128-d penultimate features, dropout (p = 0.3, for MC Dropout), a linear
+(16, 32, 64 channels, 2×2 max-pool after the second), global average pooling
+to 64-d penultimate features, dropout (p = 0.3, for MC Dropout), a linear
 classifier. Inputs are grayscale, resized to 8×8 (the resolution of the
 embedded digits).
 
 Training: Adam (lr 3e-3), batch 64, 12 epochs, light shift augmentation,
-seeded; on the embedded digits this takes a few seconds on one CPU core and
-reaches ≈ 97 % test accuracy. Weights are cached as safetensors under
+seeded, on one thread; on the embedded digits this takes about 2 s of CPU and
+reaches ≈ 99 % test accuracy (seed 0: 98.96 % on the 383 ID test digits). Weights are cached as safetensors under
 ``$RBX_CACHE_DIR/models`` keyed by (dataset train fingerprint, seed, recipe),
 so training happens once per machine; ensembles train one member per seed.
 """
@@ -29,7 +29,8 @@ from torch import nn
 from robustbench_x.api import Dataset, Model
 from robustbench_x.cachedir import cache_root
 
-RECIPE = {"arch": "smallcnn-v1", "epochs": 12, "lr": 3e-3, "batch_size": 64, "dropout": 0.3, "size": 8}
+WIDTH = 64
+RECIPE = {"arch": "smallcnn-v2", "epochs": 12, "lr": 3e-3, "batch_size": 64, "dropout": 0.3, "size": 8}
 MEAN, STD = 0.5, 0.25
 
 
@@ -37,13 +38,13 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int, dropout: float = 0.3) -> None:
         super().__init__()
         self.stages = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.Conv2d(32, WIDTH, 3, padding=1), nn.BatchNorm2d(WIDTH), nn.ReLU(),
         )  # fmt: skip
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(128, num_classes)
+        self.fc = nn.Linear(WIDTH, num_classes)
 
     def maps(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rbx_posthoc._common import PosthocMethod, f64, logsumexp, score_dict, softmax
+from rbx_posthoc._common import PosthocMethod, chunks, f64, logsumexp, score_dict, softmax
 from robustbench_x.api import Context
 
 __all__ = ["MSP", "MaxLogit", "Energy"]
@@ -39,9 +39,18 @@ class MSP(PosthocMethod):
         super().__init__()
 
     def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
-        z = f64(ctx.outputs(subset).logits)
-        probs = softmax(z, axis=1)
-        return score_dict(probs.max(axis=1), probs=probs, prediction=z.argmax(axis=1))
+        logits = ctx.outputs(subset).logits
+        n = len(logits)
+        score, prediction = np.empty(n), np.empty(n, dtype=np.int64)
+        keep_probs = "probs" in ctx.wants  # an N × C matrix only when a metric reads it
+        probs = np.empty(logits.shape, dtype=np.float64) if keep_probs else None
+        for rows in chunks(n):  # chunked: the cached logits may be a large memory map
+            p = softmax(f64(logits[rows]), axis=1)
+            score[rows], prediction[rows] = p.max(axis=1), p.argmax(axis=1)
+            if keep_probs:
+                probs[rows] = p
+        extra = {"probs": probs} if keep_probs else {}
+        return score_dict(score, prediction=prediction, **extra)
 
 
 class MaxLogit(PosthocMethod):
@@ -53,8 +62,12 @@ class MaxLogit(PosthocMethod):
         super().__init__()
 
     def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
-        z = f64(ctx.outputs(subset).logits)
-        return score_dict(z.max(axis=1), prediction=z.argmax(axis=1))
+        logits = ctx.outputs(subset).logits
+        score, prediction = np.empty(len(logits)), np.empty(len(logits), dtype=np.int64)
+        for rows in chunks(len(logits)):
+            z = f64(logits[rows])
+            score[rows], prediction[rows] = z.max(axis=1), z.argmax(axis=1)
+        return score_dict(score, prediction=prediction)
 
 
 class Energy(PosthocMethod):
@@ -69,6 +82,10 @@ class Energy(PosthocMethod):
         self.temperature = float(temperature)
 
     def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
-        z = f64(ctx.outputs(subset).logits)
+        logits = ctx.outputs(subset).logits
         t = self.temperature
-        return score_dict(t * logsumexp(z / t, axis=1), prediction=z.argmax(axis=1))
+        score, prediction = np.empty(len(logits)), np.empty(len(logits), dtype=np.int64)
+        for rows in chunks(len(logits)):
+            z = f64(logits[rows])
+            score[rows], prediction[rows] = t * logsumexp(z / t, axis=1), z.argmax(axis=1)
+        return score_dict(score, prediction=prediction)
