@@ -50,7 +50,7 @@ def main_callback(
 
 @app.command()
 def run(
-    suite: str = typer.Option(..., "--suite", help="Suite to run (rbx list suites)."),
+    suite: str = typer.Option(..., "--suite", help="Suite to run (rbx list suites), or 'all'."),
     models: Optional[list[str]] = typer.Option(None, "--models", help="Models (comma-separated or repeated). Default: built-in and configured models."),
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Datasets. Default: built-in and configured datasets that can serve the suite."),
     methods: Optional[list[str]] = typer.Option(None, "--methods", help="Methods. Default: every method producing what the suite scores."),
@@ -66,13 +66,14 @@ def run(
     force: bool = typer.Option(False, "--force", help="Recompute jobs that already have results."),
     fmt: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
-    """Plan every compatible (model, dataset, method) job of a suite and run it."""
+    """Plan every compatible (model, dataset, method) job of a suite and run it.
+
+    ``--suite all`` runs every registered suite that has something to run with
+    the current models and datasets.
+    """
     from robustbench_x.config import load_config
     from robustbench_x.executors import build_executor
-    from robustbench_x.plan import make_plan
     from robustbench_x.registry import get_registry
-    from robustbench_x.results import ResultStore
-    from robustbench_x.runner import RunOptions, write_skipped
 
     _check_format(fmt)
     try:
@@ -81,17 +82,48 @@ def run(
         raise UsageError(f"--seeds takes integers, got {seeds}") from None
     registry = get_registry()
     cfg = load_config(config, registry)
-    plan = make_plan(registry, cfg, suite, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seed_list)
-    if not plan.jobs:
-        raise UsageError(f"suite '{suite}' has nothing to run: no dataset or method qualifies. See `rbx list datasets` and `rbx list methods`.")
+    names = registry.names("suites") if suite == "all" else [suite]
+    plans = []
+    for name in names:
+        plan = _plan(registry, cfg, name, models, datasets, methods, seed_list, quiet_empty=suite == "all")
+        if plan is not None:
+            plans.append(plan)
+    if not plans:
+        raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
     ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
+    summaries = [_run_plan(plan, ex, cfg, out_dir, force, fmt) for plan in plans]
+    if fmt == "json":
+        print(json.dumps(summaries[0] if suite != "all" else summaries, indent=2))
+    raise typer.Exit(1 if any(s["failed"] for s in summaries) else 0)
+
+
+def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool):
+    from robustbench_x.plan import make_plan
+
+    try:
+        plan = make_plan(registry, cfg, name, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seeds)
+    except UsageError:
+        if quiet_empty:
+            return None
+        raise
+    if not plan.jobs:
+        if quiet_empty:
+            if not STATE["quiet"]:
+                err.print(f"suite '{name}': nothing to run with the configured models and datasets", markup=False)
+            return None
+        raise UsageError(f"suite '{name}' has nothing to run: no dataset or method qualifies. See `rbx list datasets` and `rbx list methods`.")
+    return plan
+
+
+def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
+    from robustbench_x.runner import RunOptions, write_skipped
+
+    suite = plan.suite
     started = time.time()
-    store = ResultStore(out_dir)
     for job in plan.skipped:
         write_skipped(job, out_dir)
     options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
     runnable = plan.runnable
-    counts = {"ok": 0, "failed": 0, "cached": 0}
 
     def log(message: str) -> None:
         if not STATE["quiet"] and fmt == "table":
@@ -102,13 +134,14 @@ def run(
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False) as progress:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
             task = progress.add_task(f"{suite}: {len(runnable)} jobs", total=len(runnable))
 
             def on_job(job, status: str) -> None:
                 progress.update(task, advance=1, description=f"{suite}: {job.model.name} × {job.dataset.name} × {job.method}")
 
             outcomes = ex.run(plan.groups(), options, on_job=on_job, log=lambda m: progress.console.log(m))
+    counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     failed = [o for o in outcomes if o.status == "failed"]
@@ -125,20 +158,17 @@ def run(
         "skipped_jobs": [{"job": "/".join(map(str, j.key)), "reason": j.skip_reason} for j in plan.skipped],
     }
     _write_manifest(out_dir, suite, plan, summary)
-    if fmt == "json":
-        print(json.dumps(summary, indent=2))
-    else:
+    if fmt != "json":
         out.print(
             f"[bold]{suite}[/bold]: {summary['ok']} ok, {summary['cached']} already done, {summary['failed']} failed, "
             f"{summary['skipped']} skipped in {summary['duration_s']} s → {out_dir}"
         )
         for f in summary["failures"]:
-            out.print(f"[red]failed[/red] {f['job']}: {f['error'].splitlines()[0] if f['error'] else ''}")
+            out.print(f"failed {f['job']}: {f['error'].splitlines()[0] if f['error'] else ''}", markup=False, style="red")
         if summary["skipped"] and not STATE["quiet"]:
-            reasons = sorted({j.skip_reason for j in plan.skipped})
-            for reason in reasons[:5]:
-                out.print(f"[yellow]skipped[/yellow] {sum(j.skip_reason == reason for j in plan.skipped)} job(s): {reason}")
-    raise typer.Exit(1 if failed else 0)
+            for reason in sorted({j.skip_reason for j in plan.skipped})[:5]:
+                out.print(f"skipped {sum(j.skip_reason == reason for j in plan.skipped)} job(s): {reason}", markup=False, style="yellow")
+    return summary
 
 
 def _write_manifest(out_dir: Path, suite: str, plan, summary: dict) -> None:
