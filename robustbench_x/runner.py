@@ -17,7 +17,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,6 @@ class Outcome:
     status: str  # ok | failed | cached
     error: str | None = None
     duration_s: float = 0.0
-    messages: list[str] = field(default_factory=list)
 
 
 class RunContext(Context):
@@ -148,8 +147,7 @@ def run_group(
     """
     registry = get_registry()
     store = ResultStore(options.out)
-    messages: list[str] = []
-    say = log or messages.append
+    say = log or (lambda message: None)
     outcomes: list[Outcome] = []
     pending = []
     for job in group.jobs:
@@ -165,11 +163,10 @@ def run_group(
     try:
         dataset = build_dataset(group, options)
         model = build_model(group, dataset, say)
-        if hasattr(model, "module"):
-            try:
-                model.module.to(options.device)
-            except NotImplementedError:
-                pass
+        try:
+            model.module.to(options.device)
+        except NotImplementedError:  # a model without a torch module (precomputed outputs, say)
+            pass
     except Exception as exc:
         error = _describe(exc)
         for job in pending:
@@ -196,14 +193,12 @@ def run_group(
                 on_job(job, "ok")
         except Exception as exc:
             error = _describe(exc)
-            if isinstance(exc, (PluginError, JobError, ValueError)) is False:
+            if not isinstance(exc, (PluginError, JobError, ValueError)):  # unexpected: keep where it happened
                 error += "\n" + "".join(traceback.format_exception(exc)[-3:]).strip()
             store.write(job, [_row(job, status="failed", error=error, duration_s=time.perf_counter() - started)], None)
             outcomes.append(Outcome(job.key, "failed", error))
             if on_job:
                 on_job(job, "failed")
-    if outcomes and log is None:
-        outcomes[-1].messages = messages
     return outcomes
 
 
