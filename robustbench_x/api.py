@@ -61,10 +61,11 @@ CAPABILITIES: dict[str, str] = {
     "train_split": "dataset has a labelled training split",
     "val_split": "dataset has a labelled validation split (calibration, thresholds)",
     "ood_subsets": "dataset has at least one out-of-distribution subset",
+    "hierarchy": "dataset has hierarchical (N × L) labels for retrieval",
 }
 
 #: What a method may return per sample from :meth:`Method.score`.
-METHOD_OUTPUTS = ("score", "confidence", "probs", "prediction")
+METHOD_OUTPUTS = ("score", "confidence", "probs", "prediction", "embedding")
 
 Kind = Literal["method", "dataset", "metric", "model", "suite", "executor"]
 
@@ -120,13 +121,14 @@ class MetricSpec:
     * ``ood``: ``fn(score_id=..., score_ood=...)`` once per OOD subset;
     * ``failure``: ``fn(confidence=..., correct=...)`` on the ID test subset;
     * ``calibration``: ``fn(probs=..., labels=...)`` on the ID test subset;
-    * ``classification``: ``fn(prediction=..., labels=...)`` on every labelled subset.
+    * ``classification``: ``fn(prediction=..., labels=...)`` on every labelled subset;
+    * other kinds (``retrieval``, ``robustness``) are called by their suite's evaluator.
 
     ``scale`` is the display factor (100 for percentages, 1000 for the AURC family).
     """
 
     name: str
-    kind: Literal["ood", "failure", "calibration", "classification"]
+    kind: Literal["ood", "failure", "calibration", "classification", "retrieval", "robustness"]
     fn: str
     higher_is_better: bool
     scale: float = 100.0

@@ -157,7 +157,8 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
         "failures": [{"job": "/".join(map(str, o.key)), "error": o.error} for o in failed],
         "skipped_jobs": [{"job": "/".join(map(str, j.key)), "reason": j.skip_reason} for j in plan.skipped],
     }
-    _write_manifest(out_dir, suite, plan, summary)
+    if summary["ok"] or summary["failed"]:  # a run that changed nothing leaves the store untouched
+        _write_manifest(out_dir, suite, plan, summary)
     if fmt != "json":
         out.print(
             f"[bold]{suite}[/bold]: {summary['ok']} ok, {summary['cached']} already done, {summary['failed']} failed, "
@@ -305,6 +306,51 @@ def leaderboard(
         else:
             target.write_text(content, encoding="utf-8")
     out.print(f"wrote {', '.join(sorted(pages))} to {out_dir}")
+
+
+@app.command("new-plugin")
+def new_plugin(
+    name: str = typer.Argument(..., help="Distribution name, e.g. demo-score."),
+    kind: str = typer.Option("method", "--kind", help="method | dataset | metric | model"),
+    directory: Path = typer.Option(Path("."), "--dir", help="Where to create the package folder."),
+) -> None:
+    """Write a ready plugin package: pyproject with the entry point, a documented
+    skeleton, a README and a test file that runs the conformance kit."""
+    from robustbench_x.scaffold import create_plugin
+
+    try:
+        path = create_plugin(name, kind, directory)
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
+    out.print(f"created {path}\n  next: pip install -e {path} && pytest {path}/tests && rbx list methods", markup=False)
+
+
+@datasets_app.command("build")
+def datasets_build(
+    name: str = typer.Argument(..., help="What to build: hgldv2"),
+    gldv2_root: Path = typer.Option(..., "--gldv2-root", help="GLDv2 root holding the CSV files."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the hierarchy Parquet files and manifest.json."),
+    hierarchy_csv_dir: Optional[Path] = typer.Option(None, "--hierarchy-csv-dir", help="Use the public *_label_to_hierarchical.csv files instead of building afresh."),
+    offline: bool = typer.Option(False, "--offline", help="No network: read only the on-disk cache (and --dump)."),
+    dump: Optional[Path] = typer.Option(None, "--dump", help="A JSON dump of Wikimedia answers to read instead of the network."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="A YAML/CSV mapping that overrides the super-category clustering."),
+) -> None:
+    """Build a dataset's derived files (H-GLDv2's hierarchy from the GLDv2 release)."""
+    from robustbench_x.api import load_factory
+    from robustbench_x.errors import JobError
+
+    if name != "hgldv2":
+        from robustbench_x.errors import UnknownComponent
+
+        raise UsageError(str(UnknownComponent("build target", name, ["hgldv2"])))
+    build = load_factory("rbx_retrieval.hgldv2:build_hgldv2_cli")
+    try:
+        manifest = build(gldv2_root, out_dir, hierarchy_csv_dir=hierarchy_csv_dir, offline=offline, dump=dump, mapping=mapping,
+                         log=(lambda m: None) if STATE["quiet"] else err.log)
+    except JobError as exc:  # the network gave up after its retries: what was fetched is cached
+        err.print(f"error: {exc}", markup=False, style="red")
+        raise typer.Exit(1) from None
+    out.print(f"wrote {out_dir} ({manifest['mode']}, {len(manifest['supercategories'])} super-categories)", markup=False)
 
 
 @datasets_app.command("verify")

@@ -63,6 +63,14 @@ def _bootstrap(results_dir: Path, job: pd.Series, metric_spec, subset: str, n_bo
             return None
         for _ in range(n_boot):
             values.append(fn(score_id=s_id[rng.integers(0, len(s_id), len(s_id))], score_ood=s_ood[rng.integers(0, len(s_ood), len(s_ood))]))
+    elif metric_spec.kind == "retrieval":
+        # Per-query values are stored: resample queries.
+        if metric_spec.name not in scores:
+            return None
+        column = scores.loc[scores["subset"] == subset, metric_spec.name].dropna().to_numpy(dtype=float)
+        if len(column) == 0:
+            return None
+        values = [float(column[rng.integers(0, len(column), len(column))].mean()) for _ in range(n_boot)]
     else:
         part = scores[scores["subset"] == subset]
         if part.empty:

@@ -61,7 +61,7 @@ def test_asking_for_a_component_of_a_broken_plugin_names_the_plugin(broken_site)
     registry = Registry()
     registry.load_entry_points()
     with pytest.raises(PluginUnavailable, match="broken-demo.*rbx-broken-demo.*ModuleNotFoundError"):
-        registry.get("methods", "gallop")
+        registry.get("methods", "method-of-the-broken-plugin")
 
 
 def test_unknown_name_suggests_the_closest():

@@ -16,16 +16,22 @@ Two ways (``/work/shared/references/datasets.md`` §7-9):
     (curated CSV + CLIP, see :mod:`.clustering`), so its clusters differ from
     the published 78; use (a) to reproduce published numbers.
 
-Outputs and schema: :mod:`.build`. Entry point: :func:`build_hgldv2`.
+Outputs and schema: :mod:`.build`. Entry points: :func:`build_hgldv2`, and
+:func:`build_hgldv2_cli` (:mod:`.cli`: the same with the command-line option
+names, errors turned into ``UsageError`` / ``JobError``) for
+``rbx datasets build hgldv2``. Reading the built files with the GLDv2 images:
+the ``hgldv2`` dataset type, :mod:`.dataset`.
 """
 
 from .build import build_hgldv2, load_hgldv2_labels
 from .cache import JsonCache
+from .cli import build_hgldv2_cli
 from .gldv2_csv import GLDv2FormatError
 from .wikimedia import WikimediaError, WikimediaUnavailable
 
 __all__ = [
     "build_hgldv2",
+    "build_hgldv2_cli",
     "load_hgldv2_labels",
     "JsonCache",
     "GLDv2FormatError",

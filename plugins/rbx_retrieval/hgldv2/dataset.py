@@ -1,0 +1,237 @@
+"""``type: hgldv2``: H-GLDv2 hierarchical landmark retrieval from the GLDv2 images
+and the files written by :func:`~rbx_retrieval.hgldv2.build_hgldv2`.
+
+datasets.yaml::
+
+    datasets:
+      hgldv2:
+        type: hgldv2
+        root: /data/gldv2              # holds the image trees test/ and index/ (and train/)
+        hierarchy_dir: /data/hgldv2    # `rbx datasets build hgldv2 --out` (manifest.json, *.parquet)
+        split: all                     # optional: queries all | public | private (GLDv2 Usage)
+        query_dir: test                # optional: query image folder under root (default test)
+        gallery_dir: index             # optional: gallery image folder under root (default index)
+        label_space: imagenet-1k       # optional: pairs it with models of that label space (timm:...)
+
+Relative paths are relative to datasets.yaml.
+
+Subsets (SupRank ``gldv2.py`` protocol, ``datasets.md`` §8.3, ``metrics.md`` §9.7):
+
+* ``query``: the GLDv2 **test** images of ``query.parquet``: non-ignored rows
+  of ``retrieval_solution_v2.1.csv``, labelled with the landmark of their first
+  listed index image; ``split: public`` / ``private`` keeps only that
+  ``Usage`` (GLDv2 reports the two separately), ``all`` keeps both;
+* ``gallery``: the GLDv2 **index** images of ``index.parquet``.
+
+Rows whose landmark has no hierarchy are left out (SupRank ``remove_nan=True``,
+as :func:`~rbx_retrieval.hgldv2.load_hgldv2_labels`). Order = the Parquet
+files' order (the GLDv2 CSVs' order). Sample id = the 16-hex GLDv2 image id;
+sample label = ``landmark_id`` (index id space); ``hierarchy(subset)`` =
+``(N, 3)`` int64 ``[landmark_id, supercategory_id, natural_or_human_made_id]``
+(column 0 finest; ids shared by query and gallery).
+
+Images: ``<root>/<query_dir|gallery_dir>/<a>/<b>/<c>/<id>.jpg`` with ``a, b, c``
+the first three characters of the id (``datasets.md`` §7.3), decoded lazily
+with Pillow to RGB. The fingerprint hashes the hierarchy files' content hash
+(from the manifest), the selected ids and labels, and every image's size and
+modification time (not its bytes); it is also where missing images are found,
+before any forward pass, with an error naming them.
+
+There is no ``train`` subset: evaluate H-GLDv2 with a pretrained backbone
+(e.g. ``--models timm:resnet50`` with ``label_space: imagenet-1k`` in the
+entry). The built-in CNN, which trains on the evaluated dataset, cannot serve it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from robustbench_x.api import Dataset, SampleSource
+from robustbench_x.config import Config, resolve_path
+from robustbench_x.errors import ConfigError
+
+__all__ = ["HGLDv2Dataset", "HGLDv2Source", "build", "image_path", "OPTION_KEYS", "REQUIRED_KEYS"]
+
+VERSION = "hgldv2-dataset-v1"
+OPTION_KEYS = frozenset({"root", "hierarchy_dir", "split", "query_dir", "gallery_dir", "label_space"})
+REQUIRED_KEYS = frozenset({"root", "hierarchy_dir"})
+SPLITS = {"all": None, "public": "Public", "private": "Private"}
+#: subset -> (parquet split written by the builder, default image folder, folder option)
+SUBSETS = {"query": ("query", "test", "query_dir"), "gallery": ("index", "index", "gallery_dir")}
+LEVEL_NAMES = ("landmark", "supercategory", "natural_or_human_made")
+
+
+def image_path(folder: Path, image_id: str) -> Path:
+    """``<folder>/<a>/<b>/<c>/<id>.jpg`` (GLDv2 layout)."""
+    return Path(folder) / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
+
+
+class HGLDv2Source(SampleSource):
+    def __init__(self, folder: Path, ids: list[str], labels: np.ndarray) -> None:
+        self.folder, self.ids, self.labels = Path(folder), ids, labels
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def path(self, i: int) -> Path:
+        return image_path(self.folder, self.ids[i])
+
+    def __getitem__(self, i: int):
+        path = self.path(i)
+        try:
+            with Image.open(path) as img:
+                img.load()
+                image = img.convert("RGB") if img.mode != "RGB" else img.copy()
+        except FileNotFoundError:
+            raise ValueError(
+                f"GLDv2 image not found: {path}. fix: extract the GLDv2 image shards so that images sit at "
+                f"{self.folder}/<a>/<b>/<c>/<id>.jpg"
+            ) from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"cannot decode image {path}: {exc}. fix: re-download or replace the file") from None
+        return image, int(self.labels[i]), self.ids[i]
+
+
+class HGLDv2Dataset(Dataset):
+    task = "retrieval"
+    provides = frozenset({"hierarchy"})
+    level_names = LEVEL_NAMES
+
+    def __init__(self, name: str, options: dict, config_file: str | None = None) -> None:
+        self.name = name
+        cfg = Config(path=Path(config_file)) if config_file else None
+        file = config_file or "datasets.yaml"
+        key = f"datasets.{name}"
+        for option in sorted(REQUIRED_KEYS - set(options)):
+            raise ConfigError(f"missing required key '{option}' for type 'hgldv2'", file=file, key=f"{key}.{option}", fix=f"add '{option}: ...' to the entry")
+        unknown = sorted(set(options) - OPTION_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown key '{unknown[0]}' for type 'hgldv2'", file=file, key=f"{key}.{unknown[0]}", fix=f"allowed keys: {', '.join(sorted(OPTION_KEYS))}")
+        self.root = resolve_path(str(options["root"]), cfg)
+        if not self.root.is_dir():
+            raise ConfigError(f"GLDv2 image root does not exist: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder holding the test/ and index/ image trees")
+        self.hierarchy_dir = resolve_path(str(options["hierarchy_dir"]), cfg)
+        self.manifest = self._read_manifest(file, f"{key}.hierarchy_dir")
+        split = str(options.get("split", "all")).strip().lower()
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split '{options.get('split')}'", file=file, key=f"{key}.split", fix="use all, public or private (GLDv2 retrieval Usage)")
+        self.split = split
+        self.folders: dict[str, Path] = {}
+        for subset, (_, default, option) in SUBSETS.items():
+            rel = str(options.get(option, default))
+            folder = Path(rel) if Path(rel).is_absolute() else self.root / rel
+            if not folder.is_dir():
+                raise ConfigError(f"{subset} image folder does not exist: {folder}", file=file, key=f"{key}.{option}", fix=f"extract the GLDv2 {default} images there or set '{option}' (relative to root {self.root})")
+            self.folders[subset] = folder
+        self._fingerprints: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ files
+    def _read_manifest(self, file: str, key: str) -> dict:
+        from .build import MANIFEST_FORMAT, SCHEMA_VERSION
+
+        fix = "run `rbx datasets build hgldv2 --gldv2-root DIR --out DIR` and point 'hierarchy_dir' at its --out"
+        if not self.hierarchy_dir.is_dir():
+            raise ConfigError(f"H-GLDv2 hierarchy folder does not exist: {self.hierarchy_dir}", file=file, key=key, fix=fix)
+        path = self.hierarchy_dir / "manifest.json"
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: the H-GLDv2 build did not complete there", file=file, key=key, fix=fix)
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}", file=file, key=key, fix=fix) from None
+        if manifest.get("format") != MANIFEST_FORMAT or manifest.get("schema") != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{path} has format {manifest.get('format')!r} / schema {manifest.get('schema')!r}; this reader needs {MANIFEST_FORMAT!r} / {SCHEMA_VERSION!r}",
+                file=file, key=key, fix="rebuild the hierarchy files with this version: " + fix,
+            )
+        for split in ("query", "index"):
+            if not (self.hierarchy_dir / f"{split}.parquet").is_file():
+                raise ConfigError(f"{self.hierarchy_dir / f'{split}.parquet'} not found", file=file, key=key, fix=fix)
+        return manifest
+
+    @cached_property
+    def _tables(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        import pyarrow.parquet as pq
+
+        from .build import load_hgldv2_labels
+
+        tables = {}
+        for subset, (split, _, _) in SUBSETS.items():
+            ids, labels = load_hgldv2_labels(self.hierarchy_dir, split)
+            ids = [str(i) for i in ids]
+            usage = SPLITS[self.split]
+            if subset == "query" and usage is not None:
+                table = pq.read_table(self.hierarchy_dir / "query.parquet", columns=["id", "usage"]).to_pydict()
+                of = dict(zip(table["id"], table["usage"]))
+                keep = np.array([of.get(i) == usage for i in ids], dtype=bool)
+                ids = [i for i, k in zip(ids, keep) if k]
+                labels = labels[keep]
+            tables[subset] = (ids, np.ascontiguousarray(labels, dtype=np.int64))
+        return tables
+
+    # ------------------------------------------------------------------ Dataset
+    @property
+    def classes(self) -> list[str]:  # type: ignore[override]
+        """The landmarks (index id space) present in the gallery or the queries."""
+        ids = np.unique(np.concatenate([self._tables[s][1][:, 0] for s in SUBSETS]))
+        return [str(i) for i in ids]
+
+    def subsets(self) -> list[str]:
+        return list(SUBSETS)
+
+    def _check(self, subset: str) -> None:
+        if subset not in SUBSETS:
+            hint = (
+                " The built-in CNN trains on the evaluated dataset; evaluate H-GLDv2 with a pretrained model "
+                "(e.g. --models timm:resnet50 and 'label_space: imagenet-1k' in the entry)."
+                if subset in ("train", "val") else ""
+            )
+            raise KeyError(f"hgldv2 dataset '{self.name}' has no subset {subset!r}; it has {list(SUBSETS)}.{hint}")
+
+    def samples(self, subset: str) -> HGLDv2Source:
+        self._check(subset)
+        ids, labels = self._tables[subset]
+        return HGLDv2Source(self.folders[subset], ids, labels[:, 0])
+
+    def hierarchy(self, subset: str) -> np.ndarray:
+        """``(N, 3)`` int64 ``[landmark_id, supercategory_id, natural_or_human_made_id]`` in sample order."""
+        self._check(subset)
+        return self._tables[subset][1].copy()
+
+    def fingerprint(self, subset: str) -> str:
+        self._check(subset)
+        if subset not in self._fingerprints:
+            ids, labels = self._tables[subset]
+            split = SUBSETS[subset][0]
+            h = hashlib.sha256(VERSION.encode())
+            h.update(json.dumps([subset, self.split, self.manifest.get("outputs", {}).get(f"{split}.parquet", {}).get("sha256")]).encode())
+            h.update(np.ascontiguousarray(labels).tobytes())
+            missing: list[Path] = []
+            folder = self.folders[subset]
+            for image_id in ids:
+                path = image_path(folder, image_id)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    missing.append(path)
+                    continue
+                h.update(f"{image_id}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            if missing:
+                shown = ", ".join(str(p) for p in missing[:3])
+                raise ValueError(
+                    f"hgldv2 dataset '{self.name}': {len(missing)} of {len(ids)} {subset} images are missing, e.g. {shown}. "
+                    f"fix: extract the GLDv2 image shards under {folder} (<a>/<b>/<c>/<id>.jpg)"
+                )
+            self._fingerprints[subset] = h.hexdigest()[:16]
+        return self._fingerprints[subset]
+
+
+def build(name: str, options: dict | None = None, config_file: str | None = None) -> HGLDv2Dataset:
+    return HGLDv2Dataset(name, dict(options or {}), config_file)
