@@ -325,6 +325,12 @@ class Dataset:
     def fingerprint(self, subset: str) -> str:
         raise NotImplementedError
 
+    def class_mask(self, subset: str) -> "np.ndarray | None":
+        """Boolean mask of the classes a subset is evaluated over (ImageNet-A/-R
+        use 200 of the 1000 classes), or None for all. The runner hides the
+        other classes' logits (set to -inf) before any method sees them."""
+        return None
+
 
 class SampleSource:
     """A sized, indexable source: ``source[i] -> (PIL.Image, label, sample_id)``."""

@@ -62,7 +62,7 @@ class RunContext(Context):
         self._log = log
 
     def outputs(self, subset: str) -> Outputs:
-        return self.cache.get(
+        outputs = self.cache.get(
             self.model,
             self.dataset,
             subset,
@@ -70,6 +70,12 @@ class RunContext(Context):
                 self.model, self.dataset, subset, directory, batch_size=self.options.batch_size, device=self.options.device, num_workers=self.options.num_workers
             ),
         )
+        mask = self.dataset.class_mask(subset) if hasattr(self.dataset, "class_mask") else None
+        if mask is not None:
+            # Evaluated over a subset of the classes (ImageNet-A/-R): the others cannot be predicted.
+            logits = np.where(np.asarray(mask, dtype=bool)[None, :], np.asarray(outputs.logits), -np.inf).astype(np.float32)
+            outputs = Outputs(logits=logits, features=outputs.features, labels=outputs.labels, sample_ids=outputs.sample_ids)
+        return outputs
 
     def loader(self, subset: str, batch_size: int = 128) -> Iterator[tuple[Any, Any]]:
         import torch

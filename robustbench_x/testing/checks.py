@@ -326,11 +326,7 @@ class CheckEnv:
         direction_subsets: tuple[str, str] = ("id", "ood/photos"),
         check_params: Mapping[str, Any] | None = None,
     ) -> None:
-        if cache_dir is None:
-            from robustbench_x.cachedir import cache_root
-
-            cache_dir = cache_root()
-        self.cache_dir = Path(cache_dir)
+        self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self.dataset_name, self.model_name = dataset, model
         self.max_samples = max_samples
         self.check_subsets = tuple(check_subsets)
@@ -338,11 +334,21 @@ class CheckEnv:
         self.check_params: dict[str, Any] = dict(check_params or {})
         self._res = _Resources()
 
+    @property
+    def cache_dir(self) -> Path:
+        """The cache directory (``None`` at construction: ``$RBX_CACHE_DIR`` or the user cache, fixed on first use)."""
+        if self._cache_dir is None:
+            from robustbench_x.cachedir import cache_root
+
+            self._cache_dir = Path(cache_root())
+        return self._cache_dir
+
     # ------------------------------------------------------------ views
     def with_params(self, check_params: Mapping[str, Any] | None) -> "CheckEnv":
         """A view sharing this environment's data and model, with other ``check_params``."""
         if not check_params:
             return self
+        self.cache_dir  # resolve once, so that every view shares it
         view = object.__new__(CheckEnv)
         view.__dict__.update(self.__dict__)
         view.check_params = {**self.check_params, **dict(check_params)}
@@ -630,7 +636,7 @@ class RestrictedContext(Context):
         single = self.missing()
         fix = f"add {', '.join(repr(t) for t in single)} to MethodSpec.requires" if single else "declare one of the listed tokens in MethodSpec.requires"
         return (
-            f"method '{self.method}' used {used} but did not declare it in requires (declared: {declared}). "
+            f"method '{self.method}' used {used} but did not declare {'it' if len(self.violations) == 1 else 'them'} in requires (declared: {declared}). "
             f"fix: {fix}, or stop using it; the planner only runs a method where every required token is provided, "
             "so an undeclared need breaks on models or datasets that lack it"
         )
