@@ -25,8 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="robustbench_
 datasets_app = typer.Typer(no_args_is_help=True, help="Prepare, verify and build datasets.")
 app.add_typer(datasets_app, name="datasets")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 STATE = {"debug": False, "quiet": False}
 
 KIND_NAMES = ["methods", "datasets", "metrics", "models", "suites", "executors"]

@@ -75,14 +75,15 @@ def test_fits_and_scores_are_finite(fitted):
 
 
 def test_state_is_a_dict_of_numpy_arrays_with_gmm_mlp_and_standardisation(fitted):
-    _, method, _, _ = fitted
+    ctx, method, _, _ = fitted
+    d = ctx.outputs("train").features.shape[1]  # the built-in model's feature width
     for energy, state in method.states.items():
         assert all(isinstance(v, np.ndarray) for v in state.values())
         assert {"standardise/mean", "standardise/std", "mlp/mlp.0.weight", "mlp/mlp.2.weight", "mlp/mlp.10.weight"} <= set(state)
         assert "mlp/mlp.4.weight" not in state  # the shared hidden layer is stored once
-        assert state["mlp/mlp.0.weight"].shape == (128, 128)  # cpu budget width; 128-d features
+        assert state["mlp/mlp.0.weight"].shape == (128, d)  # cpu budget width 128
     assert {"gmm/means", "gmm/scale_tril", "gmm/log_weights"} <= set(method.states["gmm"])
-    assert method.states["gmm"]["gmm/means"].shape == (6, 128)
+    assert method.states["gmm"]["gmm/means"].shape == (6, d)
     assert {"el/weight", "el/bias"} <= set(method.states["el"])
 
 
