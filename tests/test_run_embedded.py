@@ -86,7 +86,8 @@ def test_fresh_store_and_fresh_cache_reproduce_every_value(ood_run, cli, tmp_pat
     first = first[first["status"] == "ok"].set_index(key)["value"].sort_index()
     second = second[second["status"] == "ok"].set_index(key)["value"].sort_index()
     assert first.index.equals(second.index)
-    assert (first == second).all(), (first - second).abs().max()
+    differ = (first != second)
+    assert not differ.any(), f"values differ:\n{first[differ]}\n{second[differ]}"
 
 
 def test_leaderboard_renders_the_run(ood_run, cli, tmp_path):
