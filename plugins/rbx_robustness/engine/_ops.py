@@ -15,6 +15,47 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+# --------------------------------------------------------------------------- CPU threading
+
+# Intra-op threads used by the engine's CPU path (None = leave torch's setting).
+# The engine works on cache-sized chunks with many small memory-bound ops; OpenMP
+# gains little on them on an idle machine and, on a busy one, every parallel
+# region waits for descheduled threads (measured: 20-100x slower with 2 threads
+# than with 1 on a loaded 2-core box).  Parallelise across processes instead.
+CPU_THREADS: int | None = 1
+
+
+# Test hook: when True the CPU uses the same kernels as accelerators
+# (depthwise conv2d, FFT motion blur) so those code paths are exercised
+# without a GPU.
+_FORCE_GENERIC_KERNELS = False
+
+
+def _cpu_kernels(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and not _FORCE_GENERIC_KERNELS
+
+
+class cpu_threads:
+    """Context manager: run torch CPU ops with :data:`CPU_THREADS` intra-op
+    threads, restoring the previous count (process-global, like torch's own
+    setting)."""
+
+    def __init__(self, device):
+        self.active = CPU_THREADS is not None and torch.device(device).type == "cpu"
+
+    def __enter__(self):
+        if self.active:
+            self.prev = torch.get_num_threads()
+            if self.prev != CPU_THREADS:
+                torch.set_num_threads(CPU_THREADS)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active and torch.get_num_threads() != self.prev:
+            torch.set_num_threads(self.prev)
+        return False
+
+
 # --------------------------------------------------------------------------- random numbers
 
 
@@ -42,10 +83,10 @@ def uniform(shape, low, high, generator, device, dtype=torch.float32) -> torch.T
     return rand(shape, generator, device, dtype).mul_(high - low).add_(low)
 
 
-def randint(low, high, shape, generator, device) -> torch.Tensor:
+def randint(low, high, shape, generator, device, dtype=torch.int64) -> torch.Tensor:
     """Integers in ``[low, high)`` (numpy ``randint`` convention)."""
     gdev = _gen_device(generator, device)
-    return torch.randint(low, high, shape, generator=generator, device=gdev).to(device)
+    return torch.randint(low, high, shape, generator=generator, device=gdev, dtype=dtype).to(device)
 
 
 def poisson(rates: torch.Tensor, generator) -> torch.Tensor:
@@ -148,13 +189,22 @@ def _gauss_lowrank_cpu(n: int, sigma: float, truncate: float, mode: str):
 
 def _conv_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
     """'valid' correlation of the (N, C, H, W) tensor ``x`` along ``dim`` (-1 or -2)
-    with the 1-D kernel ``k`` (depthwise, channels-last for CPU speed)."""
+    with the 1-D kernel ``k``.  CPU: a loop of in-cache multiply-adds over the
+    taps (much faster than oneDNN's depthwise convolution for these shapes);
+    other devices: depthwise ``conv2d``."""
+    K = k.numel()
+    if _cpu_kernels(x):
+        n_out = x.shape[dim] - K + 1
+        ks = [float(v) for v in k.detach().cpu().double()]
+        out = x.narrow(dim, 0, n_out) * ks[0]
+        for i in range(1, K):
+            if ks[i] != 0.0:
+                out.add_(x.narrow(dim, i, n_out), alpha=ks[i])
+        return out
     c = x.shape[1]
     kk = k.to(dtype=x.dtype, device=x.device)
     w = kk.view(1, 1, 1, -1) if dim == -1 else kk.view(1, 1, -1, 1)
     w = w.expand(c, 1, *w.shape[2:]).contiguous()
-    if x.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
     return F.conv2d(x, w, groups=c)
 
 
@@ -213,9 +263,18 @@ def correlate2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tenso
     kh, kw = kernel.shape
     ph, pw = (kh - 1) // 2, (kw - 1) // 2
     xp = pad2d(x, ph, kh - 1 - ph, pw, kw - 1 - pw, mode)
+    h, w = x.shape[-2:]
+    if _cpu_kernels(x):
+        ks = kernel.detach().cpu().double().tolist()
+        out = torch.zeros_like(x)
+        for u in range(kh):
+            for v in range(kw):
+                if ks[u][v] != 0.0:
+                    out.add_(xp[..., u: u + h, v: v + w], alpha=ks[u][v])
+        return out
     c = x.shape[1]
-    w = kernel.to(x).view(1, 1, kh, kw).expand(c, 1, kh, kw).contiguous()
-    return F.conv2d(xp, w, groups=c)
+    wgt = kernel.to(x).view(1, 1, kh, kw).expand(c, 1, kh, kw).contiguous()
+    return F.conv2d(xp, wgt, groups=c)
 
 
 def _fast_len(n: int) -> int:
@@ -280,12 +339,35 @@ def motion_blur_taps(radius: float, sigma: float, angles_deg: torch.Tensor):
 
 def motion_blur(x: torch.Tensor, radius: float, sigma: float, angles_deg: torch.Tensor) -> torch.Tensor:
     """Per-image ImageMagick-style motion blur of (B, C, H, W) ``x`` with angle
-    ``angles_deg[b]`` (degrees).  Built as a sparse per-image 2-D kernel and
-    applied with :func:`fft_correlate` (edge-replicated borders)."""
-    b = x.shape[0]
+    ``angles_deg[b]`` (degrees), edge-replicated borders.  CPU: sum of shifted
+    copies per image (the kernel is a sparse line of taps); other devices: the
+    per-image sparse 2-D kernel applied with :func:`fft_correlate`."""
+    b, c, h, w = x.shape
     wts, dy, dx = motion_blur_taps(radius, sigma, angles_deg)
     width = wts.numel()
     r = width - 1
+    if _cpu_kernels(x):
+        xp = pad2d(x, r, r, r, r, "nearest")
+        out = torch.empty_like(x)
+        wl = wts.tolist()
+        dyl, dxl = dy.tolist(), dx.tolist()
+        for i in range(b):
+            o = out[i]
+            src = xp[i]
+            # accumulate taps sharing an offset (large-angle rounding duplicates)
+            acc: dict = {}
+            for t in range(width):
+                key = (dyl[i][t], dxl[i][t])
+                acc[key] = acc.get(key, 0.0) + wl[t]
+            first = True
+            for (oy, ox), wt in acc.items():
+                sl = src[:, r + oy: r + oy + h, r + ox: r + ox + w]
+                if first:
+                    torch.mul(sl, wt, out=o)
+                    first = False
+                else:
+                    o.add_(sl, alpha=wt)
+        return out
     size = 2 * r + 1
     k = torch.zeros(b, size * size, dtype=torch.float64)
     flat = (dy + r) * size + (dx + r)
@@ -310,6 +392,8 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     if (oh, ow) == (ch, cw):
         out = crop
     else:
+        if x.shape[1] > 1:  # channels-last bilinear kernels are ~2-4x faster on CPU
+            crop = crop.contiguous(memory_format=torch.channels_last)
         out = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=True)
     th, tw = (oh - h) // 2, (ow - w) // 2
     th, tw = max(th, 0), max(tw, 0)

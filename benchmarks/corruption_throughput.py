@@ -1,0 +1,139 @@
+"""Throughput of the rbx batched corruption engine vs the per-image reference.
+
+Usage::
+
+    PYTHONPATH=plugins python benchmarks/corruption_throughput.py [--n 64] [--severities 1,2,3,4,5]
+                                                                 [--threads N] [--device cpu]
+
+Runs every ImageNet-C corruption on the same N natural 224x224 images
+(scikit-image samples and random crops of them) with
+
+* ours: ``rbx_robustness.engine.corrupt`` on one (N, 3, 224, 224) float batch;
+* reference: ``imagecorruptions.corrupt`` (package ``imagecorruptions-imaug``, an
+  independent numpy/OpenCV implementation) called image by image on uint8
+  arrays, as it is designed to be used.
+
+and prints images/s per corruption (averaged over the requested severities),
+both on one CPU thread by default (the engine's default; the reference is
+single-threaded numpy; ``--threads 0`` lets torch use its default count),
+the ratio ours/reference, and the overall figure (total images / total time
+over all corruptions and severities).  One warm-up pass per corruption is run
+first for both (numba JIT, FFT plans, lazy imports).  If the reference package
+is not installed only our numbers are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "plugins") not in sys.path:
+    sys.path.insert(0, str(ROOT / "plugins"))
+
+from rbx_robustness.engine import CORRUPTIONS, _ops, corrupt  # noqa: E402
+
+
+def natural_images(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """n uint8 (size, size, 3) images: skimage samples resized, then random crops."""
+    from PIL import Image
+    from skimage import data
+
+    srcs = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    srcs = [np.asarray(Image.fromarray(s).convert("RGB")) for s in srcs]
+    rng = np.random.RandomState(seed)
+    out = []
+    for i in range(n):
+        s = srcs[i % len(srcs)]
+        if i < len(srcs):
+            im = Image.fromarray(s).resize((size, size), Image.BILINEAR)
+        else:
+            h, w = s.shape[:2]
+            c = int(rng.randint(min(h, w) // 2, min(h, w) + 1))
+            y, x = rng.randint(0, h - c + 1), rng.randint(0, w - c + 1)
+            im = Image.fromarray(s[y: y + c, x: x + c]).resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(im))
+    return np.stack(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--severities", default="1,2,3,4,5")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads of the engine's CPU path (rbx_robustness.engine._ops.CPU_THREADS); "
+                         "default 1 = the engine's default and like for like with the single-threaded "
+                         "reference; 0 = torch's default")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--corruptions", default="", help="comma list (default: all 19)")
+    args = ap.parse_args()
+
+    warnings.filterwarnings("ignore")
+    _ops.CPU_THREADS = args.threads if args.threads > 0 else None
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    sevs = [int(s) for s in args.severities.split(",")]
+    names = args.corruptions.split(",") if args.corruptions else list(CORRUPTIONS)
+    imgs = natural_images(args.n)
+    dev = torch.device(args.device)
+    batch = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255.0).to(dev)
+
+    try:
+        from imagecorruptions import corrupt as ref_corrupt
+    except ImportError:  # pragma: no cover
+        ref_corrupt = None
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    print(f"{args.n} images 224x224, severities {sevs}, device {dev}, torch threads {torch.get_num_threads()}, "
+          f"cpu count {os.cpu_count()}, torch {torch.__version__}")
+    print(f"reference: {'imagecorruptions (imagecorruptions-imaug), per image' if ref_corrupt else 'not installed'}")
+    hdr = f"{'corruption':18s} {'ours img/s':>11s} {'ref img/s':>10s} {'ratio':>7s}"
+    print(hdr)
+    print("-" * len(hdr))
+    tot_ours = tot_ref = 0.0
+    gen = torch.Generator(device=dev).manual_seed(0)
+    np.random.seed(0)
+    for name in names:
+        # warm-up
+        corrupt(batch[:2], name, sevs[0], gen)
+        if ref_corrupt:
+            ref_corrupt(imgs[0], sevs[0], name)
+        sync()
+        t0 = time.perf_counter()
+        for s in sevs:
+            corrupt(batch, name, s, gen)
+        sync()
+        t_ours = time.perf_counter() - t0
+        tot_ours += t_ours
+        n_done = args.n * len(sevs)
+        line = f"{name:18s} {n_done / t_ours:11.1f}"
+        if ref_corrupt:
+            t0 = time.perf_counter()
+            for s in sevs:
+                for im in imgs:
+                    ref_corrupt(im, s, name)
+            t_ref = time.perf_counter() - t0
+            tot_ref += t_ref
+            line += f" {n_done / t_ref:10.1f} {t_ref / t_ours:6.1f}x"
+        print(line, flush=True)
+    n_all = args.n * len(sevs) * len(names)
+    print("-" * len(hdr))
+    line = f"{'overall':18s} {n_all / tot_ours:11.1f}"
+    if ref_corrupt:
+        line += f" {n_all / tot_ref:10.1f} {tot_ref / tot_ours:6.1f}x"
+    print(line)
+    print(f"total time: ours {tot_ours:.1f} s" + (f", reference {tot_ref:.1f} s" if ref_corrupt else ""))
+
+
+if __name__ == "__main__":
+    main()
