@@ -105,8 +105,9 @@ def _render_suite(suite, rows: pd.DataFrame, results_dir: Path, n_boot: int, reg
     if len(seeds) > 1:
         lines.append(f"Cells are mean ± standard deviation over seeds {', '.join(map(str, seeds))}.")
     else:
-        lines.append("Cells are the value and, in brackets, a bootstrap 95 % interval from the per-sample outputs "
-                     f"({n_boot} resamples; ID and OOD resampled separately).")
+        kinds = {registry.get("metrics", m).kind for m in suite.headline}
+        how = "; ID and OOD resampled separately" if "ood" in kinds else ("; queries resampled" if "retrieval" in kinds else "")
+        lines.append(f"Cells are the value and, in brackets, a bootstrap 95 % interval from the per-sample outputs ({n_boot} resamples{how}).")
     lines += ["Best value per column in bold. ↑ higher is better, ↓ lower is better.", ""]
     footnotes: dict[str, int] = {}
 
