@@ -353,6 +353,37 @@ def datasets_build(
     out.print(f"wrote {out_dir} ({manifest['mode']}, {len(manifest['supercategories'])} super-categories)", markup=False)
 
 
+@datasets_app.command("build-c")
+def datasets_build_c(
+    source: str = typer.Option(..., "--from", help="An ImageFolder (<root>/<class>/<image>) or a dataset name from datasets.yaml (its test split)."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write <corruption>/<severity>/<class>/<image>."),
+    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Comma-separated (default: all 19)."),
+    severities: Optional[str] = typer.Option(None, "--severities", help="Comma-separated 1-5 (default: all)."),
+    config: Optional[Path] = typer.Option(None, "--config"),
+) -> None:
+    """Write an ImageNet-C-layout tree from any image dataset (resumable)."""
+    from robustbench_x.api import load_factory
+
+    build = load_factory("rbx_robustness.commands:build_c_command")
+    result = build(source, out_dir, corruptions=corruptions, severities=severities, config=config, log=(lambda m: None) if STATE["quiet"] else err.log)
+    out.print(f"wrote {result['written']} images ({result['skipped']} already there) to {out_dir}", markup=False)
+
+
+@datasets_app.command("build-p")
+def datasets_build_p(
+    source: str = typer.Option(..., "--from", help="An ImageFolder or a dataset name from datasets.yaml (its test split)."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write <perturbation>/<class>/<image>.mp4."),
+    perturbations: Optional[str] = typer.Option(None, "--perturbations", help="Comma-separated (default: all 14)."),
+    config: Optional[Path] = typer.Option(None, "--config"),
+) -> None:
+    """Write an ImageNet-P-layout tree of perturbation sequences (resumable)."""
+    from robustbench_x.api import load_factory
+
+    build = load_factory("rbx_robustness.commands:build_p_command")
+    result = build(source, out_dir, perturbations=perturbations, config=config, log=(lambda m: None) if STATE["quiet"] else err.log)
+    out.print(f"wrote {result['written']} sequences ({result['skipped']} already there) to {out_dir}", markup=False)
+
+
 @datasets_app.command("verify")
 def datasets_verify(
     names: Optional[list[str]] = typer.Argument(None, help="Datasets to check (default: all configured and built-in)."),

@@ -117,6 +117,8 @@ def _render_suite(suite, rows: pd.DataFrame, results_dir: Path, n_boot: int, reg
         return f"[^{footnotes[text]}]"
 
     for metric_name in suite.headline:
+        if not (rows["metric"] == metric_name).any():
+            continue  # e.g. AlexNet-normalised mCE exists only for ImageNet-C
         spec = registry.get("metrics", metric_name)
         arrow = "↑" if spec.higher_is_better else "↓"
         scale = f" (×{spec.scale:g})" if spec.scale != 1 else ""

@@ -136,7 +136,7 @@ def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None
             spec = registry.get("datasets", entry.type)
             options = dict(entry.options)
             provides = spec.provides | _declared_provides(options)
-            label_space = options.get("label_space", name)
+            label_space = options.get("label_space", spec.label_space or name)
         else:
             try:
                 spec = registry.get("datasets", name)
