@@ -114,3 +114,14 @@ def test_failure_and_calibration_suites_run_on_the_embedded_default(cli, tmp_pat
     assert f"## {metric}" in (tmp_path / "pages" / f"{suite}.md").read_text()
     if suite == "calibration":
         assert list((tmp_path / "pages").glob("calibration-reliability-*.png"))
+
+
+def test_suite_all_runs_every_suite_that_has_something_to_run(cli, tmp_path):
+    result = cli("--quiet", "run", "--suite", "all", "--methods", "msp", "--out", str(tmp_path), "--format", "json")
+    assert result.code == 0, result
+    summaries = json.loads(result.out)
+    ran = {s["suite"] for s in summaries}
+    # msp outputs score, confidence, probs and prediction: every classification-style suite with an embedded dataset.
+    assert {"ood", "failure", "calibration", "corruption", "perturbation"} <= ran
+    assert "retrieval" not in ran  # msp gives no embedding
+    assert all(s["failed"] == 0 for s in summaries)
