@@ -96,7 +96,9 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
     labels = np.lib.format.open_memmap(directory / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
     ids: list[str] = []
     at = 0
-    with torch.inference_mode():
+    # fork_rng: a DataLoader draws from torch's global generator; without it a
+    # method's seeded results would depend on whether the cache was warm.
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for x, y, sid in loader:
             lg, ft = model.forward(x.to(device))
             lg, ft = lg.float().cpu().numpy(), ft.float().cpu().numpy()
