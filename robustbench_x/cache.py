@@ -97,7 +97,13 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
     ids: list[str] = []
     at = 0
     # fork_rng: a DataLoader draws from torch's global generator; without it a
-    # method's seeded results would depend on whether the cache was warm.
+    # method's seeded results would depend on whether the cache was warm. The
+    # module is put in eval mode for the pass and its modes restored after, so a
+    # method that switched dropout on (MC Dropout) keeps it.
+    module = _module(model)
+    modes = [(m, m.training) for m in module.modules()] if module is not None else []
+    if module is not None:
+        module.eval()
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for x, y, sid in loader:
             lg, ft = model.forward(x.to(device))
@@ -109,10 +115,19 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
             logits[at : at + b], features[at : at + b], labels[at : at + b] = lg, ft, y.numpy()
             ids.extend(sid)
             at += b
+    for m, training in modes:
+        m.training = training
     for array in (logits, features, labels):
         array.flush()
     del logits, features, labels
     np.save(directory / "sample_ids.npy", np.array(ids, dtype=str), allow_pickle=False)
+
+
+def _module(model: Model):
+    try:
+        return model.module
+    except NotImplementedError:
+        return None
 
 
 class _Transformed:

@@ -35,7 +35,7 @@ def rbx_methods() -> list[MethodSpec]:
         MethodSpec(
             name="introspective",
             factory="rbx_gradients.introspective:Introspective",
-            requires={"features", "linear_head", "train_split"},
+            requires={"logits", "features", "linear_head", "train_split"},
             outputs={*_SCORE, "probs", "prediction"},
             params={"hidden": [256, 256], "epochs": 30, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0, "max_features": 2**20},
             summary="Introspective learning: 3-layer MLP on the last-layer gradients (p - e_i) h^T for every class i "
@@ -64,7 +64,7 @@ def rbx_methods() -> list[MethodSpec]:
         MethodSpec(
             name="gradtrust",
             factory="rbx_gradients.gradtrust:GradTrust",
-            requires={"features", "linear_head"},
+            requires={"logits", "features", "linear_head"},
             outputs=_SCORE,
             params={"top_k": None},
             summary="GradTrust: max_c / mean_c of Var_d of the squared last-layer gradients of MSE(z, 1/C) (closed form in the logits).",

@@ -25,7 +25,7 @@ common to every class and cancels in the ratio:
 
 a function of the logits alone, computed here from the cached logits (no
 autograd, no batch-size-1 loop); exact because the last layer is linear
-(hence ``requires = {"features", "linear_head"}``). :func:`gradtrust_variances`
+(hence ``requires = {"logits", "features", "linear_head"}``). :func:`gradtrust_variances`
 returns the demo's ``v_c`` (with ``Var_d(h²)`` from the cached features) for
 inspection.
 
@@ -124,4 +124,7 @@ class GradTrust(Method):
 
     def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
         out = ctx.outputs(subset)
-        return score_dict(gradtrust_closed_form(out.logits, self.top_k))
+        logits = np.asarray(out.logits, dtype=np.float64)
+        if not np.isfinite(logits).all():  # max/mean of NaN powers would come out as a plausible 1.0
+            raise ValueError(f"gradtrust: non-finite logits in subset {subset!r}; the model produced NaN or inf")
+        return score_dict(gradtrust_closed_form(logits, self.top_k))

@@ -96,7 +96,6 @@ class BuiltinCNN(Model):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.net.eval()
         h = self.net.features(x)
         return self.net.fc(h), h
 

@@ -63,7 +63,6 @@ class TimmModel(Model):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor):
-        self.net.eval()
         maps = self.net.forward_features(x)
         feats = self.net.forward_head(maps, pre_logits=True)
         return self.net.get_classifier()(feats), feats

@@ -45,6 +45,8 @@ def sampling_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
     t, n, c = probs.shape
     if t == 0:
         raise ValueError("need at least one draw (T >= 1)")
+    if not np.isfinite(probs).all():  # entropy of NaN would be reported as 0, the most confident value
+        raise ValueError("non-finite probabilities: the model produced NaN or inf for some input")
     mean = probs.mean(axis=0)
     h_mean = entropy(mean)
     mi = np.maximum(h_mean - entropy(probs).mean(axis=0), 0.0)
