@@ -34,11 +34,11 @@ def test_specs():
         assert isinstance(spec, MethodSpec)
         assert spec.requires <= set(CAPABILITIES) and spec.outputs <= set(METHOD_OUTPUTS)
         assert {"score", "confidence"} <= spec.outputs and spec.summary and spec.paper
-    assert SPECS["introspective"].requires == {"features", "linear_head", "train_split"}
+    assert SPECS["introspective"].requires == {"logits", "features", "linear_head", "train_split"}
     assert SPECS["introspective"].outputs == {"score", "confidence", "probs", "prediction"}
     assert SPECS["purview-initial"].requires == SPECS["purview-final"].requires == {"grad"}
     assert SPECS["purview-initial"].params["part"] == "initial" and SPECS["purview-final"].params["part"] == "final"
-    assert SPECS["gradtrust"].requires == {"features", "linear_head"} and SPECS["gradtrust"].params == {"top_k": None}
+    assert SPECS["gradtrust"].requires == {"logits", "features", "linear_head"} and SPECS["gradtrust"].params == {"top_k": None}
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
