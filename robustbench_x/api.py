@@ -62,6 +62,10 @@ CAPABILITIES: dict[str, str] = {
     "val_split": "dataset has a labelled validation split (calibration, thresholds)",
     "ood_subsets": "dataset has at least one out-of-distribution subset",
     "hierarchy": "dataset has hierarchical (N × L) labels for retrieval",
+    "domain_shifts": "dataset has shifted test sets of the same classes (dg/<name>: ImageNet-V2, -Sketch, -A, -R)",
+    "corruptions": "dataset has corrupted subsets c/<corruption>/<severity> (ImageNet-C layout)",
+    "perturbations": "dataset has perturbation sequences p/<perturbation> (ImageNet-P layout)",
+    "cure": "dataset has CURE challenge subsets c/<challenge>/<level>",
 }
 
 #: What a method may return per sample from :meth:`Method.score`.

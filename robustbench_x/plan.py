@@ -167,6 +167,8 @@ def _declared_provides(options: dict[str, Any]) -> frozenset[str]:
         out.add("val_split")
     if options.get("ood"):
         out.add("ood_subsets")
+    if options.get("dg"):
+        out.add("domain_shifts")
     return frozenset(out)
 
 

@@ -170,6 +170,7 @@ def rbx_datasets() -> list[DatasetSpec]:
                 factory=f"rbx_vlm.datasets:build_{name.replace('-', '_')}",
                 option_keys=_ROOT_KEYS,
                 required_keys={"root"},
+                provides={"domain_shifts"},
                 summary=f"{what}; stand-alone, subset id over the 1000 ImageNet classes",
             )
         )
@@ -185,6 +186,7 @@ def rbx_suites() -> list[SuiteSpec]:
             metrics=("accuracy",),
             headline=("accuracy",),
             subsets=("id", "dg/*"),
+            dataset_requires={"domain_shifts"},
             summary="domain generalisation: top-1 accuracy on ImageNet and its shifted versions (V2, Sketch, A, R)",
         )
     ]
