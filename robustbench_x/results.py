@@ -91,7 +91,8 @@ class ResultStore:
         _atomic_write(table, path)
         return path
 
-    def read(self) -> "pd.DataFrame":  # noqa: F821
+    def read(self):
+        """Every result row of this store as a pandas DataFrame."""
         return read_results(self.out)
 
 

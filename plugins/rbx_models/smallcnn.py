@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+
 
 import numpy as np
 import torch

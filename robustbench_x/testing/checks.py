@@ -110,7 +110,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import importlib
 import importlib.metadata as md
 import json
 import math

@@ -3,7 +3,6 @@ demo's autograd procedure, hand values, the top-k option."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -11,43 +10,7 @@ import torch
 from torch import nn
 
 from rbx_gradients.gradtrust import GradTrust, gradtrust_autograd, gradtrust_closed_form, gradtrust_variances
-from robustbench_x.testing import ArrayContext, ModelContext, make_outputs
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def embedded_grad(tmp_path_factory):
-    """The built-in CNN on the embedded digits; trains once per session (cache shared with test_heat_end_to_end)."""
-    cache = tmp_path_factory.getbasetemp() / "rbx-heat-gradients-cache"
-    previous = os.environ.get("RBX_CACHE_DIR")
-    os.environ["RBX_CACHE_DIR"] = str(cache)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from rbx_datasets.embedded import build as build_dataset
-        from rbx_models.smallcnn import build as build_model
-
-        dataset = build_dataset()
-        model = build_model(dataset=dataset, seed=0, log=lambda message: None)
-        yield model, dataset
-    finally:
-        torch.set_num_threads(threads)
-        if previous is None:
-            os.environ.pop("RBX_CACHE_DIR", None)
-        else:
-            os.environ["RBX_CACHE_DIR"] = previous
-
-
-@pytest.fixture(scope="module")
-def ctx(embedded_grad):
-    model, dataset = embedded_grad
-    return ModelContext(model, dataset, seed=0)
+from robustbench_x.testing import ArrayContext, make_outputs
 
 
 class _TinyModel:
