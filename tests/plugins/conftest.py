@@ -20,8 +20,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
-def embedded_grad(tmp_path_factory):
-    """The built-in CNN on the embedded digits; trains once per session (cache shared with test_heat_end_to_end)."""
+def embedded_model(tmp_path_factory):
+    """The built-in CNN on the embedded digits, trained once per session into a cache of the plugin tests."""
     cache = tmp_path_factory.getbasetemp() / "rbx-heat-gradients-cache"
     previous = os.environ.get("RBX_CACHE_DIR")
     os.environ["RBX_CACHE_DIR"] = str(cache)
@@ -43,6 +43,6 @@ def embedded_grad(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ctx(embedded_grad):
-    model, dataset = embedded_grad
+def ctx(embedded_model):
+    model, dataset = embedded_model
     return ModelContext(model, dataset, seed=0)

@@ -7,7 +7,6 @@ check determinism with the same seed.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -20,39 +19,9 @@ from robustbench_x.testing import ModelContext
 SUBSETS = ("id", "ood/photos")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def embedded_heat(tmp_path_factory):
-    cache = tmp_path_factory.getbasetemp() / "rbx-heat-gradients-cache"
-    previous = os.environ.get("RBX_CACHE_DIR")
-    os.environ["RBX_CACHE_DIR"] = str(cache)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from rbx_datasets.embedded import build as build_dataset
-        from rbx_models.smallcnn import build as build_model
-
-        dataset = build_dataset()
-        model = build_model(dataset=dataset, seed=0, log=lambda message: None)
-        yield model, dataset
-    finally:
-        torch.set_num_threads(threads)
-        if previous is None:
-            os.environ.pop("RBX_CACHE_DIR", None)
-        else:
-            os.environ["RBX_CACHE_DIR"] = previous
-
-
 @pytest.fixture(scope="module")
-def fitted(embedded_heat):
-    model, dataset = embedded_heat
+def fitted(embedded_model):
+    model, dataset = embedded_model
     ctx = ModelContext(model, dataset, seed=0)
     method = HEAT()  # the registered default: GMM + EL + GMM-std, β = 0, cpu budget
     start = time.perf_counter()
@@ -116,9 +85,9 @@ def test_features_are_the_spatial_mean_and_unbiased_std_of_the_feature_maps(fitt
     np.testing.assert_allclose(feats["std"][:4], std.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_deterministic_with_the_same_seed(fitted, embedded_heat):
+def test_deterministic_with_the_same_seed(fitted, embedded_model):
     _, _, scores, _ = fitted
-    model, dataset = embedded_heat
+    model, dataset = embedded_model
     ctx = ModelContext(model, dataset, seed=0)
     again = HEAT()
     again.fit(ctx)
@@ -126,7 +95,7 @@ def test_deterministic_with_the_same_seed(fitted, embedded_heat):
         np.testing.assert_array_equal(again.score(ctx, subset)["score"], scores[subset]["score"])
 
 
-def test_single_energy_is_the_raw_hybrid_energy(fitted, embedded_heat):
+def test_single_energy_is_the_raw_hybrid_energy(fitted, embedded_model):
     ctx, method, _, _ = fitted
     single = HEAT(energies=["gmm_std"])
     single.fit(ctx)

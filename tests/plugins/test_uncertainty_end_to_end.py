@@ -9,53 +9,14 @@ definitions are checked in the per-method files.
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
 import torch
 
 from robustbench_x.metrics.failure import failure_auroc
-from robustbench_x.testing import ModelContext
 
 SUBSETS = ("id", "ood/photos")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Busy shared cores: intra-op threads only contend with each other for these tiny tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def embedded(tmp_path_factory):
-    cache = tmp_path_factory.getbasetemp() / "rbx-uncertainty-cache"
-    previous = os.environ.get("RBX_CACHE_DIR")
-    os.environ["RBX_CACHE_DIR"] = str(cache)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # session fixtures run before the module's thread fixture
-    try:
-        from rbx_datasets.embedded import build as build_dataset
-        from rbx_models.smallcnn import build as build_model
-
-        dataset = build_dataset()
-        model = build_model(dataset=dataset, seed=0, log=lambda message: None)
-        yield model, dataset
-    finally:
-        torch.set_num_threads(threads)
-        if previous is None:
-            os.environ.pop("RBX_CACHE_DIR", None)
-        else:
-            os.environ["RBX_CACHE_DIR"] = previous
-
-
-@pytest.fixture(scope="module")
-def ctx(embedded):
-    model, dataset = embedded
-    return ModelContext(model, dataset, seed=0)
 
 
 def _methods():
