@@ -26,31 +26,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from robustbench_x.api import Dataset, SampleSource
+from robustbench_x.api import Dataset
+from robustbench_x.sources import FileSource
 from robustbench_x.config import resolve_path
 from robustbench_x.errors import ConfigError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-class FileSource(SampleSource):
-    def __init__(self, files: list[Path], labels: list[int], root: Path) -> None:
-        self.files, self.labels, self.root = files, labels, root
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        path = self.files[i]
-        try:
-            with Image.open(path) as img:
-                img.load()
-                image = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"cannot decode image {path}: {exc}. fix: remove or replace the file") from None
-        return image, self.labels[i], str(path.relative_to(self.root))
 
 
 def _images(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
