@@ -109,8 +109,14 @@ class MethodSpec:
     summary: str = ""
     paper: str = ""
     stochastic: bool = False
+    #: Declared departures from the paper or the official release (a CPU budget,
+    #: a reconstruction where no official code exists, a stand-in for data that
+    #: cannot be shipped, a score direction that contradicts the paper's own
+    #: benchmark). Each is one sentence; the leaderboard prints it as a footnote.
+    deviations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "requires", _frozen(self.requires))
         object.__setattr__(self, "outputs", _frozen(self.outputs))
         object.__setattr__(self, "params", dict(self.params))
@@ -159,8 +165,14 @@ class ModelSpec:
     family: bool = False
     default: bool = False
     summary: str = ""
+    #: Declared departures from the paper or the official release (a CPU budget,
+    #: a reconstruction where no official code exists, a stand-in for data that
+    #: cannot be shipped, a score direction that contradicts the paper's own
+    #: benchmark). Each is one sentence; the leaderboard prints it as a footnote.
+    deviations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
 
 
@@ -184,8 +196,14 @@ class DatasetSpec:
     option_keys: frozenset[str] = field(default_factory=frozenset)
     required_keys: frozenset[str] = field(default_factory=frozenset)
     summary: str = ""
+    #: Declared departures from the paper or the official release (a CPU budget,
+    #: a reconstruction where no official code exists, a stand-in for data that
+    #: cannot be shipped, a score direction that contradicts the paper's own
+    #: benchmark). Each is one sentence; the leaderboard prints it as a footnote.
+    deviations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "option_keys", _frozen(self.option_keys))
         object.__setattr__(self, "required_keys", _frozen(self.required_keys))
@@ -217,6 +235,10 @@ class SuiteSpec:
     plots: tuple[str, ...] = ()
     summary: str = ""
     evaluator: str | None = None
+    #: ``"module:attr"`` of a page renderer that replaces the default
+    #: methods × subsets tables for this suite (robustness suites show
+    #: corruptions as rows and severity curves); see ``robustbench_x.leaderboard``.
+    renderer: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset_requires", _frozen(self.dataset_requires))
@@ -377,6 +399,13 @@ class Context:
         raise NotImplementedError
 
     def log(self, message: str) -> None:
+        raise NotImplementedError
+
+    def record(self, key: str, value: float | int | str) -> None:
+        """Store a diagnostic of this job (ConfidNet's chosen epoch, HEAT's
+        residual share). Diagnostics are kept with the job's result rows
+        (column ``diagnostics``, a JSON object) and shown in the method's
+        footnote on the leaderboard page."""
         raise NotImplementedError
 
 

@@ -49,6 +49,7 @@ RESULT_SCHEMA = pa.schema(
         ("model_fingerprint", pa.string()),
         ("dataset_fingerprint", pa.string()),
         ("params", pa.string()),
+        ("diagnostics", pa.string()),
     ],
     metadata={b"rbx_schema": b"1"},
 )
