@@ -1,10 +1,10 @@
-"""Peak memory and time of :func:`robustbench_x.ranking.rank_gallery`.
+"""Peak memory and time of :func:`rbx_retrieval.ranking.rank_gallery`.
 
 Ranks a gallery of 100,000 random **128-d float32** embeddings (L2-normalised)
 against 1,000 queries, top-100, in chunks of 256 queries, and prints the peak
 resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, a high-water
 mark) before and after, the documented bound of the extra memory
-(:func:`robustbench_x.ranking.rank_gallery_memory_bound`), the size a full
+(:func:`rbx_retrieval.ranking.rank_gallery_memory_bound`), the size a full
 ``Q x G`` score matrix would need, and the wall time. The first 10 rankings are
 checked against a full numpy sort.
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from robustbench_x.ranking import rank_gallery, rank_gallery_memory_bound  # noqa: E402
+from rbx_retrieval.ranking import rank_gallery, rank_gallery_memory_bound  # noqa: E402
 
 MIB = 1024 * 1024
 

@@ -132,18 +132,29 @@ class MetricSpec:
     * ``failure``: ``fn(confidence=..., correct=...)`` on the ID test subset;
     * ``calibration``: ``fn(probs=..., labels=...)`` on the ID test subset;
     * ``classification``: ``fn(prediction=..., labels=...)`` on every labelled subset;
-    * other kinds (``retrieval``, ``robustness``) are called by their suite's evaluator.
+    * any other kind (``retrieval``, ``robustness``, a new task's) is called by
+      its suite's evaluator, with the keywords that evaluator documents.
 
     ``scale`` is the display factor (100 for percentages, 1000 for the AURC family).
+    A function may return one value per sample (a 1-D array, NaN where
+    undefined) instead of a number: the value is then their mean, as for
+    retrieval's per-query values.
+
+    ``check_cases`` (``"module:attr"``, optional) lets the conformance kit
+    check a metric of a kind it does not know: ``attr()`` returns
+    ``(perfect kwargs, random kwargs, [(what, bad kwargs), ...])``, a case the
+    metric must score better than the random one and inputs it must reject
+    with ``ValueError`` (see ``rbx_retrieval.metrics:check_cases``).
     """
 
     name: str
-    kind: Literal["ood", "failure", "calibration", "classification", "retrieval", "robustness"]
+    kind: str
     fn: str
     higher_is_better: bool
     scale: float = 100.0
     summary: str = ""
     convention: str = ""
+    check_cases: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,10 +230,12 @@ class SuiteSpec:
     ``dataset_requires`` lists what a dataset must provide to take part.
     ``evaluator`` (``"module:attr"``, optional) replaces the default
     per-subset evaluation for tasks that need another shape (retrieval ranks
-    a gallery; robustness suites aggregate over corruptions): it is called as
-    ``evaluate(method=, ctx=, suite=, metric_specs=)`` and returns
-    ``(metric tuples, per-sample columns)`` like
-    :func:`robustbench_x.runner.evaluate_classification`.
+    a gallery; robustness suites aggregate over corruptions): it is called
+    with one :class:`robustbench_x.evaluation.Evaluation` (method, context,
+    suite, metric specs, a store for extra per-sample arrays) and returns
+    ``(metric values, per-sample columns)`` like
+    :func:`robustbench_x.evaluation.evaluate_classification`. ``task`` names
+    what the suite's datasets, models and methods agree on (``docs/tasks.md``).
     """
 
     name: str

@@ -63,10 +63,8 @@ def _bootstrap(results_dir: Path, job: pd.Series, metric_spec, subset: str, n_bo
             return None
         for _ in range(n_boot):
             values.append(fn(score_id=s_id[rng.integers(0, len(s_id), len(s_id))], score_ood=s_ood[rng.integers(0, len(s_ood), len(s_ood))]))
-    elif metric_spec.kind == "retrieval":
-        # Per-query values are stored: resample queries.
-        if metric_spec.name not in scores:
-            return None
+    elif metric_spec.name in scores:
+        # The evaluator stored the metric's per-sample values (retrieval: one per query): resample them.
         column = scores.loc[scores["subset"] == subset, metric_spec.name].dropna().to_numpy(dtype=float)
         if len(column) == 0:
             return None

@@ -11,7 +11,6 @@ same function runs in this process, in a spawned worker or in a Ray task.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import time
@@ -29,6 +28,7 @@ from robustbench_x.api import Context, Dataset, Model, Outputs, load_factory
 from robustbench_x.cache import FeatureCache, compute_outputs
 from robustbench_x.cachedir import cache_root
 from robustbench_x.errors import JobError, PluginError
+from robustbench_x.evaluation import ArrayStore, Evaluation, evaluate_classification
 from robustbench_x.plan import Group, Job
 from robustbench_x.registry import get_registry
 from robustbench_x.results import ResultStore, scores_table
@@ -231,7 +231,8 @@ def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, opti
     ctx.wants = frozenset({suite.method_output, "prediction"} | ({"probs"} if any(m.kind == "calibration" for m in metric_specs) else set()))
     method.fit(ctx)
     evaluate = load_factory(suite.evaluator) if suite.evaluator else evaluate_classification
-    metrics, columns = evaluate(method=method, ctx=ctx, suite=suite, metric_specs=metric_specs)
+    arrays = ArrayStore(ResultStore(options.out).job_dir("arrays", job.suite, job.model.name, job.dataset.name, job.method) / job.config_hash)
+    metrics, columns = evaluate(Evaluation(method=method, ctx=ctx, suite=suite, metric_specs=metric_specs, method_name=job.method, arrays=arrays, device=options.device, dataset_type=job.dataset.spec))
     rows = [
         _row(job, subset=s, metric=m, value=v, higher_is_better=hib, n=n, status="ok" if err is None else "failed", error=err, model_fp=model.fingerprint(), data_fp=_fingerprint(dataset, s))
         for s, m, v, hib, n, err in metrics
@@ -245,108 +246,6 @@ def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, opti
 
 def _fingerprint(dataset: Dataset, subset: str) -> str | None:
     return dataset.fingerprint(subset) if subset in dataset.subsets() else None
-
-
-def suite_subsets(dataset: Dataset, suite) -> list[str]:
-    subsets = [s for s in dataset.subsets() if any(fnmatch.fnmatchcase(s, p) for p in suite.subsets)]
-    if not subsets:
-        raise JobError(f"dataset '{dataset.name}' has no subset matching {list(suite.subsets)}")
-    return subsets
-
-
-def score_subsets(method, ctx: Context, suite) -> dict[str, dict[str, np.ndarray]]:
-    """Run ``method.score`` on every subset of the suite and validate each output."""
-    data: dict[str, dict[str, np.ndarray]] = {}
-    for subset in suite_subsets(ctx.dataset, suite):
-        cached = ctx.outputs(subset)
-        produced = method.score(ctx, subset)
-        if "probs" not in ctx.wants and isinstance(produced, dict):
-            produced.pop("probs", None)  # N × C per sample: stored only where a metric reads it
-        data[subset] = validate_outputs(produced, cached, ctx.job.method, subset, suite.method_output)
-    return data
-
-
-def stack_columns(data: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Per-subset columns → one table's columns, with a ``subset`` column."""
-    columns: dict[str, list] = {}
-    for subset, cols in data.items():
-        for name, values in cols.items():
-            columns.setdefault(name, []).append(values)
-        columns.setdefault("subset", []).append(np.full(len(cols["label"]), subset, dtype=object))
-    return {k: np.concatenate(v) for k, v in columns.items()}
-
-
-def evaluate_classification(*, method, ctx: Context, suite, metric_specs) -> tuple[list[tuple], dict[str, np.ndarray]]:
-    """The default evaluator: score every subset, then every metric by its kind."""
-    data = score_subsets(method, ctx, suite)
-    return compute_metrics(metric_specs, data), stack_columns(data)
-
-
-def validate_outputs(produced: Any, cached: Outputs, method: str, subset: str, needed: str) -> dict[str, np.ndarray]:
-    """Check a method's per-sample outputs: keys, length, dtype, finiteness."""
-    n = len(cached)
-    if not isinstance(produced, dict):
-        raise PluginError(f"method '{method}' returned {type(produced).__name__} for subset '{subset}'; expected a dict of arrays keyed by score/confidence/probs/prediction")
-    if needed not in produced:
-        raise PluginError(f"method '{method}' returned no '{needed}' for subset '{subset}' (it returned {sorted(produced)}); the suite scores '{needed}'")
-    out: dict[str, np.ndarray] = {}
-    for key, values in produced.items():
-        array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
-        expected = (n, cached.logits.shape[1]) if key == "probs" else (n,)
-        if array.shape != expected:
-            raise PluginError(f"method '{method}' returned '{key}' of shape {array.shape} for subset '{subset}'; expected {expected} (one value per sample)")
-        if key == "prediction":
-            out[key] = array.astype(np.int64)
-            continue
-        if array.dtype.kind not in "fiub":
-            raise PluginError(f"method '{method}' returned '{key}' of dtype {array.dtype} for subset '{subset}'; expected numbers")
-        array = array.astype(np.float64)
-        bad = ~np.isfinite(array)
-        if bad.any():
-            raise PluginError(
-                f"method '{method}' returned {int(bad.sum())} non-finite value(s) (NaN/inf) in '{key}' for subset '{subset}' of {n} samples; "
-                "fix the method (e.g. clamp logarithms, guard divisions) so every score is finite"
-            )
-        out[key] = array
-    out.setdefault("prediction", np.asarray(cached.logits).argmax(axis=1).astype(np.int64))
-    out["label"] = np.asarray(cached.labels, dtype=np.int64)
-    out["sample_id"] = np.asarray(cached.sample_ids).astype(str).astype(object)
-    return out
-
-
-def compute_metrics(metric_specs, data: dict[str, dict[str, np.ndarray]]) -> list[tuple]:
-    """(subset, metric, value, higher_is_better, n, error) for every metric the data supports.
-
-    A metric that is undefined on the data (e.g. failure AUROC when every
-    prediction is correct) gets a ``failed`` row with the reason; the job's
-    other metrics stand.
-    """
-    results = []
-    ood = [s for s in data if s.startswith("ood/")]
-    labelled = [s for s in data if not s.startswith("ood/")]
-    for spec in metric_specs:
-        fn = load_factory(spec.fn)
-        calls: list[tuple[str, dict, int]] = []
-        if spec.kind == "ood":
-            if "id" not in data:
-                continue
-            for s in ood:
-                calls.append((s, {"score_id": data["id"]["score"], "score_ood": data[s]["score"]}, len(data["id"]["score"]) + len(data[s]["score"])))
-        else:
-            for s in labelled:
-                d = data[s]
-                if spec.kind == "failure" and "confidence" in d:
-                    calls.append((s, {"confidence": d["confidence"], "correct": d["prediction"] == d["label"]}, len(d["label"])))
-                elif spec.kind == "calibration" and "probs" in d:
-                    calls.append((s, {"probs": d["probs"], "labels": d["label"]}, len(d["label"])))
-                elif spec.kind == "classification":
-                    calls.append((s, {"prediction": d["prediction"], "labels": d["label"]}, len(d["label"])))
-        for subset, kwargs, n in calls:
-            try:
-                results.append((subset, spec.name, float(fn(**kwargs)), spec.higher_is_better, n, None))
-            except ValueError as exc:
-                results.append((subset, spec.name, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}"))
-    return results
 
 
 def _row(job: Job, *, subset: str | None = None, metric: str | None = None, value: float = float("nan"), higher_is_better: bool | None = None, n: int = 0, status: str = "ok", error: str | None = None, duration_s: float = 0.0, model_fp: str | None = None, data_fp: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Registers (specs only; nothing heavy is imported at discovery):
 
 * suite ``retrieval``: rank the ``gallery`` for every ``query`` by the
   method's ``embedding``; hierarchical and flat retrieval metrics per query,
-  averaged (evaluator :mod:`robustbench_x.retrieval_eval`, whose docstring
+  averaged (evaluator :mod:`rbx_retrieval.evaluate`, whose docstring
   states the conventions);
 * metrics of kind ``"retrieval"`` (per-query functions, :mod:`.metrics`):
   ``h-ap``, ``ap``, ``r@1``, ``r@5``, ``map@r``, ``map@100``, ``ndcg``, ``asi``;
@@ -33,25 +33,26 @@ from robustbench_x.api import DatasetSpec, MethodSpec, MetricSpec, SuiteSpec
 BUILD_COMMANDS = {"hgldv2": "rbx_retrieval.hgldv2:build_hgldv2_cli"}
 
 _M = "rbx_retrieval.metrics"
+_CASES = f"{_M}:check_cases"  # the conformance kit's inputs for kind "retrieval"
 _FULL = "whole gallery ranked, dot product of L2-normalised embeddings, ties by gallery index; mean over queries"
 
 METRICS = [
     MetricSpec("h-ap", "retrieval", f"{_M}:h_ap", True, 100, "hierarchical average precision (HAPPIER, ECCV 2022)",
-               f"pop relevance l^alpha/|Omega_l|, alpha = 1, levels shared counted over the hierarchy; {_FULL}"),
+               f"pop relevance l^alpha/|Omega_l|, alpha = 1, levels shared counted over the hierarchy; {_FULL}", check_cases=_CASES),
     MetricSpec("ap", "retrieval", f"{_M}:ap", True, 100, "average precision at the finest level",
-               f"relevant = same finest label; {_FULL}"),
+               f"relevant = same finest label; {_FULL}", check_cases=_CASES),
     MetricSpec("r@1", "retrieval", f"{_M}:recall_at_1", True, 100, "recall@1 = precision@1 at the finest level",
-               "1 if the nearest gallery item has the query's finest label; mean over queries"),
+               "1 if the nearest gallery item has the query's finest label; mean over queries", check_cases=_CASES),
     MetricSpec("r@5", "retrieval", f"{_M}:recall_at_5", True, 100, "recall@5 at the finest level (metric-learning recall)",
-               "1 if any of the 5 nearest gallery items has the query's finest label; mean over queries"),
+               "1 if any of the 5 nearest gallery items has the query's finest label; mean over queries", check_cases=_CASES),
     MetricSpec("map@r", "retrieval", f"{_M}:map_at_r", True, 100, "mAP@R at the finest level (Musgrave et al., ECCV 2020)",
-               f"R = gallery items with the query's finest label; {_FULL}"),
+               f"R = gallery items with the query's finest label; {_FULL}", check_cases=_CASES),
     MetricSpec("map@100", "retrieval", f"{_M}:map_at_100", True, 100, "mAP@100 at the finest level (GLDv2-style, SupRank mAP@100_level0)",
-               "precision summed over the top 100, normalised by min(R, 100); mean over queries"),
+               "precision summed over the top 100, normalised by min(R, 100); mean over queries", check_cases=_CASES),
     MetricSpec("ndcg", "retrieval", f"{_M}:ndcg", True, 100, "normalised DCG over the hierarchy levels",
-               f"gain 2^l - 1 for l shared levels, discount log2(1 + rank); {_FULL}"),
+               f"gain 2^l - 1 for l shared levels, discount log2(1 + rank); {_FULL}", check_cases=_CASES),
     MetricSpec("asi", "retrieval", f"{_M}:asi", True, 100, "average set intersection (HAPPIER)",
-               f"up to R = gallery items sharing at least one level; {_FULL}"),
+               f"up to R = gallery items sharing at least one level; {_FULL}", check_cases=_CASES),
 ]
 
 SUITES = [
@@ -64,7 +65,7 @@ SUITES = [
         dataset_requires={"hierarchy"},
         task="retrieval",
         summary="hierarchical image retrieval: rank the gallery for every query by embedding similarity",
-        evaluator="robustbench_x.retrieval_eval:evaluate",
+        evaluator="rbx_retrieval.evaluate:evaluate",
     ),
 ]
 

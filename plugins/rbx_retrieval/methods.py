@@ -1,7 +1,7 @@
 """Retrieval methods: turn a model's cached outputs into one embedding per sample.
 
 A retrieval method outputs ``{"embedding": (N, D) float array}`` from
-``score(ctx, subset)``; :mod:`robustbench_x.retrieval_eval` ranks the gallery
+``score(ctx, subset)``; :mod:`rbx_retrieval.evaluate` ranks the gallery
 by the dot product of these embeddings (cosine similarity once they are
 L2-normalised, which both methods do by default).
 

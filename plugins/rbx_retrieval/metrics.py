@@ -1,13 +1,13 @@
 """Per-query retrieval metrics with the calling convention of ``kind="retrieval"``.
 
-:mod:`robustbench_x.retrieval_eval` ranks the **whole gallery** for a chunk of
+:mod:`rbx_retrieval.evaluate` ranks the **whole gallery** for a chunk of
 queries and calls every metric of the suite by keyword with the same
 arguments::
 
     fn(shared=..., relevant=..., level_counts=..., n_relevant=...)  ->  (Q,) float64
 
 * ``shared``: ``(Q, G)`` int, the number of hierarchy levels the query and
-  the item at each rank share (``robustbench_x.ranking.relevance_lists``);
+  the item at each rank share (``rbx_retrieval.ranking.relevance_lists``);
 * ``relevant``: ``(Q, G)`` bool, same finest label (level 0), rank order;
 * ``level_counts``: ``(Q, L + 1)`` gallery-wide population of each shared
   level (``ranking.level_counts``);
@@ -17,7 +17,7 @@ arguments::
 Each function returns one value per query (a fraction in [0, 1]; NaN when the
 metric is undefined for that query: no relevant item), so the per-query
 values can be stored with the per-sample outputs and the dataset value is
-their mean. The definitions are :mod:`robustbench_x.metrics.retrieval`'s
+their mean. The definitions are :mod:`rbx_retrieval.definitions`'s
 (HAPPIER / SupRank conventions, ``metrics.md`` §9); these are thin adapters.
 
 Called with anything else (e.g. ``prediction=, labels=`` by a caller that
@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from robustbench_x.metrics import retrieval as R
+from rbx_retrieval import definitions as R
 
-__all__ = ["h_ap", "ap", "recall_at_1", "recall_at_5", "map_at_r", "map_at_100", "ndcg", "asi"]
+__all__ = ["h_ap", "ap", "recall_at_1", "recall_at_5", "map_at_r", "map_at_100", "ndcg", "asi", "check_cases"]
 
 
 def _need(value, name: str, metric: str):
     if value is None:
         raise ValueError(
             f"{metric} is a retrieval metric: it takes ranked relevance lists ({name}=...), as computed by "
-            "robustbench_x.retrieval_eval, not per-sample predictions"
+            "rbx_retrieval.evaluate, not per-sample predictions"
         )
     return value
 
@@ -81,3 +81,30 @@ def ndcg(*, shared=None, level_counts=None, **_) -> np.ndarray:
 def asi(*, shared=None, level_counts=None, **_) -> np.ndarray:
     """Average set intersection up to R = items sharing at least one level."""
     return R.asi(_need(shared, "shared", "ASI"), level_counts=level_counts)
+
+
+def check_cases() -> tuple[dict, dict, list[tuple[str, dict]]]:
+    """Inputs for the conformance kit (``MetricSpec.check_cases``): a perfect
+    ranking (each query's embedding is its class's), a random one, and input
+    every metric must reject. 20 queries, 48 gallery items, 6 classes in 3 groups."""
+    from rbx_retrieval.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
+
+    rng = np.random.default_rng(0)
+
+    def case(q_emb, g_emb, ql, gl):
+        idx, _ = rank_gallery(q_emb, g_emb, k=None)
+        return {
+            "shared": relevance_lists(ql, gl, idx),
+            "relevant": relevance_lists(ql, gl, idx, hierarchy_level=0).astype(bool),
+            "level_counts": level_counts(ql, gl),
+            "n_relevant": count_relevant(ql, gl, 0),
+        }
+
+    fine_q, fine_g = rng.integers(0, 6, 20), np.repeat(np.arange(6), 8)
+    ql = np.stack([fine_q, fine_q // 2], axis=1)
+    gl = np.stack([fine_g, fine_g // 2], axis=1)
+    eye = np.eye(6, dtype=np.float32)
+    perfect = case(eye[fine_q] + 0.01 * rng.normal(size=(20, 6)).astype(np.float32), eye[fine_g], ql, gl)
+    rand = case(rng.normal(size=(20, 6)).astype(np.float32), rng.normal(size=(48, 6)).astype(np.float32), ql, gl)
+    bad = [("no ranked lists", {"shared": None, "relevant": None, "level_counts": None, "n_relevant": None})]
+    return perfect, rand, bad

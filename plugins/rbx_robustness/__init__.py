@@ -10,7 +10,7 @@ Registers (specs only; nothing heavy is imported at discovery):
   (``p/*``: flip probability and uT5D per perturbation, mFR / mT5D normalised by
   AlexNet on ImageNet-P, unnormalised means everywhere) and ``cure`` (``id`` +
   ``c/*``: accuracy per challenge type × level, per challenge type, detection
-  AUROC). Their evaluators live in :mod:`robustbench_x.robustness_eval`, whose
+  AUROC). Their evaluators live in :mod:`rbx_robustness.evaluate`, whose
   docstring states every convention;
 * metrics of kind ``"robustness"`` (:mod:`rbx_robustness.metrics`; called by
   those evaluators), ``error`` (kind ``"classification"``: 1 − top-1
@@ -54,7 +54,7 @@ BUILD_COMMANDS = {
 TASK = "robustness"
 
 _M = "rbx_robustness.metrics"
-_EVAL = "robustbench_x.robustness_eval"
+_EVAL = "rbx_robustness.evaluate"
 _ALEX_C = "normalised per corruption by torchvision AlexNet's ImageNet-C errors (hendrycks/robustness; AlexNet = 100)"
 _ALEX_P = "normalised per perturbation by AlexNet's difficulty-1 values (paper App. E; AlexNet = 100)"
 

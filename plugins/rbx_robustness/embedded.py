@@ -74,7 +74,7 @@ from PIL import Image
 
 from rbx_datasets.embedded import ArraySource, EmbeddedDigits
 from robustbench_x.api import Dataset
-from robustbench_x.metrics.robustness import IMAGENET_C_TEST, IMAGENET_P_TEST, SEVERITIES
+from rbx_robustness.tables import IMAGENET_C_TEST, IMAGENET_P_TEST, SEVERITIES
 
 __all__ = [
     "EmbeddedDigitsC",

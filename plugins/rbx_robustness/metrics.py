@@ -1,9 +1,9 @@
 """Metric functions of the robustness suites (pure numpy, no torch).
 
-The definitions are those of :mod:`robustbench_x.metrics.robustness`
+The definitions are those of :mod:`rbx_robustness.definitions`
 (Hendrycks & Dietterich, ICLR 2019; ``/work/shared/references/metrics.md``
 §6–8); this module only gives them the calling conventions of the suites'
-evaluators (:mod:`robustbench_x.robustness_eval`), which compute the inputs:
+evaluators (:mod:`rbx_robustness.evaluate`), which compute the inputs:
 
 ============================  =================================================================
 kind / who calls it           keyword arguments
@@ -33,23 +33,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from robustbench_x.metrics.classification import accuracy
-from robustbench_x.metrics.robustness import (
-    ALEXNET_CLEAN_ERR,
-    ALEXNET_ERR,
-    ALEXNET_FP,
-    ALEXNET_UT5D,
-    IMAGENET_C_TEST,
-    IMAGENET_P_TEST,
-    ce,
-    errors_by_corruption,
-    flip_probability,
-    is_noise,
-    mce,
-    mfr,
-    mt5d,
-    relative_mce,
-)
-from robustbench_x.robustness_eval import unnormalised_corruptions, ut5d_from_top5
+from rbx_robustness.tables import ALEXNET_CLEAN_ERR, ALEXNET_ERR, ALEXNET_FP, ALEXNET_UT5D, IMAGENET_C_TEST, IMAGENET_P_TEST
+from rbx_robustness.definitions import ce, errors_by_corruption, flip_probability, is_noise, mce, mfr, mt5d, relative_mce
+from rbx_robustness.evaluate import unnormalised_corruptions, ut5d_from_top5
 
 __all__ = [
     "top1_error",
@@ -75,7 +61,7 @@ __all__ = [
 def _need(value, name: str, what: str, given: Mapping):
     if value is None:
         extra = f" (got only {', '.join(sorted(given))})" if given else ""
-        raise ValueError(f"{what} needs '{name}'{extra}; it is computed by the robustness suites' evaluator (robustbench_x.robustness_eval)")
+        raise ValueError(f"{what} needs '{name}'{extra}; it is computed by the robustness suites' evaluator (rbx_robustness.evaluate)")
     return value
 
 

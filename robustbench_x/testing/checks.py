@@ -207,8 +207,9 @@ ACCESS_RULES: dict[str, frozenset[str]] = {
 _FREE_MODEL_ATTRS = frozenset({"name", "num_classes", "provides", "input_std", "fingerprint", "label_space", "classes", "device"})
 _SPLIT_TOKENS = {"train": "train_split", "val": "val_split"}
 
-#: Metric kinds the kit knows how to call (and the default evaluator computes, but retrieval).
-METRIC_KINDS = ("ood", "failure", "calibration", "classification", "retrieval")
+#: Metric kinds the kit has inputs for (those the default evaluator computes); a metric
+#: of another kind brings its own through ``MetricSpec.check_cases``.
+METRIC_KINDS = ("ood", "failure", "calibration", "classification")
 DEFAULT_EVALUATOR_KINDS = frozenset({"ood", "failure", "calibration", "classification"})
 
 #: Suites tried, in this order, for a method's end-to-end job (then any other suite).
@@ -1631,8 +1632,12 @@ _TINY_TYPE = DatasetSpec(
 # =============================================================================
 
 
-def _metric_cases(kind: str) -> tuple[dict, dict, list[tuple[str, dict]]]:
-    """(perfect kwargs, random kwargs, [(what, bad kwargs)]) for a metric kind."""
+def _metric_cases(spec: MetricSpec) -> tuple[dict, dict, list[tuple[str, dict]]]:
+    """(perfect kwargs, random kwargs, [(what, bad kwargs)]) for a metric: the kit's own
+    for the default evaluator's kinds, else the spec's ``check_cases``."""
+    kind = spec.kind
+    if kind not in METRIC_KINDS and spec.check_cases:
+        return load_factory(spec.check_cases)()
     rng = np.random.default_rng(0)
     if kind == "ood":
         perfect = {"score_id": rng.uniform(1, 2, 200), "score_ood": rng.uniform(-2, -1, 200)}
@@ -1659,50 +1664,31 @@ def _metric_cases(kind: str) -> tuple[dict, dict, list[tuple[str, dict]]]:
         bad = [("mismatched lengths", {"prediction": labels[:10], "labels": labels[:9]}),
                ("empty inputs", {"prediction": np.zeros(0, int), "labels": np.zeros(0, int)})]
         return {"prediction": labels.copy(), "labels": labels}, {"prediction": rng.integers(0, 5, 300), "labels": labels}, bad
-    if kind == "retrieval":
-        from robustbench_x.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
-
-        def case(q_emb, g_emb, ql, gl):
-            idx, _ = rank_gallery(q_emb, g_emb, k=None)
-            return {
-                "shared": relevance_lists(ql, gl, idx),
-                "relevant": relevance_lists(ql, gl, idx, hierarchy_level=0).astype(bool),
-                "level_counts": level_counts(ql, gl),
-                "n_relevant": count_relevant(ql, gl, 0),
-            }
-
-        fine_q, fine_g = rng.integers(0, 6, 20), np.repeat(np.arange(6), 8)
-        ql = np.stack([fine_q, fine_q // 2], axis=1)
-        gl = np.stack([fine_g, fine_g // 2], axis=1)
-        eye = np.eye(6, dtype=np.float32)
-        perfect = case(eye[fine_q] + 0.01 * rng.normal(size=(20, 6)).astype(np.float32), eye[fine_g], ql, gl)
-        rand = case(rng.normal(size=(20, 6)).astype(np.float32), rng.normal(size=(48, 6)).astype(np.float32), ql, gl)
-        bad = [("no ranked lists", {"shared": None, "relevant": None, "level_counts": None, "n_relevant": None})]
-        return perfect, rand, bad
-    raise CheckSkipped(f"the kit has no inputs for metric kind '{kind}' (knows {', '.join(METRIC_KINDS)})")
+    raise CheckSkipped(
+        f"the kit has no inputs for metric kind '{kind}' (knows {', '.join(METRIC_KINDS)}); "
+        "give the MetricSpec check_cases='module:attr' returning (perfect, random, bad) keyword arguments"
+    )
 
 
 def _metric_value(spec: MetricSpec, kwargs: dict) -> float:
+    """The metric's value; per-sample values (a 1-D array) count as their mean."""
     value = load_factory(spec.fn)(**kwargs)
-    if spec.kind == "retrieval":
-        arr = np.asarray(value, dtype=np.float64)
-        return float(np.nanmean(arr)) if arr.size else float("nan")
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return float(np.nanmean(value)) if value.size and not np.isnan(value).all() else float("nan")
     return value
 
 
 def check_metric_value_sane(spec: MetricSpec, env: CheckEnv | None = None) -> None:
     """On small inputs of its kind: a finite float; in [0, 1] when scale is 100 or 1000."""
     env = env or default_env()
-    perfect, rand, _ = _metric_cases(spec.kind)
+    perfect, rand, _ = _metric_cases(spec)
     for what, kwargs in (("a perfect case", perfect), ("a random case", rand)):
         try:
             value = _metric_value(spec, kwargs)
         except Exception as exc:
             _fail(f"{env.who(spec)}: fn({', '.join(f'{k}=' for k in kwargs)}) on {what} of kind '{spec.kind}' raised {type(exc).__name__}: {exc}")
-        if spec.kind == "retrieval":
-            arr = np.asarray(load_factory(spec.fn)(**kwargs))
-            if arr.shape != (len(kwargs["n_relevant"]),):
-                _fail(f"{env.who(spec)}: a retrieval metric returns one value per query; got shape {arr.shape} for {len(kwargs['n_relevant'])} queries")
+        if isinstance(value, np.ndarray) and value.ndim > 1:
+            _fail(f"{env.who(spec)}: returned an array of shape {value.shape} on {what}; expected a number or one value per sample (1-D)")
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             _fail(f"{env.who(spec)}: returned {type(value).__name__} {value!r} on {what}; expected a float")
         if not math.isfinite(float(value)):
@@ -1714,7 +1700,7 @@ def check_metric_value_sane(spec: MetricSpec, env: CheckEnv | None = None) -> No
 def check_metric_direction(spec: MetricSpec, env: CheckEnv | None = None) -> None:
     """A perfect case is better than a random one according to ``higher_is_better``."""
     env = env or default_env()
-    perfect, rand, _ = _metric_cases(spec.kind)
+    perfect, rand, _ = _metric_cases(spec)
     p, r = float(_metric_value(spec, perfect)), float(_metric_value(spec, rand))
     better = p > r if spec.higher_is_better else p < r
     if not better:
@@ -1727,7 +1713,7 @@ def check_metric_direction(spec: MetricSpec, env: CheckEnv | None = None) -> Non
 def check_metric_rejects_bad_input(spec: MetricSpec, env: CheckEnv | None = None) -> None:
     """Empty, NaN or mismatched inputs raise ``ValueError`` (the runner records 'metric undefined')."""
     env = env or default_env()
-    _, _, bad = _metric_cases(spec.kind)
+    _, _, bad = _metric_cases(spec)
     for what, kwargs in bad:
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():

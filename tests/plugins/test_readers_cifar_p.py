@@ -5,7 +5,7 @@ import pytest
 
 from rbx_robustness.readers import DatasetLayoutError, UndecodableFileError
 from rbx_robustness.readers.cifar_p import CifarP, build
-from robustbench_x.metrics.robustness import flip_probability
+from rbx_robustness.definitions import flip_probability
 
 
 def sequences(n, t, tag):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rbx_robustness.readers import DatasetLayoutError, UndecodableFileError
-from robustbench_x.metrics.robustness import flip_probability, is_noise
+from rbx_robustness.definitions import flip_probability, is_noise
 
 av = pytest.importorskip("av", reason="PyAV (pip install av) is needed to write and read ImageNet-P .mp4 sequences")
 

@@ -1,4 +1,4 @@
-"""The retrieval evaluator (robustbench_x.retrieval_eval) on hand-made cases:
+"""The retrieval evaluator (rbx_retrieval.evaluate) on hand-made cases:
 hand-computed H-AP / AP / R@1 / mAP@R / ASI, chunking invariance and the memory
 bound, queries without relevant items, and the validation messages."""
 
@@ -9,8 +9,9 @@ import pytest
 
 from robustbench_x.api import MetricSpec, Outputs
 from robustbench_x.errors import JobError, PluginError, UsageError
+from robustbench_x.evaluation import Evaluation
 from robustbench_x.registry import get_registry
-from robustbench_x.retrieval_eval import (
+from rbx_retrieval.evaluate import (
     BYTES_PER_PAIR,
     DEFAULT_MEMORY_BUDGET,
     evaluate,
@@ -40,14 +41,9 @@ class FakeDataset:
         return self._h[subset]
 
 
-class FakeJob:
-    method = "fake-embedding"
-
-
 class FakeCtx:
     def __init__(self, hierarchy, labels=None):
         self.dataset = FakeDataset(hierarchy)
-        self.job = FakeJob()
         self.messages: list[str] = []
         self._labels = labels or {s: np.asarray(h)[:, 0] for s, h in hierarchy.items()}
 
@@ -119,7 +115,7 @@ def test_hand_made_case_gives_the_hand_computed_values():
     suite, specs = suite_and_metrics()
     assert tuple(s.name for s in specs) == METRICS and suite.headline == ("h-ap", "map@r", "r@1")
     ctx = tiny_ctx()
-    tuples, columns = evaluate(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=ctx, suite=suite, metric_specs=specs)
+    tuples, columns = evaluate(Evaluation(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=ctx, suite=suite, metric_specs=specs, method_name="fake-embedding"))
     rows = {m: (s, v, hib, n, err) for s, m, v, hib, n, err in tuples}
     assert set(rows) == set(METRICS)
     for name, (per_query, mean) in EXPECTED.items():
@@ -144,7 +140,7 @@ def test_embeddings_may_be_torch_tensors_and_any_float_dtype():
 
     suite, specs = suite_and_metrics()
     method = FixedMethod({"query": torch.tensor(QUERIES, dtype=torch.float16), "gallery": GALLERY.astype(np.float32)})
-    tuples, _ = evaluate(method=method, ctx=tiny_ctx(), suite=suite, metric_specs=specs)
+    tuples, _ = evaluate(Evaluation(method=method, ctx=tiny_ctx(), suite=suite, metric_specs=specs, method_name="fake-embedding"))
     assert {m: v for _, m, v, *_ in tuples}["ap"] == pytest.approx(17 / 24)
 
 
@@ -196,7 +192,7 @@ def test_query_without_relevant_items_is_nan_and_left_out_of_the_mean():
     # q2 is class C (= 2) in a group Y (= 1) that no gallery item has: nothing is relevant to it.
     ql = np.array([[0, 0], [1, 0], [2, 1]])
     q = np.vstack([QUERIES, [[0.0, 1.0]]])
-    tuples, columns = evaluate(method=FixedMethod({"query": q, "gallery": GALLERY}), ctx=FakeCtx({"query": ql, "gallery": GALLERY_LABELS}), suite=suite, metric_specs=specs)
+    tuples, columns = evaluate(Evaluation(method=FixedMethod({"query": q, "gallery": GALLERY}), ctx=FakeCtx({"query": ql, "gallery": GALLERY_LABELS}), suite=suite, metric_specs=specs, method_name="fake-embedding"))
     rows = {m: (v, n, err) for _, m, v, _, n, err in tuples}
     for name in ("h-ap", "ap", "map@r", "map@100", "ndcg", "asi"):
         assert np.isnan(columns[name][2]), name
@@ -211,7 +207,7 @@ def test_query_without_relevant_items_is_nan_and_left_out_of_the_mean():
 def test_metric_undefined_for_every_query_is_a_failed_row_and_others_stand():
     suite, specs = suite_and_metrics()
     ql = np.array([[5, 1], [6, 1]])  # no gallery item shares any level
-    tuples, _ = evaluate(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=FakeCtx({"query": ql, "gallery": GALLERY_LABELS}), suite=suite, metric_specs=specs)
+    tuples, _ = evaluate(Evaluation(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=FakeCtx({"query": ql, "gallery": GALLERY_LABELS}), suite=suite, metric_specs=specs, method_name="fake-embedding"))
     rows = {m: (v, err) for _, m, v, _, _, err in tuples}
     assert rows["h-ap"][1] == "metric undefined: no query has a relevant gallery item"
     assert rows["r@1"] == (0.0, None)
@@ -257,7 +253,7 @@ def test_bad_embeddings_are_plugin_errors_that_say_what_and_where(query, gallery
     emb = {"query": query if query is not None else {"embedding": QUERIES}, "gallery": gallery if gallery is not None else {"embedding": GALLERY}}
     method = FixedMethod(outputs=emb)
     with pytest.raises(PluginError, match=message):
-        evaluate(method=method, ctx=tiny_ctx(), suite=suite, metric_specs=specs)
+        evaluate(Evaluation(method=method, ctx=tiny_ctx(), suite=suite, metric_specs=specs, method_name="fake-embedding"))
 
 
 @pytest.mark.parametrize(
@@ -275,15 +271,15 @@ def test_bad_hierarchies_are_plugin_errors(gallery_h, labels, message):
     ctx = FakeCtx({"query": QUERY_LABELS, "gallery": gallery_h})
     ctx._labels["gallery"] = np.asarray(labels if labels is not None else gallery_h[:, 0].astype(int))
     with pytest.raises(PluginError, match=message):
-        evaluate(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=ctx, suite=suite, metric_specs=specs)
+        evaluate(Evaluation(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=ctx, suite=suite, metric_specs=specs, method_name="fake-embedding"))
 
 
 def test_dataset_without_query_or_gallery_or_hierarchy():
     suite, specs = suite_and_metrics()
     ctx = FakeCtx({"query": QUERY_LABELS})
     with pytest.raises(JobError, match=r"has no 'gallery' subset \(it has \['query'\]\)"):
-        evaluate(method=FixedMethod({"query": QUERIES}), ctx=ctx, suite=suite, metric_specs=specs)
+        evaluate(Evaluation(method=FixedMethod({"query": QUERIES}), ctx=ctx, suite=suite, metric_specs=specs, method_name="fake-embedding"))
     ctx = tiny_ctx()
     ctx.dataset.hierarchy = None
     with pytest.raises(PluginError, match=r"dataset 'tiny' has no hierarchy\(subset\) method"):
-        evaluate(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=ctx, suite=suite, metric_specs=specs)
+        evaluate(Evaluation(method=FixedMethod({"query": QUERIES, "gallery": GALLERY}), ctx=ctx, suite=suite, metric_specs=specs, method_name="fake-embedding"))

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from robustbench_x.metrics.robustness import IMAGENET_C_TEST, IMAGENET_P_TEST
+from rbx_robustness.tables import IMAGENET_C_TEST, IMAGENET_P_TEST
 from robustbench_x.results import read_results
 
 METHODS = ["msp", "maxlogit", "energy", "react"]
@@ -80,7 +80,7 @@ def test_corruption_suite_on_the_embedded_default(cli, tmp_path):
 
 def test_perturbation_suite_on_the_embedded_default(cli, tmp_path):
     from rbx_robustness.embedded import P_SEQUENCES
-    from robustbench_x.metrics.robustness import flip_probability, is_noise
+    from rbx_robustness.definitions import flip_probability, is_noise
 
     out = tmp_path / "store"
     result = cli("--quiet", "run", "--suite", "perturbation", "--methods", ",".join(METHODS), "--out", str(out), "--format", "json")

@@ -3,22 +3,15 @@ computed by hand; the specs, the reader wrappers and the embedded datasets."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from rbx_robustness.definitions import flip_probability, ut5d
+from rbx_robustness.tables import ALEXNET_CLEAN_ERR, ALEXNET_ERR, ALEXNET_FP, ALEXNET_UT5D, IMAGENET_C_TEST, IMAGENET_P_TEST
+
 from robustbench_x.api import Dataset, Method, Outputs, load_factory
-from robustbench_x.metrics.robustness import (
-    ALEXNET_CLEAN_ERR,
-    ALEXNET_ERR,
-    ALEXNET_FP,
-    ALEXNET_UT5D,
-    IMAGENET_C_TEST,
-    IMAGENET_P_TEST,
-    flip_probability,
-    ut5d,
-)
+from robustbench_x.evaluation import Evaluation
 from robustbench_x.registry import get_registry
 from robustbench_x.testing import ArrayContext
 
@@ -59,9 +52,8 @@ def _run(suite_name: str, outputs: dict, benchmark):
     suite = registry.get("suites", suite_name)
     specs = [registry.get("metrics", m) for m in suite.metrics]
     ctx = ArrayContext(outputs, dataset=FakeDataset(outputs, benchmark))
-    ctx.job = SimpleNamespace(method="argmax")  # score_subsets names the method in its errors
     ctx.wants = frozenset({"prediction"})
-    rows, columns = load_factory(suite.evaluator)(method=ArgmaxMethod(), ctx=ctx, suite=suite, metric_specs=specs)
+    rows, columns = load_factory(suite.evaluator)(Evaluation(method=ArgmaxMethod(), ctx=ctx, suite=suite, metric_specs=specs, method_name="argmax"))
     return {(s, m): (v, n, err) for s, m, v, _hib, n, err in rows}, columns, ctx
 
 
@@ -205,7 +197,7 @@ def test_cure_accuracy_per_challenge_and_level():
 
 def test_malformed_sequences_are_reported():
     from robustbench_x.errors import PluginError
-    from robustbench_x.robustness_eval import sequence_grid
+    from rbx_robustness.evaluate import sequence_grid
 
     grid, seqs = sequence_grid(["a#1", "b#0", "a#0", "b#1"])
     assert seqs == ["a", "b"] and grid.tolist() == [[2, 0], [1, 3]]

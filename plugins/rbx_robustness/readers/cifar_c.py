@@ -47,7 +47,7 @@ from rbx_robustness.readers._common import (
 )
 from rbx_robustness.readers._npy import CIFAR10_CLASSES, CIFAR100_CLASSES, LazyArray, open_npy, sample_digest, spaced
 from robustbench_x.api import Dataset, SampleSource
-from robustbench_x.metrics.robustness import IMAGENET_C_EXTRA, IMAGENET_C_TEST, SEVERITIES
+from rbx_robustness.tables import IMAGENET_C_EXTRA, IMAGENET_C_TEST, SEVERITIES
 
 VERSION = "cifar-c-reader-v1"
 CORRUPTIONS = IMAGENET_C_TEST + IMAGENET_C_EXTRA

@@ -71,7 +71,7 @@ from rbx_robustness.readers._common import (
     unknown_subset,
 )
 from robustbench_x.api import Dataset
-from robustbench_x.metrics.robustness import IMAGENET_C_EXTRA, IMAGENET_C_TEST, SEVERITIES
+from rbx_robustness.tables import IMAGENET_C_EXTRA, IMAGENET_C_TEST, SEVERITIES
 
 VERSION = "imagenet-c-reader-v1"
 CORRUPTIONS = IMAGENET_C_TEST + IMAGENET_C_EXTRA

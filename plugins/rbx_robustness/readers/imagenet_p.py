@@ -35,8 +35,8 @@ Two views
   sequence 1, …), with sample id ``<sequence_id>#<frame>`` (frame 0-based, 0
   the first frame of the video). Logits of a subset therefore reshape to
   ``(m, T, C)`` with ``T = sequence_length(perturbation)`` for
-  :func:`robustbench_x.metrics.robustness.flip_probability` /
-  :func:`~robustbench_x.metrics.robustness.ut5d`; ``is_noise(perturbation)``
+  :func:`rbx_robustness.definitions.flip_probability` /
+  :func:`~rbx_robustness.definitions.ut5d`; ``is_noise(perturbation)``
   picks the comparison. Decoded videos are cached (a few, LRU) so reading the
   frames in order decodes each video once.
 
@@ -68,7 +68,8 @@ from rbx_robustness.readers._common import (
     unknown_subset,
 )
 from robustbench_x.api import Dataset, SampleSource
-from robustbench_x.metrics.robustness import IMAGENET_P_EXTRA, IMAGENET_P_TEST, is_noise
+from rbx_robustness.tables import IMAGENET_P_EXTRA, IMAGENET_P_TEST
+from rbx_robustness.definitions import is_noise
 
 VERSION = "imagenet-p-reader-v1"
 PERTURBATIONS = IMAGENET_P_TEST + IMAGENET_P_EXTRA

@@ -12,8 +12,8 @@ Learning Reality Check" (ECCV 2020) for mAP@R.
 Input: ranked relevance data
 -----------------------------
 Every per-query function takes the relevance of the ranked items **in rank
-order** (rank 1 first), built by :func:`robustbench_x.ranking.rank_gallery` +
-:func:`robustbench_x.ranking.relevance_lists`:
+order** (rank 1 first), built by :func:`rbx_retrieval.ranking.rank_gallery` +
+:func:`rbx_retrieval.ranking.relevance_lists`:
 
 * binary metrics (AP, R@k, P@1, mAP@R, mAP@k) take ``relevant``: ``(Q, n)``
   (or ``(n,)`` for one query) of 0/1 or bool, e.g. ``relevance_lists(...,
@@ -34,8 +34,8 @@ By default the ranked list is taken to be the **whole gallery** (what HAPPIER
 and SupRank evaluate: ``topk(N - 1)``), so the number of relevant items ``R``
 and the per-level populations ``|Omega^(l)|`` are counted in the list. When
 only the top ``k`` items are kept, pass the gallery-wide counts:
-``n_relevant=`` (:func:`robustbench_x.ranking.count_relevant`) for binary
-metrics and ``level_counts=`` (:func:`robustbench_x.ranking.level_counts`) for
+``n_relevant=`` (:func:`rbx_retrieval.ranking.count_relevant`) for binary
+metrics and ``level_counts=`` (:func:`rbx_retrieval.ranking.level_counts`) for
 H-AP / NDCG / ASI. A metric that needs ranks beyond the list (AP over the full
 ranking with relevant items past the cut, mAP@R with ``R > n``, ASI with
 ``R > n``) is then only defined if the list is long enough; AP counts the

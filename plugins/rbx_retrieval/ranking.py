@@ -1,6 +1,6 @@
 """Exact k-nearest-neighbour ranking by dot product, in bounded memory, and the
 label bookkeeping that turns a ranking into relevance data for
-:mod:`robustbench_x.metrics.retrieval`.
+:mod:`rbx_retrieval.definitions`.
 
 Conventions (docs: ``/work/shared/references/metrics.md`` §9.1,
 ``datasets.md`` §9):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_x.ranking import (
+from rbx_retrieval.ranking import (
     count_relevant,
     level_counts,
     rank_gallery,

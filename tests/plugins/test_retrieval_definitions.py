@@ -1,4 +1,4 @@
-"""Tests of robustbench_x.metrics.retrieval: hand-worked H-AP / NDCG / ASI,
+"""Tests of rbx_retrieval.definitions: hand-worked H-AP / NDCG / ASI,
 AP against scikit-learn, R@k / mAP@R / mAP@k against brute-force loops, GLDv2
 mAP@100 against hand-worked cases, and parity with a transcription of HAPPIER's
 tensor formulas (relevance grouped by value)."""
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from robustbench_x.metrics.retrieval import (
+from rbx_retrieval.definitions import (
     asi,
     average_precision,
     gldv2_map_at_100,
@@ -21,7 +21,7 @@ from robustbench_x.metrics.retrieval import (
     precision_at_1,
     recall_at_k,
 )
-from robustbench_x.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
+from rbx_retrieval.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
 
 # The hand-worked ranking used throughout: shared levels of ranks 1..5 (L = 2).
 SHARED = np.array([1, 2, 0, 2, 1])

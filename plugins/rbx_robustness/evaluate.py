@@ -1,8 +1,8 @@
 """Evaluators of the robustness suites: ``corruption``, ``perturbation``, ``cure``.
 
-A suite names one with ``evaluator="robustbench_x.robustness_eval:<fn>"``;
-:func:`robustbench_x.runner._run_job` calls it as
-``evaluate(method=, ctx=, suite=, metric_specs=)`` and stores the returned
+A suite names one with ``evaluator="rbx_robustness.evaluate:<fn>"``;
+the runner calls it with one :class:`robustbench_x.evaluation.Evaluation`
+and stores the returned
 ``(metric tuples, per-sample columns)``. The metric functions are the suite's
 metric specs' ``fn`` (first-party: :mod:`rbx_robustness.metrics`), called with
 the keyword arguments documented there; a ``ValueError`` becomes a ``failed``
@@ -11,7 +11,7 @@ row "metric undefined: …" and the other metrics stand.
 Scoring
 -------
 Every subset of the suite is scored with
-:func:`robustbench_x.runner.score_subsets` (``method.score`` on the cached
+:meth:`robustbench_x.evaluation.Evaluation.score_subsets` (``method.score`` on the cached
 outputs, validated). The evaluators never run the model themselves: a
 post-hoc method reads the feature cache only, so a (model, dataset) group
 runs the backbone once per subset whatever the number of methods. The
@@ -49,7 +49,7 @@ the suite computes ``detection-auroc``.
     top-5 rankings, ties to the lower class index, as ``rankdata(-logits,
     'ordinal')``: the top-5 distance is a property of the model's ranking and
     does not depend on the method), both with the noise / temporal rule
-    (:func:`robustbench_x.metrics.robustness.is_noise`) at difficulty 1; on
+    (:func:`rbx_robustness.definitions.is_noise`) at difficulty 1; on
     ImageNet-P also ``flip-rate`` / ``t5d`` (÷ AlexNet). On subset ``all``:
     ``mfp-unnormalised`` / ``mut5d-unnormalised`` over the test perturbations
     present (CIFAR-P's list on CIFAR-P, ImageNet-P's otherwise; all present if
@@ -63,7 +63,7 @@ the suite computes ``detection-auroc``.
     challenge type (subset ``c/<challenge>``, the mean over its levels);
     ``detection-auroc`` per challenge subset as above.
 
-Per-sample columns: those of :func:`robustbench_x.runner.stack_columns`
+Per-sample columns: those of :func:`robustbench_x.evaluation.stack_columns`
 (``sample_id``, ``subset``, ``label``, ``prediction``, ``score``,
 ``confidence``…); the perturbation suite adds ``sequence``, ``frame``,
 ``flip`` (1.0 / 0.0 on compared frames, NaN on reference-only frames) and
@@ -82,9 +82,12 @@ from typing import Any
 
 import numpy as np
 
+from rbx_robustness.definitions import frame_pairs, is_noise, top5_distance, top5_from_logits
+from rbx_robustness.tables import CIFAR_P_TEST, IMAGENET_C_TEST, IMAGENET_P_TEST, SEVERITIES
+
 from robustbench_x.api import load_factory
 from robustbench_x.errors import JobError, PluginError
-from robustbench_x.runner import compute_metrics, score_subsets, stack_columns
+from robustbench_x.evaluation import Evaluation, MetricValue, compute_metrics, stack_columns
 
 __all__ = [
     "evaluate_corruption",
@@ -93,7 +96,6 @@ __all__ = [
     "benchmark_of",
     "sequence_grid",
     "top5_rankings",
-    "frame_pairs",
     "ut5d_from_top5",
     "unnormalised_corruptions",
     "ALL",
@@ -118,16 +120,14 @@ _BENCHMARK_OF_CLASS = {"ImageNetC": "imagenet-c", "ImageNetP": "imagenet-p", "Ci
 _ROWS = 8192  # logits rows ranked at a time
 
 
-def benchmark_of(ctx) -> str | None:
+def benchmark_of(ev: Evaluation) -> str | None:
     """``imagenet-c``, ``imagenet-p``, ``cifar-c``, ``cifar-p``… or None (module docstring)."""
-    dataset = ctx.dataset
+    dataset = ev.dataset
     declared = getattr(dataset, "robustness_benchmark", None)
     if declared:
         return str(declared)
-    ref = getattr(getattr(ctx, "job", None), "dataset", None)
-    spec = getattr(ref, "spec", None)
-    if spec in _BENCHMARK_OF_TYPE:
-        return _BENCHMARK_OF_TYPE[spec]
+    if ev.dataset_type in _BENCHMARK_OF_TYPE:
+        return _BENCHMARK_OF_TYPE[ev.dataset_type]
     return _BENCHMARK_OF_CLASS.get(type(dataset).__name__)
 
 
@@ -137,32 +137,16 @@ def benchmark_of(ctx) -> str | None:
 def unnormalised_corruptions(present: Iterable[str]) -> list[str]:
     """The corruptions an unnormalised mean averages: the ImageNet-C test ones present
     (the extras are for validation, paper App. B), or every present one if none is."""
-    from robustbench_x.metrics.robustness import IMAGENET_C_TEST
 
     present = list(dict.fromkeys(present))
     test = [c for c in IMAGENET_C_TEST if c in present]
     return test or sorted(present)
 
 
-def frame_pairs(n: int, noise: bool, difficulty: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(ref, cur)`` of the compared frames (``ImageNet-P/test.py``): noise, every
-    frame ``j >= 1`` against frame 0; otherwise frame ``j >= d`` against ``j - d``."""
-    if noise:
-        cur = np.arange(1, n)
-        ref = np.zeros_like(cur)
-    else:
-        cur = np.arange(difficulty, n)
-        ref = cur - difficulty
-    if cur.size == 0:
-        raise ValueError(f"sequences of {n} frame(s) have no frame pair to compare")
-    return ref, cur
-
-
 def ut5d_from_top5(top5, noise: bool, difficulty: int = 1) -> tuple[float, np.ndarray]:
     """uT5D of ``(m, T, k >= 5)`` top-k rankings (best first) and the ``(m, T)`` per-frame
     distances (NaN on frames that are only a reference). Equal to
-    :func:`robustbench_x.metrics.robustness.ut5d` of the logits the rankings come from."""
-    from robustbench_x.metrics.robustness import top5_distance
+    :func:`rbx_robustness.definitions.ut5d` of the logits the rankings come from."""
 
     top = np.asarray(top5)
     if top.ndim != 3 or top.shape[2] < 5:
@@ -204,14 +188,14 @@ class _Rows:
         try:
             value = float(self.fn(name)(**kwargs))
         except ValueError as exc:
-            self.rows.append((subset, name, float("nan"), spec.higher_is_better, int(n), f"metric undefined: {exc}"))
+            self.rows.append(MetricValue(subset, name, float("nan"), spec.higher_is_better, int(n), f"metric undefined: {exc}"))
             return None
-        self.rows.append((subset, name, value, spec.higher_is_better, int(n), None))
+        self.rows.append(MetricValue(subset, name, value, spec.higher_is_better, int(n), None))
         return value
 
     def fail(self, name: str, subset: str, n: int, reason: str) -> None:
         if name in self.specs:
-            self.rows.append((subset, name, float("nan"), self.specs[name].higher_is_better, int(n), f"metric undefined: {reason}"))
+            self.rows.append(MetricValue(subset, name, float("nan"), self.specs[name].higher_is_better, int(n), f"metric undefined: {reason}"))
 
 
 def _want_score(ctx, rows: _Rows) -> None:
@@ -257,11 +241,12 @@ def _classification(rows: _Rows, data) -> None:
 # --------------------------------------------------------------------------- corruption
 
 
-def evaluate_corruption(*, method, ctx, suite, metric_specs) -> tuple[list[tuple], dict[str, np.ndarray]]:
+def evaluate_corruption(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``corruption`` suite's evaluator (module docstring)."""
-    rows = _Rows(metric_specs)
+    ctx = ev.ctx
+    rows = _Rows(ev.metric_specs)
     _want_score(ctx, rows)
-    data = score_subsets(method, ctx, suite)
+    data = ev.score_subsets()
     corrupted = [s for s in data if _split_subset(s)]
     if not corrupted:
         raise JobError(f"dataset '{ctx.dataset.name}' has no corrupted subset c/<corruption>/<severity> (it has {list(data)})")
@@ -274,7 +259,7 @@ def evaluate_corruption(*, method, ctx, suite, metric_specs) -> tuple[list[tuple
         if error is not None:
             errors[subset], sizes[subset] = error, len(data[subset]["label"])
     c_errors = {s: e for s, e in errors.items() if s != "id"}
-    bench = benchmark_of(ctx)
+    bench = benchmark_of(ev)
 
     groups: dict[str, list[str]] = {}
     for subset in c_errors:
@@ -293,7 +278,7 @@ def evaluate_corruption(*, method, ctx, suite, metric_specs) -> tuple[list[tuple
     if clean is not None:
         rows.add("clean-error", ALL, sizes["id"], errors=errors, clean_error=clean)
     if bench == "imagenet-c":
-        from robustbench_x.metrics.robustness import IMAGENET_C_TEST, SEVERITIES
+        from rbx_robustness.tables import IMAGENET_C_TEST, SEVERITIES
 
         complete = all(f"c/{c}/{s}" in c_errors for c in IMAGENET_C_TEST for s in SEVERITIES)
         n15 = sum(sizes.get(f"c/{c}/{s}", 0) for c in IMAGENET_C_TEST for s in SEVERITIES)
@@ -347,7 +332,6 @@ def sequence_grid(sample_ids) -> tuple[np.ndarray, list[str]]:
 def top5_rankings(logits) -> np.ndarray:
     """``(N, 5)`` top-5 classes of every row of ``logits`` (memory-mapped is fine), in blocks;
     ``-inf`` (classes hidden by a mask) ranks last."""
-    from robustbench_x.metrics.robustness import top5_from_logits
 
     n = len(logits)
     out = np.empty((n, 5), dtype=np.int64)
@@ -360,20 +344,20 @@ def top5_rankings(logits) -> np.ndarray:
 
 
 def _perturbation_lists(bench: str | None, present: list[str]) -> list[str]:
-    from robustbench_x.metrics.robustness import CIFAR_P_TEST, IMAGENET_P_TEST
 
     names = CIFAR_P_TEST if bench == "cifar-p" else IMAGENET_P_TEST
     used = [p for p in names if p in present]
     return used or list(present)
 
 
-def evaluate_perturbation(*, method, ctx, suite, metric_specs) -> tuple[list[tuple], dict[str, np.ndarray]]:
+def evaluate_perturbation(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``perturbation`` suite's evaluator (module docstring)."""
-    from robustbench_x.metrics.robustness import IMAGENET_P_TEST, is_noise
+    from rbx_robustness.definitions import is_noise
 
-    rows = _Rows(metric_specs)
-    data = score_subsets(method, ctx, suite)
-    bench = benchmark_of(ctx)
+    ctx = ev.ctx
+    rows = _Rows(ev.metric_specs)
+    data = ev.score_subsets()
+    bench = benchmark_of(ev)
     fps: dict[str, float] = {}
     ut5ds: dict[str, float] = {}
     sizes: dict[str, int] = {}
@@ -443,11 +427,12 @@ def evaluate_perturbation(*, method, ctx, suite, metric_specs) -> tuple[list[tup
 # --------------------------------------------------------------------------- CURE
 
 
-def evaluate_cure(*, method, ctx, suite, metric_specs) -> tuple[list[tuple], dict[str, np.ndarray]]:
+def evaluate_cure(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``cure`` suite's evaluator (module docstring)."""
-    rows = _Rows(metric_specs)
+    ctx = ev.ctx
+    rows = _Rows(ev.metric_specs)
     _want_score(ctx, rows)
-    data = score_subsets(method, ctx, suite)
+    data = ev.score_subsets()
     _classification(rows, data)
     challenged = [s for s in data if _split_subset(s)]
     accuracies: dict[str, float] = {}

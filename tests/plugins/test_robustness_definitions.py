@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from robustbench_x.metrics import robustness as R
+from rbx_robustness import definitions as R
+from rbx_robustness import tables as T
 
 # --------------------------------------------------------------------------
 # Constants
@@ -23,23 +24,23 @@ AVERAGE = {
 
 
 def test_constant_name_lists():
-    assert len(R.IMAGENET_C_TEST) == 15 and len(R.IMAGENET_C_EXTRA) == 4
-    assert set(R.ALEXNET_ERR) == set(R.IMAGENET_C_TEST) | set(R.IMAGENET_C_EXTRA)
-    assert len(R.IMAGENET_P_TEST) == 10
-    assert set(R.ALEXNET_FP) == set(R.ALEXNET_UT5D) == set(R.IMAGENET_P_TEST) | set(R.IMAGENET_P_EXTRA)
-    assert "spatter" in R.CIFAR_P_TEST and "snow" not in R.CIFAR_P_TEST
-    assert set(R.CIFAR_P_TEST) - {"spatter"} == set(R.IMAGENET_P_TEST) - {"snow"}
-    assert R.ALEXNET_CLEAN_ERR == 0.4348
-    assert R.ALEXNET_FP["gaussian_noise"] == 0.23653 and R.ALEXNET_UT5D["scale"] == 4.48
+    assert len(T.IMAGENET_C_TEST) == 15 and len(T.IMAGENET_C_EXTRA) == 4
+    assert set(T.ALEXNET_ERR) == set(T.IMAGENET_C_TEST) | set(T.IMAGENET_C_EXTRA)
+    assert len(T.IMAGENET_P_TEST) == 10
+    assert set(T.ALEXNET_FP) == set(T.ALEXNET_UT5D) == set(T.IMAGENET_P_TEST) | set(T.IMAGENET_P_EXTRA)
+    assert "spatter" in T.CIFAR_P_TEST and "snow" not in T.CIFAR_P_TEST
+    assert set(T.CIFAR_P_TEST) - {"spatter"} == set(T.IMAGENET_P_TEST) - {"snow"}
+    assert T.ALEXNET_CLEAN_ERR == 0.4348
+    assert T.ALEXNET_FP["gaussian_noise"] == 0.23653 and T.ALEXNET_UT5D["scale"] == 4.48
 
 
 def test_alexnet_table_averages_match_the_average_column():
-    assert set(AVERAGE) == set(R.ALEXNET_ERR)
-    for corruption, row in R.ALEXNET_ERR.items():
+    assert set(AVERAGE) == set(T.ALEXNET_ERR)
+    for corruption, row in T.ALEXNET_ERR.items():
         assert len(row) == 5
         assert abs(np.mean(row) - AVERAGE[corruption]) < 1e-6, corruption
     # metrics.md: the mean of the 15 test averages is 0.788993 (unnormalised AlexNet mean error).
-    assert R.mce(R.ALEXNET_ERR, None) == pytest.approx(0.788993, abs=1e-6)
+    assert R.mce(T.ALEXNET_ERR, None) == pytest.approx(0.788993, abs=1e-6)
 
 
 # --------------------------------------------------------------------------
@@ -75,19 +76,19 @@ def test_relative_mce_by_hand_subtracts_clean_error_per_severity():
 
 
 def test_alexnet_scores_exactly_one():
-    assert R.mce(R.ALEXNET_ERR, R.ALEXNET_ERR) == pytest.approx(1.0, abs=1e-12)
-    assert R.relative_mce(R.ALEXNET_ERR, R.ALEXNET_ERR, R.ALEXNET_CLEAN_ERR, R.ALEXNET_CLEAN_ERR) == pytest.approx(
+    assert R.mce(T.ALEXNET_ERR, T.ALEXNET_ERR) == pytest.approx(1.0, abs=1e-12)
+    assert R.relative_mce(T.ALEXNET_ERR, T.ALEXNET_ERR, T.ALEXNET_CLEAN_ERR, T.ALEXNET_CLEAN_ERR) == pytest.approx(
         1.0, abs=1e-12
     )
-    for c in R.IMAGENET_C_TEST:
-        assert R.ce(R.ALEXNET_ERR[c], R.ALEXNET_ERR[c]) == pytest.approx(1.0)
+    for c in T.IMAGENET_C_TEST:
+        assert R.ce(T.ALEXNET_ERR[c], T.ALEXNET_ERR[c]) == pytest.approx(1.0)
 
 
 def test_mce_uses_only_the_15_test_corruptions_by_default():
-    errors = {c: list(R.ALEXNET_ERR[c]) for c in R.IMAGENET_C_ALL}
+    errors = {c: list(T.ALEXNET_ERR[c]) for c in T.IMAGENET_C_ALL}
     errors["saturate"] = [1.0] * 5  # an extra corruption must not move mCE
-    assert R.mce(errors, R.ALEXNET_ERR) == pytest.approx(1.0)
-    assert R.mce(errors, R.ALEXNET_ERR, corruptions=R.IMAGENET_C_ALL) > 1.0
+    assert R.mce(errors, T.ALEXNET_ERR) == pytest.approx(1.0)
+    assert R.mce(errors, T.ALEXNET_ERR, corruptions=T.IMAGENET_C_ALL) > 1.0
 
 
 def test_errors_by_corruption_accepts_tuples_and_subset_names():
@@ -184,13 +185,13 @@ def test_flip_probability_matches_reference_code(noise, difficulty):
 
 def test_flip_rate_and_mfr():
     assert R.flip_rate(0.1, 0.2) == pytest.approx(0.5)
-    assert R.mfr(dict(R.ALEXNET_FP), R.ALEXNET_FP) == pytest.approx(1.0)
-    fps = {p: 0.5 * R.ALEXNET_FP[p] for p in R.IMAGENET_P_TEST}
-    assert R.mfr(fps, R.ALEXNET_FP) == pytest.approx(0.5)
-    cifar = {p: 0.01 * (i + 1) for i, p in enumerate(R.CIFAR_P_TEST)}
-    assert R.mfr(cifar, None, perturbations=R.CIFAR_P_TEST) == pytest.approx(0.055)
+    assert R.mfr(dict(T.ALEXNET_FP), T.ALEXNET_FP) == pytest.approx(1.0)
+    fps = {p: 0.5 * T.ALEXNET_FP[p] for p in T.IMAGENET_P_TEST}
+    assert R.mfr(fps, T.ALEXNET_FP) == pytest.approx(0.5)
+    cifar = {p: 0.01 * (i + 1) for i, p in enumerate(T.CIFAR_P_TEST)}
+    assert R.mfr(cifar, None, perturbations=T.CIFAR_P_TEST) == pytest.approx(0.055)
     with pytest.raises(ValueError, match=r"has no entry for \['snow'\]"):
-        R.mfr(cifar, R.ALEXNET_FP)
+        R.mfr(cifar, T.ALEXNET_FP)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +210,7 @@ def test_flip_probability_rejects_bad_input(call, message):
 
 
 def test_is_noise_rule():
-    assert [p for p in R.IMAGENET_P_ALL if R.is_noise(p)] == ["gaussian_noise", "shot_noise", "speckle_noise"]
+    assert [p for p in T.IMAGENET_P_ALL if R.is_noise(p)] == ["gaussian_noise", "shot_noise", "speckle_noise"]
     assert R.is_noise("gaussian_noise_2")
 
 
@@ -357,10 +358,10 @@ def test_top5_from_logits_breaks_ties_like_rankdata_ordinal():
 
 def test_t5d_and_mt5d():
     assert R.t5d(2.385, 4.77) == pytest.approx(0.5)
-    assert R.mt5d(dict(R.ALEXNET_UT5D), R.ALEXNET_UT5D) == pytest.approx(1.0)
-    half = {p: R.ALEXNET_UT5D[p] / 2 for p in R.IMAGENET_P_TEST}
-    assert R.mt5d(half, R.ALEXNET_UT5D) == pytest.approx(0.5)
-    assert R.mt5d({p: 1.0 for p in R.CIFAR_P_TEST}, None, R.CIFAR_P_TEST) == pytest.approx(1.0)
+    assert R.mt5d(dict(T.ALEXNET_UT5D), T.ALEXNET_UT5D) == pytest.approx(1.0)
+    half = {p: T.ALEXNET_UT5D[p] / 2 for p in T.IMAGENET_P_TEST}
+    assert R.mt5d(half, T.ALEXNET_UT5D) == pytest.approx(0.5)
+    assert R.mt5d({p: 1.0 for p in T.CIFAR_P_TEST}, None, T.CIFAR_P_TEST) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """The evaluator of ``task="retrieval"`` suites: rank a gallery for every query.
 
-A suite names it with ``evaluator="robustbench_x.retrieval_eval:evaluate"``;
-:func:`robustbench_x.runner._run_job` calls it instead of the per-subset
-classification evaluation.
+A suite names it with ``evaluator="rbx_retrieval.evaluate:evaluate"``;
+the runner calls it with one :class:`robustbench_x.evaluation.Evaluation`
+instead of the per-subset classification evaluation.
 
 What it does
 ------------
@@ -17,7 +17,7 @@ What it does
    non-negative integers, column 0 the finest level and equal to the samples'
    labels (``datasets.md`` §9), the same ``L`` on both subsets.
 3. Ranks the **whole gallery** for each query by dot-product similarity
-   (:func:`robustbench_x.ranking.rank_gallery`; ties broken by the smaller
+   (:func:`rbx_retrieval.ranking.rank_gallery`; ties broken by the smaller
    gallery index, so rankings are deterministic), a chunk of queries at a
    time, and turns each chunk's rankings into relevance lists (shared levels;
    level-0 binary relevance), from which every metric of the suite is
@@ -77,7 +77,8 @@ import numpy as np
 
 from robustbench_x.api import load_factory
 from robustbench_x.errors import JobError, PluginError, UsageError
-from robustbench_x.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
+from robustbench_x.evaluation import Evaluation, MetricValue
+from rbx_retrieval.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
 
 __all__ = [
     "evaluate",
@@ -290,10 +291,9 @@ def score_rankings(
 # --------------------------------------------------------------------------- the evaluator
 
 
-def evaluate(*, method, ctx, suite, metric_specs) -> tuple[list[tuple], dict[str, np.ndarray]]:
+def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``evaluator`` of retrieval suites (module docstring)."""
-    job = getattr(ctx, "job", None)
-    method_name = getattr(job, "method", None) or type(method).__name__
+    method, ctx, suite, metric_specs, method_name = ev.method, ev.ctx, ev.suite, ev.metric_specs, ev.method_name
     dataset = ctx.dataset
     available = list(dataset.subsets())
     missing = [s for s in (QUERY, GALLERY) if s not in available]
@@ -321,8 +321,7 @@ def evaluate(*, method, ctx, suite, metric_specs) -> tuple[list[tuple], dict[str
         if spec.name in RESERVED_COLUMNS:
             raise PluginError(f"retrieval metric '{spec.name}' clashes with the per-sample column of the same name; rename the metric")
 
-    options = getattr(ctx, "options", None)
-    device = getattr(options, "device", "cpu") or "cpu"
+    device = ev.device
     n_q, n_g = len(labels[QUERY]), len(labels[GALLERY])
     chunk = query_chunk_size(n_g)
     log = getattr(ctx, "log", None)
@@ -338,11 +337,11 @@ def evaluate(*, method, ctx, suite, metric_specs) -> tuple[list[tuple], dict[str
         values = result.values[spec.name]
         defined = np.isfinite(values)
         if spec.name in result.errors:
-            tuples.append((QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, result.errors[spec.name]))
+            tuples.append(MetricValue(QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, result.errors[spec.name]))
         elif not defined.any():
-            tuples.append((QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, "metric undefined: no query has a relevant gallery item"))
+            tuples.append(MetricValue(QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, "metric undefined: no query has a relevant gallery item"))
         else:
-            tuples.append((QUERY, spec.name, float(values[defined].mean()), spec.higher_is_better, int(defined.sum()), None))
+            tuples.append(MetricValue(QUERY, spec.name, float(values[defined].mean()), spec.higher_is_better, int(defined.sum()), None))
     columns: dict[str, np.ndarray] = {
         "sample_id": np.asarray(cached[QUERY].sample_ids).astype(str).astype(object),
         "subset": np.full(n_q, QUERY, dtype=object),

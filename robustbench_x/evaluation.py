@@ -1,0 +1,275 @@
+"""What a suite's evaluator receives from the runner, and the pieces evaluators share.
+
+This module is public: task plugins (retrieval, the robustness suites, and the
+next ones: segmentation, attacks) import it. ``docs/tasks.md`` describes the
+whole task contract; in short:
+
+* the runner builds the model and the dataset, builds and fits the method,
+  then calls the suite's evaluator (``SuiteSpec.evaluator``, default
+  :func:`evaluate_classification`) with one :class:`Evaluation`;
+* the evaluator returns ``(metric values, per-sample columns)``: a list of
+  :class:`MetricValue` (one result row each) and a dict of equal-length 1-D
+  arrays (the job's ``scores/`` table; ``sample_id`` and ``subset`` required);
+* whatever does not fit one value per sample and column (per-pixel logits, an
+  attack's adversarial inputs) goes through :attr:`Evaluation.arrays`, files
+  beside ``scores/`` keyed by the job's config hash.
+
+The runner never looks inside the columns or the arrays: a task is what its
+plugins agree on, not something the core knows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from robustbench_x.api import Context, Dataset, Method, MetricSpec, Model, Outputs, SuiteSpec, load_factory
+from robustbench_x.errors import JobError, PluginError
+
+__all__ = [
+    "Evaluation",
+    "Evaluator",
+    "ArrayStore",
+    "MetricValue",
+    "suite_subsets",
+    "score_subsets",
+    "stack_columns",
+    "validate_outputs",
+    "compute_metrics",
+    "evaluate_classification",
+]
+
+
+class MetricValue(NamedTuple):
+    """One metric value of a job: becomes one result row.
+
+    ``error`` is None when the value stands; otherwise the row is ``failed``
+    with this reason (e.g. "metric undefined: only one class") and ``value``
+    is NaN. ``n`` is the number of samples (queries, pixels' images…) the
+    value is computed from.
+    """
+
+    subset: str
+    metric: str
+    value: float
+    higher_is_better: bool
+    n: int
+    error: str | None = None
+
+
+class ArrayStore:
+    """Extra per-sample arrays of one job, stored beside its ``scores/`` table.
+
+    For outputs that are not one number per sample (a segmentation model's
+    per-pixel logits ``(N, C, H, W)``, an attack's perturbations ``(N, 3, H,
+    W)``): ``save(name, values, sample_ids)`` writes
+    ``<out>/arrays/suite=…/model=…/dataset=…/method=…/<config hash>/<name>.npz``
+    holding ``values`` and the ``sample_id`` of each row of its first axis
+    (so the rows join the scores table), atomically. Loading never unpickles.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None) -> None:
+        self.directory = None if directory is None else Path(directory)
+
+    def path(self, name: str) -> Path:
+        if self.directory is None:
+            raise JobError("this evaluation has no array store (the caller passed none); extra per-sample arrays cannot be saved")
+        if not name or not name.replace("-", "_").replace(".", "_").isidentifier() or name.startswith("."):
+            raise PluginError(f"array name {name!r} must be a simple file name (letters, digits, '_', '-', '.')")
+        return self.directory / f"{name}.npz"
+
+    def save(self, name: str, values: Any, sample_ids: Sequence[str]) -> Path:
+        """Write ``values`` (first axis: one row per sample) with their sample ids."""
+        array = np.asarray(values)
+        ids = np.asarray([str(s) for s in sample_ids])
+        if array.ndim == 0 or len(array) != len(ids):
+            raise PluginError(f"array '{name}' has shape {array.shape} but {len(ids)} sample ids; its first axis must have one row per sample")
+        if array.dtype == object:
+            raise PluginError(f"array '{name}' has dtype object; store numbers (or fixed-width strings) so it loads without pickle")
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, values=array, sample_id=ids)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def load(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, sample_ids)`` of a saved array."""
+        with np.load(self.path(name), allow_pickle=False) as data:
+            return data["values"], data["sample_id"]
+
+    def names(self) -> list[str]:
+        if self.directory is None or not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.npz"))
+
+
+@dataclass
+class Evaluation:
+    """Everything a suite's evaluator gets from the runner for one job.
+
+    ``method`` is built and already fitted; ``ctx`` is the method's
+    :class:`~robustbench_x.api.Context` (cached outputs, the model, the
+    dataset, the seed, ``log`` and ``record``); ``metric_specs`` are the
+    suite's metrics in its order; ``arrays`` stores extra per-sample arrays.
+    An evaluator is ``evaluate(ev: Evaluation) -> (list[MetricValue],
+    dict[str, np.ndarray])``.
+    """
+
+    method: Method
+    ctx: Context
+    suite: SuiteSpec
+    metric_specs: list[MetricSpec]
+    #: The method's registered name (error messages); default: its class name.
+    method_name: str = ""
+    arrays: ArrayStore = field(default_factory=lambda: ArrayStore(None))
+    #: Where the job runs (``cpu``, ``cuda:0``): for evaluators that compute on tensors.
+    device: str = "cpu"
+    #: The dataset type that built the dataset (``type:`` in datasets.yaml, or the
+    #: built-in dataset's name): evaluators that apply a benchmark's own
+    #: convention (ImageNet-C's AlexNet normaliser) read it.
+    dataset_type: str | None = None
+
+    def __post_init__(self) -> None:
+        self.method_name = self.method_name or type(self.method).__name__
+        self.metric_specs = list(self.metric_specs)
+
+    @property
+    def model(self) -> Model:
+        return self.ctx.model
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.ctx.dataset
+
+    def subsets(self) -> list[str]:
+        """The dataset's subsets this suite evaluates."""
+        return suite_subsets(self.dataset, self.suite)
+
+    def score_subsets(self) -> dict[str, dict[str, np.ndarray]]:
+        """``method.score`` on every subset, validated (:func:`score_subsets`)."""
+        return score_subsets(self.method, self.ctx, self.suite, self.method_name)
+
+    def metric_fn(self, spec: MetricSpec) -> Callable[..., Any]:
+        return load_factory(spec.fn)
+
+
+#: The type of ``SuiteSpec.evaluator``'s target.
+Evaluator = Callable[[Evaluation], tuple[list[MetricValue], dict[str, np.ndarray]]]
+
+
+def suite_subsets(dataset: Dataset, suite) -> list[str]:
+    """The dataset's subsets that match the suite's ``subsets`` patterns, in dataset order."""
+    subsets = [s for s in dataset.subsets() if any(fnmatch.fnmatchcase(s, p) for p in suite.subsets)]
+    if not subsets:
+        raise JobError(f"dataset '{dataset.name}' has no subset matching {list(suite.subsets)}")
+    return subsets
+
+
+def score_subsets(method, ctx: Context, suite, method_name: str) -> dict[str, dict[str, np.ndarray]]:
+    """Run ``method.score`` on every subset of the suite and validate each output
+    (:func:`validate_outputs`): ``{subset: {column: per-sample array}}``."""
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for subset in suite_subsets(ctx.dataset, suite):
+        cached = ctx.outputs(subset)
+        produced = method.score(ctx, subset)
+        if "probs" not in ctx.wants and isinstance(produced, dict):
+            produced.pop("probs", None)  # N × C per sample: stored only where a metric reads it
+        data[subset] = validate_outputs(produced, cached, method_name, subset, suite.method_output)
+    return data
+
+
+def stack_columns(data: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-subset columns → one table's columns, with a ``subset`` column."""
+    columns: dict[str, list] = {}
+    for subset, cols in data.items():
+        for name, values in cols.items():
+            columns.setdefault(name, []).append(values)
+        columns.setdefault("subset", []).append(np.full(len(cols["label"]), subset, dtype=object))
+    return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+def evaluate_classification(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
+    """The default evaluator (suites without ``evaluator``): score every subset,
+    then every metric by its kind (:func:`compute_metrics`)."""
+    data = ev.score_subsets()
+    return compute_metrics(ev.metric_specs, data), stack_columns(data)
+
+
+def validate_outputs(produced: Any, cached: Outputs, method: str, subset: str, needed: str) -> dict[str, np.ndarray]:
+    """Check a method's per-sample outputs: keys, length, dtype, finiteness."""
+    n = len(cached)
+    if not isinstance(produced, dict):
+        raise PluginError(f"method '{method}' returned {type(produced).__name__} for subset '{subset}'; expected a dict of arrays keyed by score/confidence/probs/prediction")
+    if needed not in produced:
+        raise PluginError(f"method '{method}' returned no '{needed}' for subset '{subset}' (it returned {sorted(produced)}); the suite scores '{needed}'")
+    out: dict[str, np.ndarray] = {}
+    for key, values in produced.items():
+        array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values)
+        expected = (n, cached.logits.shape[1]) if key == "probs" else (n,)
+        if array.shape != expected:
+            raise PluginError(f"method '{method}' returned '{key}' of shape {array.shape} for subset '{subset}'; expected {expected} (one value per sample)")
+        if key == "prediction":
+            out[key] = array.astype(np.int64)
+            continue
+        if array.dtype.kind not in "fiub":
+            raise PluginError(f"method '{method}' returned '{key}' of dtype {array.dtype} for subset '{subset}'; expected numbers")
+        array = array.astype(np.float64)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise PluginError(
+                f"method '{method}' returned {int(bad.sum())} non-finite value(s) (NaN/inf) in '{key}' for subset '{subset}' of {n} samples; "
+                "fix the method (e.g. clamp logarithms, guard divisions) so every score is finite"
+            )
+        out[key] = array
+    out.setdefault("prediction", np.asarray(cached.logits).argmax(axis=1).astype(np.int64))
+    out["label"] = np.asarray(cached.labels, dtype=np.int64)
+    out["sample_id"] = np.asarray(cached.sample_ids).astype(str).astype(object)
+    return out
+
+
+def compute_metrics(metric_specs, data: dict[str, dict[str, np.ndarray]]) -> list[MetricValue]:
+    """(subset, metric, value, higher_is_better, n, error) for every metric the data supports.
+
+    A metric that is undefined on the data (e.g. failure AUROC when every
+    prediction is correct) gets a ``failed`` row with the reason; the job's
+    other metrics stand.
+    """
+    results = []
+    ood = [s for s in data if s.startswith("ood/")]
+    labelled = [s for s in data if not s.startswith("ood/")]
+    for spec in metric_specs:
+        fn = load_factory(spec.fn)
+        calls: list[tuple[str, dict, int]] = []
+        if spec.kind == "ood":
+            if "id" not in data:
+                continue
+            for s in ood:
+                calls.append((s, {"score_id": data["id"]["score"], "score_ood": data[s]["score"]}, len(data["id"]["score"]) + len(data[s]["score"])))
+        else:
+            for s in labelled:
+                d = data[s]
+                if spec.kind == "failure" and "confidence" in d:
+                    calls.append((s, {"confidence": d["confidence"], "correct": d["prediction"] == d["label"]}, len(d["label"])))
+                elif spec.kind == "calibration" and "probs" in d:
+                    calls.append((s, {"probs": d["probs"], "labels": d["label"]}, len(d["label"])))
+                elif spec.kind == "classification":
+                    calls.append((s, {"prediction": d["prediction"], "labels": d["label"]}, len(d["label"])))
+        for subset, kwargs, n in calls:
+            try:
+                results.append(MetricValue(subset, spec.name, float(fn(**kwargs)), spec.higher_is_better, n, None))
+            except ValueError as exc:
+                results.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}"))
+    return results
