@@ -198,10 +198,10 @@ def _write_manifest(out_dir: Path, suite: str, plan, summary: dict) -> None:
 
 @app.command("list")
 def list_cmd(
-    kind: Optional[str] = typer.Argument(None, help="methods | datasets | metrics | models | suites | executors (default: all)"),
+    kind: Optional[str] = typer.Argument(None, help="methods | datasets | metrics | models | suites | executors | capabilities (default: all but capabilities)"),
     fmt: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
-    """List registered components (never imports torch)."""
+    """List registered components, or the capability tokens (never imports torch)."""
     from dataclasses import asdict
 
     from robustbench_x.registry import get_registry
@@ -209,11 +209,14 @@ def list_cmd(
     _check_format(fmt)
     kinds = KIND_NAMES if kind is None else [kind]
     for k in kinds:
-        if k not in KIND_NAMES:
+        if k not in KIND_NAMES + ["capabilities"]:
             from robustbench_x.errors import UnknownComponent
 
-            raise UsageError(str(UnknownComponent("kind", k, KIND_NAMES)))
+            raise UsageError(str(UnknownComponent("kind", k, KIND_NAMES + ["capabilities"], fix="`rbx list --help`")))
     registry = get_registry()
+    if kind == "capabilities":
+        _list_capabilities(registry, fmt)
+        return
     data = {}
     for k in kinds:
         items = []
@@ -235,6 +238,33 @@ def list_cmd(
         for item in items:
             table.add_row(item["name"], _describe_spec(k, item), item["plugin"])
         out.print(table)
+
+
+def _list_capabilities(registry, fmt: str) -> None:
+    """Every token a method may require: the core's and any a model or dataset adds, with who provides and requires it."""
+    from robustbench_x.api import CAPABILITIES
+
+    def names(kind: str, attr: str, token: str) -> list[str]:
+        return [s.name for s in registry.specs(kind) if token in getattr(s, attr)]
+
+    extra = {t for k in ("models", "datasets") for s in registry.specs(k) for t in s.provides} - set(CAPABILITIES)
+    rows = [
+        {"token": token, "meaning": CAPABILITIES.get(token, "(declared by a plugin)"),
+         "provided_by": names("models", "provides", token) + names("datasets", "provides", token),
+         "required_by": names("methods", "requires", token)}
+        for token in [*CAPABILITIES, *sorted(extra)]
+    ]
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="capabilities (a method requires them; a model or dataset provides them)")
+    for col in ("token", "meaning", "provided by", "required by"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["token"], row["meaning"], ", ".join(row["provided_by"]) or "-", ", ".join(row["required_by"]) or "-")
+    out.print(table)
 
 
 def _describe_spec(kind: str, item: dict) -> str:
@@ -342,7 +372,7 @@ def datasets_build(
     if name != "hgldv2":
         from robustbench_x.errors import UnknownComponent
 
-        raise UsageError(str(UnknownComponent("build target", name, ["hgldv2"])))
+        raise UsageError(str(UnknownComponent("build target", name, ["hgldv2"], fix="`rbx datasets build --help`")))
     build = load_factory("rbx_retrieval.hgldv2:build_hgldv2_cli")
     try:
         manifest = build(gldv2_root, out_dir, hierarchy_csv_dir=hierarchy_csv_dir, offline=offline, dump=dump, mapping=mapping,

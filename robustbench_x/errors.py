@@ -45,11 +45,12 @@ class ConfigError(UsageError):
 class UnknownComponent(UsageError):
     """A model, dataset, method, metric or suite name that nothing registered."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], fix: str | None = None):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(sorted(known)) if known else "(none registered)"
-        super().__init__(f"unknown {kind} '{name}'.{hint}\n  known {kind}s: {listing}\n  fix: see `rbx list {kind}s`")
+        # `rbx list <kind>s` exists only for registry kinds; other names (a build target, a kind) bring their own command.
+        super().__init__(f"unknown {kind} '{name}'.{hint}\n  known {kind}s: {listing}\n  fix: see {fix or f'`rbx list {kind}s`'}")
         self.kind, self.name, self.suggestions = kind, name, close
 
 
