@@ -1,4 +1,4 @@
-"""Gradient-introspection methods of the OLIVES group (``methods.md`` §7).
+"""Gradient-introspection methods of the OLIVES group (``docs/methods.md#gradient-introspection``).
 
 This module only *lists* the methods; it imports neither torch nor the method
 modules, so ``rbx list`` stays cheap.
@@ -6,10 +6,10 @@ modules, so ``rbx list`` stays cheap.
 ====================  ======================  ==============================================================
 name                  module                  definition
 ====================  ======================  ==============================================================
-``introspective``     :mod:`.introspective`   3-layer MLP H on closed-form gradients ``(p − e_i) hᵀ`` (§7.1)
-``purview-initial``   :mod:`.purview`         −mean ‖∇θ_j BCE(z, 1)‖² over the first half of the tensors (§7.2)
-``purview-final``     :mod:`.purview`         the same over the second half (§7.2)
-``gradtrust``         :mod:`.gradtrust`       ``max_c a_c / mean_c a_c``, ``a_c = (z_c − 1/C)⁴`` (§7.3)
+``introspective``     :mod:`.introspective`   3-layer MLP H on closed-form gradients ``(p − e_i) hᵀ``
+``purview-initial``   :mod:`.purview`         −mean ‖∇θ_j BCE(z, 1)‖² over the first half of the tensors
+``purview-final``     :mod:`.purview`         the same over the second half
+``gradtrust``         :mod:`.gradtrust`       ``max_c a_c / mean_c a_c``, ``a_c = (z_c − 1/C)⁴``
 ====================  ======================  ==============================================================
 
 Every method returns ``score`` and ``confidence`` (higher = more

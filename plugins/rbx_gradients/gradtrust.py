@@ -1,4 +1,4 @@
-"""GradTrust (``methods.md`` §7.3).
+"""GradTrust (``docs/methods.md#gradtrust``).
 
 Prabhushankar & AlRegib, "Counterfactual Gradients-based Quantification of
 Prediction Trust in Neural Networks", IEEE MIPR 2024 (invited paper; arXiv

@@ -1,4 +1,4 @@
-"""Introspective learning (``methods.md`` §7.1).
+"""Introspective learning (``docs/methods.md#introspective``).
 
 Prabhushankar & AlRegib, "Introspective Learning: A Two-Stage Approach for
 Inference in Neural Networks", NeurIPS 2022 (arXiv 2209.08425), §3–4: a
@@ -11,7 +11,7 @@ trained on them with f frozen, and at test time f → extraction → H.
 **The official repository has no introspective-feature or H code**
 (olivesgatech/Introspective-Learning README: "Introspective Features — Coming
 soon"), so everything below except the two-stage structure is a
-reconstruction, marked **[UNVERIFIED]** in ``methods.md`` §7.1:
+reconstruction, marked **[UNVERIFIED]** in ``docs/methods.md#introspective``:
 
 * Introspective features (:func:`introspective_features`): the answer for
   class ``i`` is ``r_i = ∇_W CE(z, e_i)`` with respect to the last linear
@@ -21,7 +21,7 @@ reconstruction, marked **[UNVERIFIED]** in ``methods.md`` §7.1:
   (C, C·d) per sample (each ``r_i`` flattened row-major like ``W``), i.e.
   ``C²·d`` numbers. :func:`introspective_features_autograd` computes the same
   tensor with autograd on ``model.module`` and is what the tests compare
-  with. Note (``methods.md``): ``Σ_i r_i = (C·p − 1) hᵀ`` and every ``r_i`` is
+  with. Note (``docs/methods.md#introspective``): ``Σ_i r_i = (C·p − 1) hᵀ`` and every ``r_i`` is
   a rank-1 function of (p, h); ``r_x`` carries no information beyond (p, h).
 * Normalisation of H's input (our choice): each of the ``C²·d`` coordinates is
   standardised with the mean and standard deviation of the training

@@ -1,4 +1,4 @@
-"""Purview gradient scores (``methods.md`` §7.2).
+"""Purview gradient scores (``docs/methods.md#purview-initial``).
 
 Lee, Lehman, Prabhushankar & AlRegib, "Probing the Purview of Neural
 Networks via Gradient Analysis", IEEE Access 11, 2023 (arXiv 2304.02834):
@@ -25,7 +25,7 @@ The split is the demo's indexing, reproduced as is (``split="demo"``): when
 when ``P`` is odd the final half has one tensor more. ``split="half"`` uses
 ``g[:⌊P/2⌋]`` and ``g[⌊P/2⌋:]`` instead (our variant, not the demo's).
 
-Demo bugs *not* reproduced (``methods.md`` §7.2): the demo never zeroes
+Demo bugs *not* reproduced (``docs/methods.md#purview-initial``): the demo never zeroes
 ``.grad`` before ``backward()`` (gradients accumulate across calls) and
 multiplies the all-ones target by the batch size (wrong for batches > 1).
 Here per-sample gradients are computed functionally with ``torch.func``

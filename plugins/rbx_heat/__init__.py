@@ -1,5 +1,5 @@
 """HEAT (Lafon, Ramzi, Rambour & Thome, ICML 2023): hybrid energy-based
-models in feature space for OOD detection (``methods.md`` §8).
+models in feature space for OOD detection (``docs/methods.md#heat``).
 
 This module only *lists* the methods; it imports neither torch nor the method
 modules (``rbx_heat.method``, ``rbx_heat.ebm``, ``rbx_heat.priors``), so

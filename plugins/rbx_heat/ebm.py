@@ -1,5 +1,5 @@
 """HEAT's residual energy network and its contrastive-divergence training
-(``methods.md`` §8.3–8.5).
+(``docs/methods.md#heat``).
 
 Lafon, Ramzi, Rambour & Thome, "Hybrid Energy Based Model in the Feature Space
 for Out-of-Distribution Detection", ICML 2023 (hybrid energy
@@ -67,7 +67,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class EnergySettings:
-    """Hyperparameters of one HEAT energy (one row of ``methods.md`` §8.5)."""
+    """Hyperparameters of one HEAT energy (one row of ``docs/methods.md#heat``)."""
 
     energy: str  # "gmm" | "gmm_std" | "el"
     epochs: int

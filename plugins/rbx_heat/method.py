@@ -1,4 +1,4 @@
-"""HEAT: hybrid energy-based model in feature space (``methods.md`` §8).
+"""HEAT: hybrid energy-based model in feature space (``docs/methods.md#heat``).
 
 Lafon, Ramzi, Rambour & Thome, "Hybrid Energy Based Model in the Feature Space
 for Out-of-Distribution Detection", ICML 2023 (arXiv 2305.16966), method
@@ -41,7 +41,7 @@ Outputs: ``score = confidence = −E`` (higher = more in-distribution).
 Registered methods: ``heat`` (GMM + EL + GMM-std, β = 0, the README's
 composition), ``heat-gmm``, ``heat-el``, ``heat-gmm-std``.
 
-Defaults (``preset="cifar10"``: ``scripts/cifar10.sh``, ``methods.md`` §8.5)
+Defaults (``preset="cifar10"``: ``scripts/cifar10.sh``, ``docs/methods.md#heat``)
 
 ======== ====== ===== ===== ====== ====== ============= ===== ===== ========
 energy   epochs batch steps η₀     σ₀     proposal      λ     lr    T_prior
@@ -108,7 +108,7 @@ ENERGIES = ("gmm", "gmm_std", "el")
 _C10_GMM = dict(epochs=20, batch_size=1024, steps=40, step_size=1e-4, noise=5e-3, proposal="base_dist", l2_coef=10.0, lr=1e-5, temperature_prior=1e3)
 _C100_GMM = dict(epochs=20, batch_size=1024, steps=20, step_size=2e-4, noise=1e-3, proposal="base_dist", l2_coef=20.0, lr=1e-5, temperature_prior=1e3)
 
-#: Per-energy hyperparameters of the official scripts (``methods.md`` §8.5).
+#: Per-energy hyperparameters of the official scripts (``docs/methods.md#heat``).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cifar10": {
         "gmm": _C10_GMM,

@@ -1,4 +1,4 @@
-"""HEAT's prior energies (``methods.md`` §8.2), differentiable, in float64.
+"""HEAT's prior energies (``docs/methods.md#heat``), differentiable, in float64.
 
 Lafon, Ramzi, Rambour & Thome, "Hybrid Energy Based Model in the Feature Space
 for Out-of-Distribution Detection", ICML 2023 (the "prior" energies of the

@@ -7,18 +7,18 @@ neither torch, nor scikit-learn, nor the method modules, so ``rbx list`` stays
 cheap. A job builds a method as ``factory(**spec.params)``.
 
 ========================  ====================  =========================================
-name                      module                definition (``methods.md`` section)
+name                      module                definition (``docs/methods.md#<name>``)
 ========================  ====================  =========================================
-``msp``                   :mod:`.logit`         max softmax probability (§2.1)
-``maxlogit``              :mod:`.logit`         max logit (§2.2)
-``energy``                :mod:`.logit`         ``T·logsumexp(z/T)``, T = 1 (§2.3)
-``temperature_scaling``   :mod:`.temperature`   softmax(z/T), T fitted on val NLL (§2.4)
-``odin``                  :mod:`.odin`          temperature + input perturbation (§3.1)
-``gradnorm``              :mod:`.gradnorm`      closed-form ``‖Cp−1‖₁‖h‖₁`` (§3.2)
-``mahalanobis``           :mod:`.mahalanobis`   *vanilla* penultimate-layer variant (§4.1)
-``knn``                   :mod:`.knn`           −(squared) distance to k-th neighbour (§4.2)
-``vim``                   :mod:`.vim`           energy − α·virtual logit (§4.3)
-``react``                 :mod:`.react`         energy of clipped features (§4.4)
+``msp``                   :mod:`.logit`         max softmax probability
+``maxlogit``              :mod:`.logit`         max logit
+``energy``                :mod:`.logit`         ``T·logsumexp(z/T)``, T = 1
+``temperature_scaling``   :mod:`.temperature`   softmax(z/T), T fitted on val NLL
+``odin``                  :mod:`.odin`          temperature + input perturbation
+``gradnorm``              :mod:`.gradnorm`      closed-form ``‖Cp−1‖₁‖h‖₁``
+``mahalanobis``           :mod:`.mahalanobis`   *vanilla* penultimate-layer variant
+``knn``                   :mod:`.knn`           −(squared) distance to k-th neighbour
+``vim``                   :mod:`.vim`           energy − α·virtual logit
+``react``                 :mod:`.react`         energy of clipped features
 ========================  ====================  =========================================
 
 Every method returns ``score`` (higher = more in-distribution) and

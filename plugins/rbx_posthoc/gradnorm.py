@@ -1,4 +1,4 @@
-"""GradNorm in closed form (``methods.md`` §3.2).
+"""GradNorm in closed form (``docs/methods.md#gradnorm``).
 
 Huang, Geng & Li, "On the Importance of Gradients for Detecting Distributional
 Shifts in the Wild", NeurIPS 2021, §3: the score is the L1 norm of the
@@ -21,7 +21,7 @@ norm factorises:
 
     score = ‖C·p_T − 1‖₁ · ‖h‖₁ / T          (T = 1: ‖C·p − 1‖₁ · ‖h‖₁)
 
-(``methods.md`` §3.2 derives the T = 1 case). It needs only the cached logits
+(``docs/methods.md#gradnorm`` derives the T = 1 case). It needs only the cached logits
 and penultimate features, no autograd and no batch-size-1 loop; it is exact
 because the last layer is linear, which is why the spec requires
 ``linear_head``. Float64 throughout.

@@ -1,4 +1,4 @@
-"""Deep nearest neighbours (``methods.md`` §4.2).
+"""Deep nearest neighbours (``docs/methods.md#knn``).
 
 Sun, Ming, Zhu & Li, "Out-of-Distribution Detection with Deep Nearest
 Neighbors", ICML 2022, §3 (Algorithm 1): L2-normalise the penultimate

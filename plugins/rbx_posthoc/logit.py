@@ -1,4 +1,4 @@
-"""Logit baselines: MSP, MaxLogit and Energy (``methods.md`` §2.1–2.3).
+"""Logit baselines: MSP, MaxLogit and Energy (``docs/methods.md#msp``).
 
 All three read only the cached logits ``z = ctx.outputs(subset).logits``; none
 fits anything. ``prediction`` is ``argmax_c z_c`` (the logits each score uses).
@@ -17,7 +17,7 @@ fits anything. ``prediction`` is ``argmax_c z_c`` (the logits each score uses).
   free energy of a softmax classifier is ``E(x) = −T·logsumexp(z/T)`` and the
   score is ``−E = T·logsumexp(z/T)``. Default ``temperature = 1``: the paper
   scores with T = 1, as do gradnorm_ood ``iterate_data_energy`` and react
-  ``get_energy_score`` (``methods.md`` §2.3).
+  ``get_energy_score`` (``docs/methods.md#energy``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Mahalanobis distance to the closest class mean — the **vanilla** variant
-(``methods.md`` §4.1).
+(``docs/methods.md#mahalanobis``).
 
 Paper: Lee, Lee, Lee & Shin, "A Simple Unified Framework for Detecting
 Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018, §2.1

@@ -1,4 +1,4 @@
-"""ODIN (``methods.md`` §3.1).
+"""ODIN (``docs/methods.md#odin``).
 
 Liang, Li & Srikant, "Enhancing The Reliability of Out-of-distribution Image
 Detection in Neural Networks", ICLR 2018, §3: temperature scaling of the
@@ -23,7 +23,7 @@ and the repository; OpenOOD ``configs/postprocessors/odin.yml`` too) and
 on most OOD sets, and OpenOOD's default noise). The paper tunes ε per model
 and OOD set on held-out OOD images; a fixed default is what OpenOOD reports.
 Unlike the gradnorm_ood/react ImageNet reimplementations we *do* divide by the
-std (``methods.md`` §3.1 pitfalls).
+std (``docs/methods.md#odin`` pitfalls).
 
 Batching: the loss is summed over the batch (``reduction="sum"``), so each
 sample's input gradient is exactly its own (the model is in eval mode, samples

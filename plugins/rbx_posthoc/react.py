@@ -1,4 +1,4 @@
-"""ReAct: rectified activations + energy (``methods.md`` §4.4).
+"""ReAct: rectified activations + energy (``docs/methods.md#react``).
 
 Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified
 Activations", NeurIPS 2021, §3: truncate the penultimate activations at an

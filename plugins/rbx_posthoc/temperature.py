@@ -1,4 +1,4 @@
-"""Temperature scaling (``methods.md`` §2.4).
+"""Temperature scaling (``docs/methods.md#temperature_scaling``).
 
 Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural Networks",
 ICML 2017, §4.2 (temperature scaling): one scalar ``T > 0`` divides every

@@ -1,4 +1,4 @@
-"""ViM: virtual-logit matching (``methods.md`` §4.3).
+"""ViM: virtual-logit matching (``docs/methods.md#vim``).
 
 Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with Virtual-logit
 Matching", CVPR 2022 (method section, "virtual-logit matching"): the OOD signal is the norm of the feature's

@@ -1,6 +1,6 @@
 """Retrieval and hierarchical-retrieval metrics (pure numpy).
 
-Docs: ``/work/shared/references/metrics.md`` §9. Sources: elias-ramzi/HAPPIER
+Docs: ``docs/metrics.md#retrieval``. Sources: elias-ramzi/HAPPIER
 ``happier/engine/metrics.py``, ``compute_relevance_on_the_fly.py``,
 ``lib/create_label_matrix.py``; elias-ramzi/SupRank ``suprank/engine/metrics.py``,
 ``hap_LM.py``; tensorflow/models
@@ -20,7 +20,7 @@ order** (rank 1 first), built by :func:`rbx_retrieval.ranking.rank_gallery` +
   hierarchy_level=h)`` for HAPPIER's ``*_level{h}`` metrics;
 * multi-level metrics (H-AP, NDCG, ASI) take ``shared``: ``(Q, n)`` integers in
   ``0..L``, the number of label levels each item shares with the query
-  (metrics.md §9.1).
+  (docs/metrics.md#ranking-and-shared-levels).
 
 A 2-D input returns a ``(Q,)`` float64 array of per-query values, a 1-D input a
 ``float``; ``reduce=True`` returns the dataset-level mean over queries as a
@@ -311,7 +311,7 @@ def gldv2_map_at_100(
             that is not in ``solution`` raises ``ValueError`` (as upstream).
         solution: test image id -> ground-truth index image ids, for one
             subset (Public or Private) with ignored queries already removed
-            (``datasets.md`` §7.2).
+            (``docs/datasets.md#hgldv2``).
         max_predictions: cut-off, 100 for the challenge.
 
     Per query: ``AP = sum_{i < max, pred_i relevant, not seen before} (hits so far /
@@ -423,7 +423,7 @@ def h_ap(
     no_relevant: NoRelevant = "nan",
     reduce: bool = False,
 ):
-    """Hierarchical average precision (HAPPIER, metrics.md §9.2-9.3).
+    """Hierarchical average precision (HAPPIER, docs/metrics.md#retrieval).
 
     ``rel(k) = rel_pop(l(k))`` (:func:`pop_relevance`);
     ``H-rank(k) = rel(k) + sum_{j ranked before k, rel(j) > 0} min(rel(k), rel(j))``;
@@ -475,7 +475,7 @@ def ndcg(
     no_relevant: NoRelevant = "nan",
     reduce: bool = False,
 ):
-    """NDCG with gain ``2^l - 1`` and discount ``log2(1 + rank)`` (metrics.md §9.4).
+    """NDCG with gain ``2^l - 1`` and discount ``log2(1 + rank)`` (docs/metrics.md#retrieval).
 
     ``DCG = sum_{k <= K} (2^{l(k)} - 1) / log2(1 + k)`` with ``K`` = the list
     length, or ``at_k``. IDCG is the DCG of the ideal ranking (levels sorted
@@ -513,7 +513,7 @@ def ndcg(
 
 
 def asi(shared, *, level_counts=None, no_relevant: NoRelevant = "nan", reduce: bool = False):
-    """Average set intersection (HAPPIER ``asi``, ``at_R=True``; metrics.md §9.4).
+    """Average set intersection (HAPPIER ``asi``, ``at_R=True``; docs/metrics.md#retrieval).
 
     ``R`` = number of gallery items sharing at least one level with the query;
     ``SI(n) = (1/n) sum_{l >= 1} min(#{top-n at level l}, #{ideal top-n at level l})``

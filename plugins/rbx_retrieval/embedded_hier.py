@@ -5,7 +5,7 @@ packages (scikit-learn's 1,797 handwritten 8×8 digits, all ten classes; the
 loading code is :mod:`rbx_datasets.embedded`'s), so ``rbx run --suite
 retrieval`` works on a fresh machine with no download.
 
-Hierarchy (``L = 2`` levels, column 0 the finest, ``datasets.md`` §9):
+Hierarchy (``L = 2`` levels, column 0 the finest, ``docs/datasets.md#hierarchical-labels``):
 
 ======  ==========  ===================================================
 level   name        values
@@ -20,7 +20,7 @@ level   name        values
 The grouping is fixed here (:data:`DIGIT_GROUP`), not learned; it is a tree
 (each digit has exactly one group), so two digits share 2 levels when they are
 the same digit, 1 when they are different digits of the same shape group, 0
-otherwise (HAPPIER's shared-level count, ``metrics.md`` §9.1).
+otherwise (HAPPIER's shared-level count, ``docs/metrics.md#ranking-and-shared-levels``).
 
 Subsets (disjoint, split **per digit** with the fixed seed :data:`SPLIT_SEED`;
 the run's seed never changes the data):

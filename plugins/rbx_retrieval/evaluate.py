@@ -15,7 +15,7 @@ What it does
    the fix.
 2. Reads the hierarchical labels ``dataset.hierarchy(subset)``: ``(N, L)``
    non-negative integers, column 0 the finest level and equal to the samples'
-   labels (``datasets.md`` §9), the same ``L`` on both subsets.
+   labels (``docs/datasets.md#hierarchical-labels``), the same ``L`` on both subsets.
 3. Ranks the **whole gallery** for each query by dot-product similarity
    (:func:`rbx_retrieval.ranking.rank_gallery`; ties broken by the smaller
    gallery index, so rankings are deterministic), a chunk of queries at a
@@ -41,7 +41,7 @@ Conventions
 * **Neighbours ranked**: all ``G`` gallery items (``k = G``), for every metric:
   AP, H-AP, NDCG and ASI are over the complete ranking, and mAP@R / R@k /
   mAP@100 read its prefix. SupRank's ``G - 1`` quirk (the last gallery item
-  never ranked, ``metrics.md`` §9.1) is not reproduced.
+  never ranked, ``docs/metrics.md#ranking-and-shared-levels``) is not reproduced.
 * **Level populations** ``|Omega^(l)|`` and ``R`` are counted over the whole
   gallery (``ranking.level_counts`` / ``count_relevant``), not including the
   query (HAPPIER's cached relevances count the query itself; not here).
@@ -156,7 +156,7 @@ def hierarchy_labels(dataset, subset: str, labels: np.ndarray) -> np.ndarray:
     if fn is None:
         raise PluginError(
             f"dataset '{name}' has no hierarchy(subset) method; retrieval needs (N, L) integer labels per subset, "
-            "column 0 the finest level (datasets.md §9)"
+            "column 0 the finest level (docs/datasets.md#hierarchical-labels)"
         )
     h = _to_numpy(fn(subset))
     if h.ndim == 1:

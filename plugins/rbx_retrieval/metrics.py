@@ -18,7 +18,7 @@ Each function returns one value per query (a fraction in [0, 1]; NaN when the
 metric is undefined for that query: no relevant item), so the per-query
 values can be stored with the per-sample outputs and the dataset value is
 their mean. The definitions are :mod:`rbx_retrieval.definitions`'s
-(HAPPIER / SupRank conventions, ``metrics.md`` §9); these are thin adapters.
+(HAPPIER / SupRank conventions, ``docs/metrics.md#retrieval``); these are thin adapters.
 
 Called with anything else (e.g. ``prediction=, labels=`` by a caller that
 treats every metric as a classification metric) they raise ``ValueError``,

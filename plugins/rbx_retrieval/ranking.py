@@ -2,8 +2,8 @@
 label bookkeeping that turns a ranking into relevance data for
 :mod:`rbx_retrieval.definitions`.
 
-Conventions (docs: ``/work/shared/references/metrics.md`` §9.1,
-``datasets.md`` §9):
+Conventions (docs: ``docs/metrics.md#ranking-and-shared-levels``,
+``docs/datasets.md#hierarchical-labels``):
 
 * **Similarity** is the dot product ``queries @ gallery.T`` (HAPPIER / SupRank
   ``get_knn_torch``). Normalise the embeddings first if cosine similarity is
@@ -21,7 +21,7 @@ Conventions (docs: ``/work/shared/references/metrics.md`` §9.1,
 * **Full rankings.** ``k=None`` ranks the whole gallery (``G`` items, or
   ``G - 1`` with ``exclude_self``). SupRank's ``get_knn`` asks for
   ``G - 1`` neighbours also when queries and gallery are disjoint, so the
-  last gallery item is never ranked (metrics.md §9.1 quirk); that quirk is
+  last gallery item is never ranked (docs/metrics.md#ranking-and-shared-levels quirk); that quirk is
   **not** reproduced: pass ``k=G - 1`` to get it.
 * **Shared level** ``l(q, j)`` = number of label columns on which query ``q``
   and item ``j`` agree (HAPPIER ``create_label_matrix``: a count over columns,
@@ -279,7 +279,7 @@ def relevance_lists(query_labels, gallery_labels, indices, hierarchy_level: int 
     ``query_labels`` ``(Q, L)``, ``gallery_labels`` ``(G, L)`` (1-D means
     ``L = 1``), ``indices`` ``(Q, k)`` from :func:`rank_gallery`. Returns an
     ``int32`` array ``(Q, k)`` with values in ``0..L``: the number of label
-    columns on which the query and the item agree (metrics.md §9.1). With
+    columns on which the query and the item agree (docs/metrics.md#ranking-and-shared-levels). With
     ``hierarchy_level=h`` only column ``h`` is compared (values 0/1), which is
     the binary relevance of HAPPIER's ``*_level{h}`` metrics.
     """
@@ -323,7 +323,7 @@ def level_counts(query_labels, gallery_labels, *, exclude_self: bool = False) ->
     """``out[q, l]`` = number of gallery items sharing exactly ``l`` levels with query ``q``.
 
     Shape ``(Q, L + 1)``, int64. These are the ``|Omega_q^(l)|`` of HAPPIER's
-    relevance (metrics.md §9.2) over the **whole** gallery, needed when the
+    relevance (docs/metrics.md#retrieval) over the **whole** gallery, needed when the
     metrics are computed on a truncated ranking (top-``k``). With
     ``exclude_self`` the query (gallery item ``q``) is not counted; HAPPIER's
     cached dataset relevances do count it (see ``h_ap(count_query_itself=)``).

@@ -6,7 +6,7 @@ Definitions follow Hendrycks & Dietterich, "Benchmarking Neural Network
 Robustness to Common Corruptions and Perturbations", ICLR 2019, §4.1–4.2 and
 App. C–E, and the reference code in hendrycks/robustness
 (``ImageNet-C/test.py``, ``ImageNet-P/test.py``, ``ImageNet-P/cifar-p-eval.py``).
-The project reference is ``/work/shared/references/metrics.md`` §6–8.
+The project reference is ``docs/metrics.md#imagenet-c-corruption-errors``.
 
 Conventions
 -----------
@@ -21,7 +21,7 @@ Conventions
   ``ALEXNET_UT5D``). ``baseline=None`` returns the **unnormalised** mean
   (mean error, mean FP, mean uT5D): the convention for CIFAR-10/100-C (AugMix
   ``cifar.py::test_c``) and CIFAR-10/100-P, which have no AlexNet normaliser
-  (metrics.md §8). It is *not* an mCE and must not be labelled as one.
+  (docs/metrics.md#cifar-c-and-cifar-p). It is *not* an mCE and must not be labelled as one.
 * Only the 15 ImageNet-C test corruptions (10 ImageNet-P test perturbations)
   enter the means by default; the extras are for validation (paper App. B).
 
@@ -119,7 +119,7 @@ def _require_keys(table: Mapping, keys: Sequence[str], table_name: str) -> None:
 
 
 # --------------------------------------------------------------------------
-# ImageNet-C: CE, mCE, relative CE, relative mCE (metrics.md §6.1)
+# ImageNet-C: CE, mCE, relative CE, relative mCE (docs/metrics.md#imagenet-c-corruption-errors)
 # --------------------------------------------------------------------------
 
 
@@ -188,7 +188,7 @@ def mce(
     With ``baseline=ALEXNET_ERR`` this is the paper's mCE: ``mean_c CE_c``,
     AlexNet = 1.0. With ``baseline=None`` it returns the **unnormalised mean
     corruption error** ``mean_c mean_s E_{s,c}`` instead (CIFAR-10/100-C
-    convention, metrics.md §8), which is not normalised by anything.
+    convention, docs/metrics.md#cifar-c-and-cifar-p), which is not normalised by anything.
     Corruptions in ``errors`` outside ``corruptions`` are ignored.
     """
     names = _names(corruptions, "corruptions")
@@ -208,7 +208,7 @@ def relative_ce(
     """Relative CE ``Σ_s (E_{s,c} − E_clean) / Σ_s (E^base_{s,c} − E^base_clean)``.
 
     The clean error is subtracted **per severity** (five times), which is what
-    reproduces the paper's Table 2 (metrics.md §6.1); subtracting it once from
+    reproduces the paper's Table 2 (docs/metrics.md#imagenet-c-corruption-errors); subtracting it once from
     the sum is a misreading. The value is negative when the model's corrupted
     error is below its clean error. For AlexNet use
     ``baseline_clean_error=ALEXNET_CLEAN_ERR`` (0.4348).
@@ -246,7 +246,7 @@ def relative_mce(
 
 
 # --------------------------------------------------------------------------
-# ImageNet-P: flip probability, FR, mFR (metrics.md §7.2)
+# ImageNet-P: flip probability, FR, mFR (docs/metrics.md#imagenet-p-flip-rate-and-top-5-distance)
 # --------------------------------------------------------------------------
 
 
@@ -362,7 +362,7 @@ def mfr(
 
 
 # --------------------------------------------------------------------------
-# Top-5 distance, uT5D, T5D, mT5D (metrics.md §7.3)
+# Top-5 distance, uT5D, T5D, mT5D (docs/metrics.md#imagenet-p-flip-rate-and-top-5-distance)
 # --------------------------------------------------------------------------
 
 

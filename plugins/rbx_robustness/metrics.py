@@ -1,8 +1,7 @@
 """Metric functions of the robustness suites (pure numpy, no torch).
 
 The definitions are those of :mod:`rbx_robustness.definitions`
-(Hendrycks & Dietterich, ICLR 2019; ``/work/shared/references/metrics.md``
-§6–8); this module only gives them the calling conventions of the suites'
+(Hendrycks & Dietterich, ICLR 2019; ``docs/metrics.md#imagenet-c-corruption-errors``); this module only gives them the calling conventions of the suites'
 evaluators (:mod:`rbx_robustness.evaluate`), which compute the inputs:
 
 ============================  =================================================================

@@ -72,7 +72,7 @@ ALEXNET_ERR: Mapping[str, tuple[float, ...]] = MappingProxyType({
     "saturate": (0.59342, 0.65514, 0.51174, 0.70834, 0.82260),
 })  # fmt: skip
 
-#: AlexNet clean top-1 error (torchvision acc@1 56.522 %; metrics.md §6.2). 0.4348, not
+#: AlexNet clean top-1 error (torchvision acc@1 56.522 %; docs/metrics.md#alexnet-normalisers). 0.4348, not
 #: the paper's rounded 43.5 %: only 0.4348 reproduces the paper's relative-CE table.
 ALEXNET_CLEAN_ERR = 0.4348
 

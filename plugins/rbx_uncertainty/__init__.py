@@ -8,12 +8,12 @@ neither torch, nor scikit-learn, nor the method modules, so ``rbx list`` stays
 cheap. A job builds a method as ``factory(**spec.params)``.
 
 =================  ======================  ==============================================
-name               module                  definition (``methods.md`` section)
+name               module                  definition (``docs/methods.md#<name>``)
 =================  ======================  ==============================================
-``mc_dropout``     :mod:`.mc_dropout`      mean of T softmaxes with dropout on (§5.1)
-``deep_ensemble``  :mod:`.ensemble`        mean of K members' softmaxes (§5.2)
-``trust_score``    :mod:`.trust_score`     2nd-NN distance ratio, one KDTree per class (§6.1)
-``confidnet``      :mod:`.confidnet`       MLP regressing the true-class probability (§6.2)
+``mc_dropout``     :mod:`.mc_dropout`      mean of T softmaxes with dropout on
+``deep_ensemble``  :mod:`.ensemble`        mean of K members' softmaxes
+``trust_score``    :mod:`.trust_score`     2nd-NN distance ratio, one KDTree per class
+``confidnet``      :mod:`.confidnet`       MLP regressing the true-class probability
 =================  ======================  ==============================================
 
 Every method returns ``score`` (higher = more in-distribution) and
@@ -47,7 +47,7 @@ def rbx_methods() -> list[MethodSpec]:
             "mc_dropout:MCDropout",
             requires={"dropout"},
             outputs={*_SCORE, "probs"},
-            # T = 50: ConfidNet `test.py --samples` default (methods.md §5.1).
+            # T = 50: ConfidNet `test.py --samples` default (docs/methods.md#mc_dropout).
             params={"T": 50, "score": "entropy", "confidence": "msp", "batch_size": 128, "max_rows": 1024},
             summary=(
                 "T stochastic passes with only the dropout modules in train mode; p = mean of the T softmaxes; "

@@ -1,7 +1,7 @@
 """Helpers shared by the sampling methods (private: not part of the plugin's API).
 
 Numpy only: the uncertainty decomposition of a stack of predictive
-distributions (``methods.md`` §5.1), used by MC Dropout (T stochastic passes)
+distributions (``docs/methods.md#mc_dropout``), used by MC Dropout (T stochastic passes)
 and Deep Ensembles (K members) alike.
 """
 

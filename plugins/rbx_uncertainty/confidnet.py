@@ -1,4 +1,4 @@
-"""ConfidNet (``methods.md`` §6.2).
+"""ConfidNet (``docs/methods.md#confidnet``).
 
 Corbière, Thome, Bar-Hen, Cord & Pérez, "Addressing Failure Prediction by
 Learning Model Confidence", NeurIPS 2019, §3 (Eqs. (2)-(4)): learn a
@@ -37,8 +37,7 @@ Training phases (§3, learning scheme; ``learners/selfconfid_learner.py``):
   BatchNorm frozen (the whole clone in eval mode); the target and
   ``prediction`` still come from the untouched classifier. ``finetune_lr =
   1e-6``: the paper fine-tunes with a smaller learning rate than phase 2 but
-  no shipped config holds the value, so 1e-6 is **unverified** (``methods.md``
-  §6.2). Selection by
+  no shipped config holds the value, so 1e-6 is **unverified** (``docs/methods.md#confidnet``). Selection by
   validation AP-error as in phase 2, the phase-2 state (epoch 0) included.
 
 Defaults and what differs from the paper / official code, because of CPU

@@ -1,4 +1,4 @@
-"""Deep Ensembles (``methods.md`` §5.2).
+"""Deep Ensembles (``docs/methods.md#deep_ensemble``).
 
 Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive
 Uncertainty Estimation using Deep Ensembles", NeurIPS 2017, §2.4: ``M``
@@ -18,7 +18,7 @@ disagreement), ``variation_ratio`` over the members' votes; ``score`` =
 ``score`` / ``confidence`` as in :mod:`rbx_uncertainty.mc_dropout`).
 
 Defaults and sources: ``K = 5`` members (the paper's M = 5, standard since;
-``methods.md`` §5.2). Members come from ``ctx.model.members(K)``, the first
+``docs/methods.md#deep_ensemble``). Members come from ``ctx.model.members(K)``, the first
 being the evaluated model itself; for the built-in CNN the others are the
 same recipe trained with other seeds (random init and data order, as in the
 paper).

@@ -1,4 +1,4 @@
-"""MC Dropout (``methods.md`` §5.1).
+"""MC Dropout (``docs/methods.md#mc_dropout``).
 
 Gal & Ghahramani, "Dropout as a Bayesian Approximation: Representing Model
 Uncertainty in Deep Learning", ICML 2016 (§3, dropout training as
@@ -27,11 +27,11 @@ and the mutual information is only defined on the sampled distributions.
 ConfidNet's MC-Dropout baseline (valeoai/ConfidNet ``learners/default_learner.py``,
 ``test.py --mode mc_dropout``) averages the **logits** then applies a softmax
 and ranks by ``Σ p log p``; that is a deviation of that repository, not
-reproduced here (``methods.md`` §5.1, §10.3).
+reproduced here (``docs/methods.md#mc_dropout``).
 
 Defaults and sources:
 
-* ``T = 50``: ConfidNet ``test.py --samples`` default (``methods.md`` §5.1;
+* ``T = 50``: ConfidNet ``test.py --samples`` default (``docs/methods.md#mc_dropout``;
   10 and 100 are also common);
 * only ``torch.nn`` dropout modules (every ``_DropoutNd``: ``Dropout``,
   ``Dropout1d/2d/3d``, ``AlphaDropout``, ``FeatureAlphaDropout``) are put in

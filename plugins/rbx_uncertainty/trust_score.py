@@ -1,4 +1,4 @@
-"""TrustScore (``methods.md`` §6.1).
+"""TrustScore (``docs/methods.md#trust_score``).
 
 Jiang, Kim, Guan & Gupta, "To Trust Or Not To Trust A Classifier",
 NeurIPS 2018 (Algorithm 1, the α-high-density set; Algorithm 2, the trust

@@ -11,21 +11,21 @@ Models
     ``features`` (the L2-normalised global image embedding) and ``embeddings``;
     its label space adapts to the dataset's classes (``label_space=None``).
 
-Methods (``methods.md`` §9; every one requires ``vlm``, the learned ones also
+Methods (``docs/methods.md#clip-methods``; every one requires ``vlm``, the learned ones also
 ``train_split``, so on a non-VLM model they are *skipped* with the hint of
 ``robustbench_x.plan.HINTS``)
 
 ==================  ===============  =============================================================
 name                module           definition
 ==================  ===============  =============================================================
-``mcm``             :mod:`.mcm`      ``max_k softmax(cos/T)_k``, T = 1 on raw cosines (§9.1)
-``gl-mcm``          :mod:`.mcm`      MCM + λ·max over patches and classes of the per-patch MCM (§9.2)
+``mcm``             :mod:`.mcm`      ``max_k softmax(cos/T)_k``, T = 1 on raw cosines
+``gl-mcm``          :mod:`.mcm`      MCM + λ·max over patches and classes of the per-patch MCM
 ``zeroshot-msp``    :mod:`.mcm`      zero-shot CLIP classifier ``softmax(τ·cos)``, its max (baseline)
-``coop``            :mod:`.coop`     16 learned context vectors, few-shot, CE at τ (§9.3)
-``gallop``          :mod:`.gallop`   global + local prompts, sparse top-k, GL-MCM score (§9.4)
+``coop``            :mod:`.coop`     16 learned context vectors, few-shot, CE at τ
+``gallop``          :mod:`.gallop`   global + local prompts, sparse top-k, GL-MCM score
 ==================  ===============  =============================================================
 
-Datasets (:mod:`rbx_vlm.datasets`, ``datasets.md`` §10): ``imagenet`` (wnid
+Datasets (:mod:`rbx_vlm.datasets`, ``docs/datasets.md#imagenet``): ``imagenet`` (wnid
 train/val trees, MOS OOD sets as ``ood:``, the shifted ImageNets as ``dg:``),
 and the stand-alone types ``imagenet-v2``, ``imagenet-sketch``, ``imagenet-a``,
 ``imagenet-r``.

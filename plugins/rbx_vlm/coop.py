@@ -1,4 +1,4 @@
-"""CoOp: context optimisation for CLIP (Zhou et al., IJCV 2022; ``methods.md`` §9.3).
+"""CoOp: context optimisation for CLIP (Zhou et al., IJCV 2022; ``docs/methods.md#coop``).
 
 Read in KaiyangZhou/CoOp ``trainers/coop.py``, ``train.py::extend_cfg``,
 ``configs/trainers/CoOp/vit_b16_ep50.yaml`` and Dassl ``dassl/config/defaults.py``,

@@ -1,4 +1,4 @@
-"""ImageNet and the CLIP OOD / domain-generalisation benchmarks (``datasets.md`` §10).
+"""ImageNet and the CLIP OOD / domain-generalisation benchmarks (``docs/datasets.md#imagenet``).
 
 ``type: imagenet``::
 

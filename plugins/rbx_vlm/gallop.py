@@ -1,4 +1,4 @@
-"""GalLoP: global and local prompts for CLIP (Lafon et al., ECCV 2024; ``methods.md`` §9.4).
+"""GalLoP: global and local prompts for CLIP (Lafon et al., ECCV 2024; ``docs/methods.md#gallop``).
 
 Read in MarcLafon/gallop @f75999e: ``gallop/vlprompt/gallop.py``, ``clip_local.py``,
 ``tools/global_local_loss.py``, ``tools/topk_reduce.py``, ``gallop/train.py``,

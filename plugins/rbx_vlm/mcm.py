@@ -1,4 +1,4 @@
-"""Zero-shot CLIP scores: MCM, GL-MCM and the zero-shot classifier's MSP (``methods.md`` §9.1, §9.2).
+"""Zero-shot CLIP scores: MCM, GL-MCM and the zero-shot classifier's MSP (``docs/methods.md#mcm``).
 
 All three use the frozen model's prompts ``"a photo of a {class}"`` (no period)
 and L2-normalised image and text embeddings; ``s_k = cos(image, text_k)``.

@@ -23,7 +23,7 @@ Weights, first match wins
        error when it is not).
     3. ``pretrained: false``: random weights (smoke runs only).
 
-QuickGELU (``methods.md`` §9, open_clip issue #771)
+QuickGELU (``docs/methods.md#clip-methods``, open_clip issue #771)
     OpenAI's CLIP weights were trained with QuickGELU; open_clip's ``ViT-B-16``
     config uses nn.GELU and open_clip 3.x only *warns* on the mismatch, giving
     silently wrong features. The activation is therefore decided here: an
@@ -32,7 +32,7 @@ QuickGELU (``methods.md`` §9, open_clip issue #771)
     archs, a JSON config's ``quick_gelu``). With a checkpoint and neither a tag
     nor an explicit choice the model config decides and a log line says so.
 
-Image side (``methods.md`` §9.2/§9.4, GalLoP ``clip_local.py``)
+Image side (``docs/methods.md#gl-mcm``, GalLoP ``clip_local.py``)
     * global embedding = ``ln_post(x_CLS) @ visual.proj``, L2-normalised
       (exactly ``encode_image``);
     * local embeddings, **last block only**, the value-value (MaskCLIP) trick:
@@ -198,7 +198,7 @@ class OpenClipModel(Model):
 
     def train_transform(self):
         """CoOp / GalLoP training augmentation: RandomResizedCrop(size, scale=(0.08, 1), bicubic)
-        + horizontal flip + the model's normalisation (``methods.md`` §9.3, §9.4)."""
+        + horizontal flip + the model's normalisation (``docs/methods.md#coop``)."""
         from torchvision import transforms
         from torchvision.transforms import InterpolationMode
 

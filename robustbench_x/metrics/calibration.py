@@ -1,6 +1,6 @@
 """Calibration metrics: ECE, NLL, multi-class Brier score, reliability-diagram bins.
 
-Conventions (docs: ``/work/shared/references/metrics.md`` §4):
+Conventions (docs: ``docs/metrics.md#calibration``):
 
 * ``probs`` is an ``(N, C)`` array of predicted class probabilities: finite,
   in [0, 1], each row summing to 1 within 1e-3. float16/32/64 are accepted;

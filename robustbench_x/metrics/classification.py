@@ -1,6 +1,6 @@
 """Classification metrics: top-1 accuracy.
 
-Conventions (docs: ``/work/shared/references/metrics.md`` §1, §2.5):
+Conventions (docs: ``docs/metrics.md#conventions``):
 ``labels`` are non-negative integer class indices (OOD samples, which some
 peers label -1, are not part of an accuracy computation and are rejected).
 Returns a fraction as a Python ``float`` (display x100). Bad input raises

@@ -1,4 +1,4 @@
-"""AUAC and AUFC: threshold-swept accuracy / failure areas (``metrics.md`` §10).
+"""AUAC and AUFC: threshold-swept accuracy / failure areas (``docs/metrics.md#auac-and-aufc``).
 
 Origin. Prabhushankar & AlRegib, "Counterfactual Gradients-based
 Quantification of Prediction Trust in Neural Networks", IEEE MIPR 2024
@@ -16,7 +16,7 @@ What is verified and what is not:
   (``demo.py`` computes per-image scores only) and the paper's text could not
   be retrieved (only abstracts and summaries were found). The expansions
   "area under the accuracy curve" / "area under the failure curve" are our
-  reading of the acronyms. ``metrics.md`` §10 notes that Table I's AUAC values
+  reading of the acronyms. ``docs/metrics.md#auac-and-aufc`` notes that Table I's AUAC values
   exceed ``a + a·ln(1/a)`` (≈ 0.888 for AlexNet), the largest possible area
   under an accuracy-vs-coverage curve, so AUAC is not ``1 − AURC`` nor any
   selective-accuracy area over coverage; an area over a *threshold* axis on a

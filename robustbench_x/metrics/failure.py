@@ -1,6 +1,6 @@
 """Failure-detection and selective-classification metrics.
 
-Conventions (docs: ``/work/shared/references/metrics.md`` §1, §3, §5):
+Conventions (docs: ``docs/metrics.md#conventions``):
 
 * ``confidence`` is a per-sample confidence score (any real number, e.g.
   MSP, max logit, -energy); **higher means more confident**.
@@ -143,7 +143,7 @@ def ap_error(confidence, correct) -> float:
 
 
 def failure_fpr_at_95_tpr(confidence, correct) -> float:
-    """FPR@95TPR for failures (metrics.md §2.3 (c)): fraction of errors accepted.
+    """FPR@95TPR for failures (docs/metrics.md#fpr95tpr-three-conventions): fraction of errors accepted.
 
     Positive class = correct. Threshold ``t`` = the largest distinct
     confidence value of the correct predictions such that

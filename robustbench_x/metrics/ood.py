@@ -1,6 +1,6 @@
 """OOD-detection metrics: AUROC, AUPR-In/Out, FPR@95TPR, detection error.
 
-Conventions (docs: ``/work/shared/references/metrics.md`` §1-2, §5):
+Conventions (docs: ``docs/metrics.md#conventions``):
 
 * ``score_id`` / ``score_ood`` are per-sample scores of the in-distribution
   (ID) test set and of **one** OOD set. **Higher means more
@@ -14,7 +14,7 @@ Conventions (docs: ``/work/shared/references/metrics.md`` §1-2, §5):
   ``np.memmap`` are accepted) and are cast to float64. Anything else raises
   ``ValueError``.
 
-Sources and peer parity (see metrics.md §2):
+Sources and peer parity (see docs/metrics.md#ood-detection):
 
 * AUROC: Mann-Whitney U with average ranks = sklearn ``roc_auc_score`` =
   OpenOOD ``auc(fpr, tpr)`` (``openood/evaluators/metrics.py``).
@@ -22,7 +22,7 @@ Sources and peer parity (see metrics.md §2):
   hendrycks ``get_measures``, FD-Shifts) by default; trapezoidal
   ``auc(recall, precision)`` variants for OpenOOD
   (``openood/evaluators/metrics.py``) / pytorch-ood (``utils/metrics.py``).
-* FPR@95TPR: :func:`fpr_at_95_tpr` is convention (a) of metrics.md §2.3
+* FPR@95TPR: :func:`fpr_at_95_tpr` is convention (a) of docs/metrics.md#fpr95tpr-three-conventions
   (ID positive, the OOD papers); :func:`fpr_at_95_tpr_openood` is
   convention (b) (OOD positive, OpenOOD v1.5 / pytorch-ood).
 * Detection error: ODIN ``calMetric.detection`` (facebookresearch/odin),
@@ -169,7 +169,7 @@ def auroc(score_id, score_ood) -> float:
 def fpr_at_95_tpr(score_id, score_ood) -> float:
     """FPR at 95 % TPR, ID positive: fraction of OOD samples accepted as ID.
 
-    Convention (a) of metrics.md §2.3 (ODIN, Energy, KNN, MCM, ViM...).
+    Convention (a) of docs/metrics.md#fpr95tpr-three-conventions (ODIN, Energy, KNN, MCM, ViM...).
 
     Threshold rule: ``t`` is the **largest distinct ID score value such that
     frac(s_id >= t) >= 0.95``, i.e. the ``k``-th largest ID score with
@@ -183,7 +183,7 @@ def fpr_at_95_tpr(score_id, score_ood) -> float:
     whose TPR reaches 0.95, which also is the *smallest* FPR among points
     with TPR >= 0.95 (FD-Shifts' rule, without its 0.9495 tolerance).
 
-    Relation to the paper rules (metrics.md §2.3 (a)):
+    Relation to the paper rules (docs/metrics.md#fpr95tpr-three-conventions):
 
     * ViM ``fpr_recall``: threshold = the ``floor(0.95 n)``-th largest ID
       score, ``>=`` for OOD. Identical when ``0.95 n_id`` is an integer
@@ -208,7 +208,7 @@ def fpr_at_95_tpr(score_id, score_ood) -> float:
 def fpr_at_95_tpr_openood(score_id, score_ood) -> float:
     """FPR at 95 % TPR, OOD positive (OpenOOD v1.5): fraction of ID samples flagged as OOD.
 
-    Convention (b) of metrics.md §2.3. The ROC curve is built with OOD as
+    Convention (b) of docs/metrics.md#fpr95tpr-three-conventions. The ROC curve is built with OOD as
     the positive class on ``-s`` (a sample is flagged OOD iff ``s <= u``),
     over every distinct threshold; the result is ``fpr[argmax(tpr >= 0.95)]``,
     the FPR of the **first** ROC point whose OOD-TPR reaches 0.95, with the

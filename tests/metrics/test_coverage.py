@@ -1,4 +1,4 @@
-"""AUAC / AUFC (``robustbench_x.metrics.coverage``; ``metrics.md`` §10) on hand-worked cases.
+"""AUAC / AUFC (``robustbench_x.metrics.coverage``; ``docs/metrics.md#auac-and-aufc``) on hand-worked cases.
 
 Definitions (ours; the paper's are unpublished): with s the min-max rescaled
 confidence, AUAC = ∫₀¹ accuracy of {s ≥ t} dt and AUFC = ∫₀¹ failure fraction
@@ -77,7 +77,7 @@ def test_matches_a_fine_numerical_integration():
 
 
 def test_auac_is_not_bounded_by_the_accuracy_coverage_area():
-    # metrics.md §10: Table I's AUAC exceeds a + a ln(1/a); an area over thresholds can.
+    # docs/metrics.md#auac-and-aufc: Table I's AUAC exceeds a + a ln(1/a); an area over thresholds can.
     conf = [1.0] + [0.0] * 9
     correct = [1] + [1, 1, 1, 1, 0, 0, 0, 0, 0]
     a = 0.5

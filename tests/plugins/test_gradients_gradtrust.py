@@ -1,4 +1,4 @@
-"""GradTrust (``methods.md`` §7.3): the closed form in the logits against the
+"""GradTrust (``docs/methods.md#gradtrust``): the closed form in the logits against the
 demo's autograd procedure, hand values, the top-k option."""
 
 from __future__ import annotations

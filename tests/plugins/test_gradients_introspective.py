@@ -1,4 +1,4 @@
-"""Introspective learning (``methods.md`` §7.1): closed-form introspective
+"""Introspective learning (``docs/methods.md#introspective``): closed-form introspective
 features against autograd, hand values, and the two-stage classifier H on the
 embedded default."""
 

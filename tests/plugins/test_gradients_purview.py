@@ -1,4 +1,4 @@
-"""Purview (``methods.md`` §7.2): per-sample functional gradients against a
+"""Purview (``docs/methods.md#purview-initial``): per-sample functional gradients against a
 zeroed-gradient backward loop, the demo's split of the parameter tensors, and
 the method on the embedded default."""
 

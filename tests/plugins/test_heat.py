@@ -1,4 +1,4 @@
-"""HEAT building blocks on cases small enough to check by hand (``methods.md`` §8).
+"""HEAT building blocks on cases small enough to check by hand (``docs/methods.md#heat``).
 
 Priors against scipy, the shared-weight residual MLP, the SGLD schedule and
 projection, the contrastive-divergence loss, training, and the composition of

@@ -1,4 +1,4 @@
-"""CIFAR-10/100-C reader on real .npy files in the distributed format (datasets.md §3)."""
+"""CIFAR-10/100-C reader on real .npy files in the distributed format (docs/datasets.md#cifar-c)."""
 
 import pickle
 

@@ -1,4 +1,4 @@
-"""CIFAR-10/100-P reader on real .npy sequence files (datasets.md §4)."""
+"""CIFAR-10/100-P reader on real .npy sequence files (docs/datasets.md#cifar-p)."""
 
 import numpy as np
 import pytest

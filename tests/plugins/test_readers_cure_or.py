@@ -1,4 +1,4 @@
-"""CURE-OR reader on a small tree of real JPEG files (datasets.md §6)."""
+"""CURE-OR reader on a small tree of real JPEG files (docs/datasets.md#cure-or)."""
 
 import pytest
 from PIL import Image

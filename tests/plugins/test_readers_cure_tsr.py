@@ -1,4 +1,4 @@
-"""CURE-TSR reader on a small tree of real BMP files (datasets.md §5)."""
+"""CURE-TSR reader on a small tree of real BMP files (docs/datasets.md#cure-tsr)."""
 
 import pytest
 from PIL import Image

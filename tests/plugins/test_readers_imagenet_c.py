@@ -1,4 +1,4 @@
-"""ImageNet-C reader on small trees in both distributed layouts (datasets.md §1)."""
+"""ImageNet-C reader on small trees in both distributed layouts (docs/datasets.md#imagenet-c)."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""ImageNet-P reader on real MP4 sequences written with PyAV (datasets.md §2)."""
+"""ImageNet-P reader on real MP4 sequences written with PyAV (docs/datasets.md#imagenet-p)."""
 
 import warnings
 

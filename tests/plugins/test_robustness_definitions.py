@@ -1,4 +1,4 @@
-"""Robustness metrics against the paper's definitions (metrics.md §6–8) and a
+"""Robustness metrics against the paper's definitions (docs/metrics.md#imagenet-c-corruption-errors) and a
 direct port of the reference code (hendrycks/robustness ``ImageNet-P/test.py``)."""
 
 import numpy as np
@@ -12,7 +12,7 @@ from rbx_robustness import tables as T
 # Constants
 # --------------------------------------------------------------------------
 
-# The "Average" column of metrics.md §6.2.
+# The "Average" column of docs/metrics.md#alexnet-normalisers.
 AVERAGE = {
     "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
     "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
@@ -39,7 +39,7 @@ def test_alexnet_table_averages_match_the_average_column():
     for corruption, row in T.ALEXNET_ERR.items():
         assert len(row) == 5
         assert abs(np.mean(row) - AVERAGE[corruption]) < 1e-6, corruption
-    # metrics.md: the mean of the 15 test averages is 0.788993 (unnormalised AlexNet mean error).
+    # docs/metrics.md: the mean of the 15 test averages is 0.788993 (unnormalised AlexNet mean error).
     assert R.mce(T.ALEXNET_ERR, None) == pytest.approx(0.788993, abs=1e-6)
 
 

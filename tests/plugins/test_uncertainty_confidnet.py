@@ -1,4 +1,4 @@
-"""ConfidNet (Corbière et al., NeurIPS 2019, §3, Eq. (2)-(4)) against methods.md §6.2."""
+"""ConfidNet (Corbière et al., NeurIPS 2019, §3, Eq. (2)-(4)) against docs/methods.md#confidnet."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deep Ensembles (Lakshminarayanan et al. 2017) against methods.md §5.2."""
+"""Deep Ensembles (Lakshminarayanan et al. 2017) against docs/methods.md#deep_ensemble."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MC Dropout (Gal & Ghahramani 2016) against methods.md §5.1, on cases small enough to check by hand."""
+"""MC Dropout (Gal & Ghahramani 2016) against docs/methods.md#mc_dropout, on cases small enough to check by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TrustScore (Jiang et al. 2018) against methods.md §6.1, on points whose distances are checked by hand."""
+"""TrustScore (Jiang et al. 2018) against docs/methods.md#trust_score, on points whose distances are checked by hand."""
 
 from __future__ import annotations
 

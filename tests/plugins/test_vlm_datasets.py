@@ -1,4 +1,4 @@
-"""ImageNet, MOS OOD and shifted-ImageNet readers on trees in the distributed layouts (``datasets.md`` §10)."""
+"""ImageNet, MOS OOD and shifted-ImageNet readers on trees in the distributed layouts (``docs/datasets.md#imagenet``)."""
 
 from __future__ import annotations
 

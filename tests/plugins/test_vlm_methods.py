@@ -1,4 +1,4 @@
-"""MCM, GL-MCM, CoOp and GalLoP against hand computations (``methods.md`` §9).
+"""MCM, GL-MCM, CoOp and GalLoP against hand computations (``docs/methods.md#clip-methods``).
 
 The two temperature conventions of GalLoP are checked on hand-made cosines:
 classification ``softmax(τ·(g + l)/2)`` with top-k local pooling, OOD scoring

@@ -1,7 +1,7 @@
 """H-GLDv2: the hierarchical Google Landmarks v2 labels (landmark -> super-category
 -> natural / human-made), built from the GLDv2 CSVs.
 
-Two ways (``/work/shared/references/datasets.md`` §7-9):
+Two ways (``docs/datasets.md#hgldv2``):
 
 (a) ``hierarchy_csv_dir=``: validate and index the public
     ``train_label_to_hierarchical.csv`` / ``index_label_to_hierarchical.csv``

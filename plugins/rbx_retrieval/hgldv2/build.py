@@ -373,7 +373,7 @@ def load_hgldv2_labels(out_dir, split: str, *, drop_missing: bool = True) -> tup
     """``(image ids, labels (N, 3) int64)`` from a built split (``train``/``index``/``query``).
 
     Columns ``[landmark_id, supercategory_id, natural_or_human_made_id]``
-    (column 0 finest, ``datasets.md`` §9). Rows without a hierarchy are
+    (column 0 finest, ``docs/datasets.md#hierarchical-labels``). Rows without a hierarchy are
     dropped (SupRank ``remove_nan=True``) unless ``drop_missing=False``, in
     which case missing values are -1.
     """

@@ -1,6 +1,6 @@
 """Group Wikidata "instance of" labels into super-categories.
 
-**This differs from the original pipeline** (``datasets.md`` §8.2): the
+**This differs from the original pipeline** (``docs/datasets.md#hgldv2``): the
 released SupRank code maps Wikimedia sub-categories to clusters with a manually
 curated CSV and fills the gaps with zero-shot CLIP (ViT-L-14,
 ``laion2b_s32b_b82k``) plus a per-landmark majority vote; the paper's Wikidata
@@ -62,7 +62,7 @@ EMBEDDING = {
     "tfidf": {"analyzer": "char_wb", "ngram_range": [3, 5], "sublinear_tf": True, "lowercase": True},
     "svd": {"n_components_max": 64, "algorithm": "randomized"},
     "kmeans": {"n_init": 10, "weighted": False},
-    "differs_from_original": "original: curated Wikimedia sub-category -> cluster CSV + zero-shot CLIP ViT-L-14 (datasets.md §8.2)",
+    "differs_from_original": "original: curated Wikimedia sub-category -> cluster CSV + zero-shot CLIP ViT-L-14 (docs/datasets.md#hgldv2)",
 }
 LEVEL_NAMES = ("human-made", "natural")
 

@@ -15,7 +15,7 @@ datasets.yaml::
 
 Relative paths are relative to datasets.yaml.
 
-Subsets (SupRank ``gldv2.py`` protocol, ``datasets.md`` §8.3, ``metrics.md`` §9.7):
+Subsets (SupRank ``gldv2.py`` protocol, ``docs/datasets.md#hgldv2``, ``docs/metrics.md#retrieval``):
 
 * ``query``: the GLDv2 **test** images of ``query.parquet``: non-ignored rows
   of ``retrieval_solution_v2.1.csv``, labelled with the landmark of their first
@@ -31,7 +31,7 @@ sample label = ``landmark_id`` (index id space); ``hierarchy(subset)`` =
 (column 0 finest; ids shared by query and gallery).
 
 Images: ``<root>/<query_dir|gallery_dir>/<a>/<b>/<c>/<id>.jpg`` with ``a, b, c``
-the first three characters of the id (``datasets.md`` §7.3), decoded lazily
+the first three characters of the id (``docs/datasets.md#hgldv2``), decoded lazily
 with Pillow to RGB. The fingerprint hashes the hierarchy files' content hash
 (from the manifest), the selected ids and labels, and every image's size and
 modification time (not its bytes); it is also where missing images are found,

@@ -1,6 +1,6 @@
 """Readers for the Google Landmarks v2 (v2.1) CSV files, exactly as distributed.
 
-Layout (``/work/shared/references/datasets.md`` §7; cvdfoundation/google-landmark
+Layout (``docs/datasets.md#hgldv2``; cvdfoundation/google-landmark
 README; tensorflow/models delf ``dataset_file_io.py``):
 
 =================================  ==========================================

@@ -1,7 +1,6 @@
 """Curated keyword list for the top level of H-GLDv2: natural vs human-made.
 
-The original labels come from a manual decision per cluster (``datasets.md``
-§8.2); this builder decides automatically from the Wikidata "instance of"
+The original labels come from a manual decision per cluster (``docs/datasets.md#hgldv2``); this builder decides automatically from the Wikidata "instance of"
 labels, and a mapping file can override any super-category
 (``natural_or_human_made:`` section, see :mod:`.clustering`).
 

@@ -1,11 +1,11 @@
-"""The public H-GLDv2 hierarchy files (``datasets.md`` §7.1, §8.1):
+"""The public H-GLDv2 hierarchy files (``docs/datasets.md#hgldv2``):
 ``train_label_to_hierarchical.csv`` and ``index_label_to_hierarchical.csv``,
 columns ``landmark_id, category, supercategory, hierarchical_label,
 natural_or_human_made``.
 
 Meaning used here (SupRank reads internal files ``*_label_to_subcategory_with_clusters.csv``
 with ``landmark_id, cluster, overall_cluster``; the mapping is [INFERRED] in
-``datasets.md`` §8.3): ``supercategory`` = the Wikimedia sub-category mined for
+``docs/datasets.md#hgldv2``): ``supercategory`` = the Wikimedia sub-category mined for
 the landmark (stored as ``instance_of``), ``hierarchical_label`` = the cluster
 (level 1, our ``supercategory``), ``natural_or_human_made`` = level 2.
 

@@ -1,5 +1,5 @@
 """Readers for corruption and perturbation benchmarks, each reading the layout
-its authors distribute (``/work/shared/references/datasets.md`` §1–6), lazily.
+its authors distribute (``docs/datasets.md#imagenet-c``), lazily.
 
 ========================  =========================================================
 module                    dataset

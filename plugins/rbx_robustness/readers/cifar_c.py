@@ -1,6 +1,6 @@
 """CIFAR-10-C / CIFAR-100-C reader (Hendrycks & Dietterich, ICLR 2019;
 hendrycks/robustness ``ImageNet-C/create_c/make_cifar_c.py``; RobustBench
-``robustbench/data.py::load_corruptions_cifar``; ``/work/shared/references/datasets.md`` §3).
+``robustbench/data.py::load_corruptions_cifar``; ``docs/datasets.md#cifar-c``).
 
 Format
 ------
@@ -25,7 +25,7 @@ the folder is named CIFAR-100-C, else 10).
 Files are opened with ``np.load(mmap_mode="r", allow_pickle=False)``: one
 32×32 image is copied per ``__getitem__``; nothing is loaded whole. Shapes and
 dtypes are validated from the headers at construction, naming the file on a
-mismatch. CIFAR-C is reported unnormalised (no AlexNet baseline, metrics.md §8):
+mismatch. CIFAR-C is reported unnormalised (no AlexNet baseline, docs/metrics.md#cifar-c-and-cifar-p):
 use ``mce(errors, baseline=None)``.
 """
 

@@ -1,6 +1,6 @@
 """CIFAR-10-P / CIFAR-100-P reader (Hendrycks & Dietterich, ICLR 2019;
 hendrycks/robustness ``ImageNet-P/create_p/make_cifar_p.py`` and
-``ImageNet-P/cifar-p-eval.py``; ``/work/shared/references/datasets.md`` §4).
+``ImageNet-P/cifar-p-eval.py``; ``docs/datasets.md#cifar-p``).
 
 Format
 ------

@@ -1,7 +1,7 @@
 """CURE-OR reader (Temel, Lee & AlRegib, "CURE-OR: Challenging Unreal and Real
 Environments for Object Recognition", ICMLA 2018; olivesgatech/CURE-OR
 ``README.md``, ``dataloader.py``, ``analysis.py``, ``cure_or_objects.txt``;
-``/work/shared/references/datasets.md`` §6).
+``docs/datasets.md#cure-or``).
 
 Format
 ------
@@ -30,7 +30,7 @@ category in ``dataloader.py``'s order (Toy, Personal Belongings, Office
 Supplies, Household, Sports/Entertainment, Health/Personal Care). Sample ids
 are paths relative to ``root``; order is sorted relative path.
 
-Inferred / unverified layout (datasets.md §6.4) and how this reader copes:
+Inferred / unverified layout (docs/datasets.md#cure-or) and how this reader copes:
 
 * The top-level folders ``01_no_challenge`` … ``18_grayscale_saltpepper`` are
   the challenge folder names of ``dataloader.py`` (which names result files,
@@ -91,7 +91,7 @@ FOLDER_CODE = {folder: code for code, (_, folder) in CHALLENGE_TYPES.items()}
 
 
 def levels_of(challenge_type: int) -> tuple[int, ...]:
-    """Valid levels: 0 for 01 / 10, 1..4 for resize (02 / 11), 1..5 otherwise (datasets.md §6.2)."""
+    """Valid levels: 0 for 01 / 10, 1..4 for resize (02 / 11), 1..5 otherwise (docs/datasets.md#cure-or)."""
     if challenge_type in (1, 10):
         return (0,)
     if challenge_type in (2, 11):
@@ -147,7 +147,7 @@ FIX_ROOT = (
 
 @dataclass(frozen=True)
 class CureOrName:
-    """Fields of a CURE-OR file name (datasets.md §6.1–6.2)."""
+    """Fields of a CURE-OR file name (docs/datasets.md#cure-or)."""
 
     background: int
     device: int

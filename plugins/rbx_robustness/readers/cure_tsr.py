@@ -1,7 +1,7 @@
 """CURE-TSR reader (Temel, Kwon, Prabhushankar & AlRegib, "CURE-TSR: Challenging
 Unreal and Real Environments for Traffic Sign Recognition", NeurIPS 2017 workshop;
 olivesgatech/CURE-TSR ``README.md``, ``utils.py``, ``train.py``;
-``/work/shared/references/datasets.md`` §5).
+``docs/datasets.md#cure-tsr``).
 
 Format
 ------
@@ -25,7 +25,7 @@ Challenge subsets are named by their folder name (``c/DirtyLens/5``).
 Each file's challenge type, level and sequence type must agree with its
 folder; a mismatch or an unparseable name is an error naming the file.
 
-Inferred / unverified points (datasets.md §5.3): folder names
+Inferred / unverified points (docs/datasets.md#cure-tsr): folder names
 ``Real_Train`` / ``Real_Test`` are from the official ``train.py``; the
 ``<Name>-<level>`` folder names (``Decolorization``, ``LensBlur``,
 ``CodecError``, ``Darkening``, ``DirtyLens``, ``Exposure``, ``GaussianBlur``,
@@ -85,7 +85,7 @@ _NAME = re.compile(r"^(\d{2})_(\d{2})_(\d{2})_(\d{2})_(\d+)\.bmp$", re.IGNORECAS
 
 @dataclass(frozen=True)
 class CureTsrName:
-    """Fields of a CURE-TSR file name (datasets.md §5.1)."""
+    """Fields of a CURE-TSR file name (docs/datasets.md#cure-tsr)."""
 
     sequence_type: int  # 1 Real, 2 Unreal
     sign_type: int  # 1..14

@@ -1,6 +1,6 @@
 """ImageNet-C reader (Hendrycks & Dietterich, ICLR 2019; hendrycks/robustness
 ``ImageNet-C/test.py`` and ``ImageNet-C/create_c/make_imagenet_c.py``;
-``/work/shared/references/datasets.md`` §1).
+``docs/datasets.md#imagenet-c``).
 
 Format
 ------
@@ -23,7 +23,7 @@ extra.tar     speckle_noise, spatter, gaussian_blur, saturate (validation only)
 ============  ==============================================================
 
 Extracted trees occur in two layouts (which one a given tar produces is
-unverified, datasets.md §1.3), and both are read, even mixed in one root:
+unverified, docs/datasets.md#imagenet-c), and both are read, even mixed in one root:
 
 * flat: ``<root>/<corruption>/<severity>/<wnid>/*``;
 * per category: ``<root>/<category>/<corruption>/<severity>/<wnid>/*`` where
@@ -76,7 +76,7 @@ from rbx_robustness.tables import IMAGENET_C_EXTRA, IMAGENET_C_TEST, SEVERITIES
 VERSION = "imagenet-c-reader-v1"
 CORRUPTIONS = IMAGENET_C_TEST + IMAGENET_C_EXTRA
 
-#: Which distributed tar holds which corruption (datasets.md §1.3, pytorch-ood sizes and md5).
+#: Which distributed tar holds which corruption (docs/datasets.md#imagenet-c, pytorch-ood sizes and md5).
 TARS: dict[str, tuple[str, ...]] = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
     "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),

@@ -1,6 +1,6 @@
 """ImageNet-P reader (Hendrycks & Dietterich, ICLR 2019; hendrycks/robustness
 ``ImageNet-P/create_p/make_imagenet_p.py``, ``ImageNet-P/test.py`` and
-``ImageNet-P/utils/video_loader.py``; ``/work/shared/references/datasets.md`` §2).
+``ImageNet-P/utils/video_loader.py``; ``docs/datasets.md#imagenet-p``).
 
 Format
 ------
