@@ -346,13 +346,13 @@ def new_plugin(
 ) -> None:
     """Write a ready plugin package: pyproject with the entry point, a documented
     skeleton, a README and a test file that runs the conformance kit."""
-    from robustbench_x.scaffold import create_plugin
+    from robustbench_x.scaffold import create_plugin, validate_kind
 
     try:
         path = create_plugin(name, kind, directory)
     except (ValueError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
-    out.print(f"created {path}\n  next: pip install -e {path} && pytest {path}/tests && rbx list methods", markup=False)
+    out.print(f"created {path}\n  next: pip install -e {path} && pytest {path}/tests && rbx list {validate_kind(kind)}s", markup=False)
 
 
 @datasets_app.command("build")

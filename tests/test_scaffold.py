@@ -13,7 +13,7 @@ import pytest
 
 from robustbench_x.errors import UsageError
 from robustbench_x.results import read_results
-from robustbench_x.scaffold import create_plugin
+from robustbench_x.scaffold import create_plugin, render, templates_root
 from robustbench_x.testing import check_plugin, default_env, write_imagefolder
 
 GENERATED = {"method": "demo-score", "dataset": "demo-data", "metric": "demo-metric", "model": "demo-model"}
@@ -56,6 +56,28 @@ def test_layout_and_names(tmp_path):
     for path in root.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
         assert "__NAME__" not in path.read_text() and "__PACKAGE__" not in path.read_text()
+
+
+@pytest.mark.parametrize("kind", list(GENERATED))
+def test_templates_are_files_and_every_placeholder_is_filled(tmp_path, kind):
+    root = templates_root()
+    sources = [p for p in Path(str(root)).rglob("*") if p.is_file()]
+    assert (root / "common" / "pyproject.toml.tmpl").is_file() and (root / kind / "usage.md.tmpl").is_file()
+    assert sources and all(p.name.endswith(".tmpl") for p in sources)  # never collected by pytest, never imported
+    package = create_plugin(GENERATED[kind], kind, tmp_path)
+    written = [p for p in package.rglob("*") if p.is_file()]
+    assert len(written) == 5
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        assert "{{" not in text and "{{" not in str(path) and not path.name.endswith(".tmpl"), path
+        if path.suffix == ".py":
+            compile(text, str(path), "exec")
+
+
+def test_render_refuses_a_placeholder_without_a_value():
+    assert render("{{name}}/{{package}}", {"name": "a", "package": "b"}) == "a/b"
+    with pytest.raises(KeyError, match=r"\{\{nope\}\} has no value"):
+        render("x {{nope}} y", {"name": "a"})
 
 
 # ----------------------------------------------------------------------------- installed packages (slow)
