@@ -170,3 +170,20 @@ def test_every_docs_anchor_cited_in_the_code_exists():
             if not target.exists() or anchor not in _anchors(target):
                 broken.append(f"{path.relative_to(ROOT)}: docs/{page}#{anchor}")
     assert not broken, "citations of missing docs anchors:\n" + "\n".join(sorted(set(broken)))
+
+
+def test_the_methods_table_agrees_with_the_specs():
+    """docs/methods.md's summary table: plugin package, outputs and requires of every method."""
+    registry = get_registry()
+    rows = {}
+    for line in PAGES["methods"].read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            for name in CODE.findall(cells[0]):
+                rows[name] = cells[1:]
+    assert set(rows) == set(_first_party("methods"))
+    for name, (package, outputs, requires) in rows.items():
+        spec = registry.get("methods", name)
+        assert package.strip("`") == spec.factory.split(".")[0], name
+        assert {w.strip() for w in outputs.split(",")} == set(spec.outputs), name
+        assert {w.strip() for w in requires.split(",")} == set(spec.requires), name
