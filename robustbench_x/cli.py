@@ -8,6 +8,7 @@ No traceback reaches the user unless ``--debug``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -39,10 +40,15 @@ def _split(values: Optional[list[str]]) -> list[str] | None:
     return items or None
 
 
+#: Flags that belong to ``rbx`` itself but are accepted after the subcommand as
+#: well (``rbx run --suite ood --quiet``), where users and the README put them.
+GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+
+
 @app.callback()
 def main_callback(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also accepted after the command)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines (also accepted after the command)."),
 ) -> None:
     STATE["debug"] = debug or os.environ.get("RBX_DEBUG") == "1"
     STATE["quiet"] = quiet
@@ -54,11 +60,14 @@ def run(
     models: Optional[list[str]] = typer.Option(None, "--models", help="Models (comma-separated or repeated). Default: built-in and configured models."),
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Datasets. Default: built-in and configured datasets that can serve the suite."),
     methods: Optional[list[str]] = typer.Option(None, "--methods", help="Methods. Default: every method producing what the suite scores."),
-    seeds: Optional[list[str]] = typer.Option(None, "--seeds", help="Seeds (comma-separated or repeated). Default: 0."),
+    seeds: Optional[list[str]] = typer.Option(None, "--seeds", callback=lambda v: _seed_list(v), help="Seeds: non-negative integers, comma-separated or repeated; a repeated seed runs once. Default: 0."),
     executor: str = typer.Option("local", "--executor", help="Executor (rbx list executors)."),
     devices: Optional[list[str]] = typer.Option(None, "--devices", help="GPU ids for the local executor."),
-    workers: int = typer.Option(1, "--workers", help="CPU worker processes when no GPU is visible."),
-    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", help="Seconds a job may run before its worker is killed and the job marked failed (local executor)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="CPU worker processes when no GPU is visible (at least 1)."),
+    job_timeout: Optional[float] = typer.Option(
+        None, "--job-timeout", callback=lambda v: _positive_seconds(v),
+        help="Seconds (positive) a job may run, building its model and dataset included, before its worker is killed and the job marked failed (local executor).",
+    ),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster HOST:PORT (default $RAY_ADDRESS; 'local' starts one)."),
     ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus", help="GPUs per Ray task (default: 1 if the cluster has GPUs, else 0)."),
     out_dir: Path = typer.Option(Path("rbx-results"), "--out", help="Result store directory."),
@@ -76,10 +85,7 @@ def run(
     from robustbench_x.registry import get_registry
 
     _check_format(fmt)
-    try:
-        seed_list = [int(s) for s in (_split(seeds) or ["0"])]
-    except ValueError:
-        raise UsageError(f"--seeds takes integers, got {seeds}") from None
+    seed_list = seeds or [0]
     registry = get_registry()
     cfg = load_config(config, registry)
     names = registry.names("suites") if suite == "all" else [suite]
@@ -95,6 +101,31 @@ def run(
     if fmt == "json":
         print(json.dumps(summaries[0] if suite != "all" else summaries, indent=2))
     raise typer.Exit(1 if any(s["failed"] for s in summaries) else 0)
+
+
+def _seed_list(values: Optional[list[str]]) -> list[int] | None:
+    """``--seeds 0,1 --seeds 2`` → [0, 1, 2]; a repeated seed runs once (a note says so)."""
+    if not values:
+        return None
+    items = [item.strip() for value in values for item in value.split(",")]
+    if any(not item for item in items):
+        raise typer.BadParameter(f"empty item in {','.join(values)!r}; write seeds as 0,1,2", param_hint="'--seeds'")
+    try:
+        seeds = [int(item) for item in items]
+    except ValueError:
+        raise typer.BadParameter(f"seeds are integers, got {','.join(values)!r}", param_hint="'--seeds'") from None
+    if any(seed < 0 for seed in seeds):
+        raise typer.BadParameter(f"seeds are non-negative (numpy and torch refuse negative seeds), got {','.join(values)!r}", param_hint="'--seeds'")
+    unique = list(dict.fromkeys(seeds))
+    if len(unique) < len(seeds):
+        err.print(f"note: --seeds repeats a seed; running seeds {','.join(map(str, unique))} once each", markup=False, highlight=False)
+    return unique
+
+
+def _positive_seconds(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number of seconds, got {value:g}; omit it for no limit", param_hint="'--job-timeout'")
+    return value
 
 
 def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool):
@@ -416,25 +447,28 @@ def _check_format(fmt: str) -> None:
         raise UsageError(f"--format must be 'table' or 'json', not '{fmt}'")
 
 
+def _hoist_global_flags(args: list[str]) -> list[str]:
+    """Move ``--quiet`` / ``-q`` / ``--debug`` in front of the subcommand, where
+    click expects them; everything after a ``--`` is left alone."""
+    cut = args.index("--") if "--" in args else len(args)
+    head, tail = args[:cut], args[cut:]
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
+
+
 def main() -> None:
+    # Standalone mode: typer reports the usage errors of whichever click it
+    # bundles itself (click's message, exit 2), so no isinstance check against an
+    # installed click can miss them; only our own errors come out of app().
     try:
-        rc = app(standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        app(args=_hoist_global_flags(sys.argv[1:]), prog_name="rbx")
     except SystemExit:
         raise
-    except Exception as exc:  # click's own usage errors and ours, without a traceback
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            err.print("aborted")
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
+    except Exception as exc:
         if STATE["debug"]:
-            raise
+            import traceback
+
+            traceback.print_exc()
         if isinstance(exc, RbxError):
             err.print(f"error: {exc}", markup=False, highlight=False, style="red")
             sys.exit(2)
