@@ -85,6 +85,8 @@ def test_worker_faults_become_failed_rows_and_the_rest_goes_on(cli, tmp_path, mo
     monkeypatch.syspath_prepend(str(FIXTURES))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("RBX_PLUGINS", "misbehaving_methods,faulty_methods")
+    # The timeout covers building the model: train and cache the built-in one first.
+    assert cli("--quiet", "run", "--suite", "ood", "--methods", "msp", "--executor", "inline", "--out", str(tmp_path / "warm")).code == 0
     result = cli("--quiet", "run", "--suite", "ood", "--methods", f"energy,{method},msp", "--executor", "local", "--workers", "2",
                  *extra, "--out", str(tmp_path), "--format", "json")
     assert result.code == 1, result
@@ -93,3 +95,15 @@ def test_worker_faults_become_failed_rows_and_the_rest_goes_on(cli, tmp_path, mo
     assert by_method["energy"] == {"ok"} and by_method["msp"] == {"ok"}
     assert by_method[method] == {"failed"}
     assert cause in frame.loc[frame["method"] == method, "error"].iloc[0]
+
+
+def test_job_timeout_covers_building_the_model(cli, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RBX_PLUGINS", "hanging_model")
+    result = cli("--quiet", "run", "--suite", "ood", "--models", "hangs-building", "--methods", "msp,energy", "--executor", "local",
+                 "--job-timeout", "5", "--out", str(tmp_path), "--format", "json")
+    assert result.code == 1, result
+    frame = read_results(tmp_path)
+    assert set(frame["method"]) == {"msp", "energy"} and set(frame["status"]) == {"failed"}
+    assert all("timed out after 5 s while building the model and dataset" in e for e in frame["error"])
