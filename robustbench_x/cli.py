@@ -82,12 +82,14 @@ def run(
     """
     from robustbench_x.config import load_config
     from robustbench_x.executors import build_executor
+    from robustbench_x.preflight import check_out_dir, open_datasets
     from robustbench_x.registry import get_registry
 
     _check_format(fmt)
     seed_list = seeds or [0]
     registry = get_registry()
     cfg = load_config(config, registry)
+    open_datasets(registry, cfg, _split(datasets))
     names = registry.names("suites") if suite == "all" else [suite]
     plans = []
     for name in names:
@@ -96,6 +98,7 @@ def run(
             plans.append(plan)
     if not plans:
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
+    check_out_dir(out_dir)
     ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
     summaries = [_run_plan(plan, ex, cfg, out_dir, force, fmt) for plan in plans]
     if fmt == "json":
@@ -131,18 +134,23 @@ def _positive_seconds(value: Optional[float]) -> Optional[float]:
 def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool):
     from robustbench_x.plan import make_plan
 
+    from robustbench_x.errors import ConfigError
+
     try:
         plan = make_plan(registry, cfg, name, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seeds)
+    except ConfigError:
+        raise
     except UsageError:
         if quiet_empty:
             return None
         raise
     if not plan.jobs:
+        excluded = "".join(f"\n  dataset '{d}' not evaluated: {why}" for d, why in plan.excluded.items())
         if quiet_empty:
             if not STATE["quiet"]:
-                err.print(f"suite '{name}': nothing to run with the configured models and datasets", markup=False)
+                err.print(f"suite '{name}': nothing to run with the configured models and datasets{excluded}", markup=False)
             return None
-        raise UsageError(f"suite '{name}' has nothing to run: no dataset or method qualifies. See `rbx list datasets` and `rbx list methods`.")
+        raise UsageError(f"suite '{name}' has nothing to run: no dataset or method qualifies.{excluded}\n  fix: see `rbx list datasets` and `rbx list methods`")
     return plan
 
 
@@ -151,6 +159,9 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
 
     suite = plan.suite
     started = time.time()
+    if fmt != "json":
+        for dataset, why in plan.excluded.items():
+            err.print(f"{suite}: dataset '{dataset}' not evaluated: {why}", markup=False, highlight=False, style="yellow")
     for job in plan.skipped:
         write_skipped(job, out_dir)
     options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
@@ -187,6 +198,7 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
         "duration_s": round(time.time() - started, 2),
         "failures": [{"job": "/".join(map(str, o.key)), "error": o.error} for o in failed],
         "skipped_jobs": [{"job": "/".join(map(str, j.key)), "reason": j.skip_reason} for j in plan.skipped],
+        "excluded_datasets": [{"dataset": d, "reason": why} for d, why in plan.excluded.items()],
     }
     if summary["ok"] or summary["failed"]:  # a run that changed nothing leaves the store untouched
         _write_manifest(out_dir, suite, plan, summary)
