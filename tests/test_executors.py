@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,17 +31,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    pytest.importorskip("ray")
-    port = _free_port()
-    env = dict(os.environ)
-    started = subprocess.run(
-        ["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    yield f"127.0.0.1:{port}"
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+def ray_cluster(ray_head):
+    return ray_head["address"]
 
 
 def test_inline_local_and_ray_produce_identical_rows(cli, tmp_path, ray_cluster):
