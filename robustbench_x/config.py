@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from robustbench_x.errors import ConfigError, UnknownComponent
+from robustbench_x.errors import ConfigError, PluginError, UnknownComponent
 from robustbench_x.options import type_problem
 
 TOP_LEVEL_KEYS = {"datasets", "models"}
@@ -142,7 +142,10 @@ def _validate(entry: Entry, section: str, registry, file: str) -> None:
     declared = getattr(spec, "option_types", None) or {}
     for option, value in entry.options.items():
         if option in declared:
-            problem = type_problem(option, declared[option], value)
+            try:
+                problem = type_problem(option, declared[option], value)
+            except ValueError as exc:  # the plugin declared a form that does not exist
+                raise PluginError(f"dataset type '{entry.type}' declares option_types[{option!r}] = {declared[option]!r}: {exc}") from None
             if problem:
                 raise ConfigError(problem[0], file=file, key=f"{key}.{option}", fix=problem[1])
 

@@ -85,6 +85,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port
+
+
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory):
     """A single-node Ray cluster started in a directory of its own, as on a real

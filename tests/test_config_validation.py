@@ -166,3 +166,16 @@ def test_option_forms(declared, value, ok):
 def test_an_unknown_declared_form_is_a_plugin_bug():
     with pytest.raises(ValueError, match="unknown option type 'folder'"):
         type_problem("root", "folder", "/data")
+
+
+@pytest.mark.parametrize(
+    "option_types, message",
+    [({"root": "folder"}, "unknown option type 'folder'"), ({"root": "path", "rot": "path"}, r"names keys \['rot'\] that are not in option_keys")],
+)
+def test_the_conformance_kit_catches_bad_option_types(option_types, message):
+    from robustbench_x.api import DatasetSpec
+    from robustbench_x.testing.checks import check_dataset_provides_known
+
+    spec = DatasetSpec("bad-type", factory="x:y", option_keys={"root"}, required_keys={"root"}, option_types=option_types)
+    with pytest.raises(AssertionError, match=message):
+        check_dataset_provides_known(spec)

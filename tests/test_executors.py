@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -22,12 +21,6 @@ def _values(out: Path):
     frame = read_results(out)
     assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"][["method", "error"]]
     return frame.set_index(KEY)["value"].sort_index()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +49,9 @@ def test_ray_refuses_a_cluster_without_the_gpus_it_needs(cli, tmp_path, ray_clus
     assert "has 0 GPU(s)" in result.err and "--ray-gpus 0" in result.err
 
 
-def test_ray_unreachable_address_is_a_usage_error(cli, tmp_path):
+def test_ray_unreachable_address_is_a_usage_error(cli, tmp_path, free_port):
     pytest.importorskip("ray")
-    result = cli("run", "--suite", "ood", "--methods", "msp", "--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}", "--out", str(tmp_path))
+    result = cli("run", "--suite", "ood", "--methods", "msp", "--executor", "ray", "--ray-address", f"127.0.0.1:{free_port()}", "--out", str(tmp_path))
     assert result.code == 2, result
     assert "cannot reach the Ray cluster" in result.err and "ray start --head" in result.err
 
