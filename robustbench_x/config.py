@@ -33,6 +33,8 @@ from robustbench_x.options import type_problem
 
 TOP_LEVEL_KEYS = {"datasets", "models"}
 MODEL_KEYS = {"type", "arch", "checkpoint", "pretrained", "num_classes", "label_space", "members", "options"}
+#: Forms of the models keys (robustbench_x.options); ``pretrained`` is a flag (timm) or a tag (open_clip).
+MODEL_TYPES = {"arch": "str", "checkpoint": "path", "pretrained": "bool|str", "num_classes": "int", "label_space": "str", "members": "names"}
 
 
 @dataclass
@@ -134,12 +136,12 @@ def _validate(entry: Entry, section: str, registry, file: str) -> None:
         required = set(spec.required_keys)
     else:
         allowed, required = MODEL_KEYS - {"type"}, set()
+    declared = dict(spec.option_types) if section == "datasets" else MODEL_TYPES
     for option in entry.options:
         if option not in allowed:
             raise ConfigError(f"unknown key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"{_suggest(option, allowed)}allowed keys: {', '.join(sorted(allowed))}")
     for option in sorted(required - set(entry.options)):
         raise ConfigError(f"missing required key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"add '{option}: ...' to the entry")
-    declared = getattr(spec, "option_types", None) or {}
     for option, value in entry.options.items():
         if option in declared:
             try:

@@ -32,7 +32,7 @@ _EXAMPLES = {
     "str": "a string, e.g. `{key}: name` (quote numbers: `{key}: \"2024\"`)",
     "int": "an integer, e.g. `{key}: 10`",
     "bool": "`{key}: true` or `{key}: false`",
-    "path": "a file or folder, e.g. `{key}: /data/folder` (relative paths are relative to datasets.yaml)",
+    "path": "a file or folder, e.g. `{key}: /data/folder`",
     "names": "a list, e.g. `{key}: [a, b]`",
     "paths": "a mapping, e.g. `{key}: {{name: /data/folder}}`",
 }

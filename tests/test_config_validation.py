@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -179,3 +180,15 @@ def test_the_conformance_kit_catches_bad_option_types(option_types, message):
     spec = DatasetSpec("bad-type", factory="x:y", option_keys={"root"}, required_keys={"root"}, option_types=option_types)
     with pytest.raises(AssertionError, match=message):
         check_dataset_provides_known(spec)
+
+
+@pytest.mark.parametrize("key, value, expected", [("checkpoint", "5", "expected a file or folder, got 5 (int)"), ("num_classes", "ten", "expected an integer")])
+def test_model_entries_are_typed_too(tmp_path, key, value, expected):
+    from robustbench_x.config import load_config
+    from robustbench_x.errors import ConfigError
+
+    registry = Registry()
+    registry.load_entry_points()
+    config = _yaml(tmp_path, f"models:\n  mine:\n    type: timm\n    arch: resnet18\n    {key}: {value}\n")
+    with pytest.raises(ConfigError, match=rf"(?s)key 'models.mine.{key}'.*{re.escape(expected)}"):
+        load_config(config, registry)
