@@ -132,9 +132,8 @@ def _positive_seconds(value: Optional[float]) -> Optional[float]:
 
 
 def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool):
-    from robustbench_x.plan import make_plan
-
     from robustbench_x.errors import ConfigError
+    from robustbench_x.plan import make_plan
 
     try:
         plan = make_plan(registry, cfg, name, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seeds)

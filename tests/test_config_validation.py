@@ -192,3 +192,13 @@ def test_model_entries_are_typed_too(tmp_path, key, value, expected):
     config = _yaml(tmp_path, f"models:\n  mine:\n    type: timm\n    arch: resnet18\n    {key}: {value}\n")
     with pytest.raises(ConfigError, match=rf"(?s)key 'models.mine.{key}'.*{re.escape(expected)}"):
         load_config(config, registry)
+
+
+def test_a_missing_config_file_leaves_an_existing_store_unchanged(cli, tmp_path):
+    store = tmp_path / "store"
+    (store / "results").mkdir(parents=True)
+    (store / "results" / "keep.txt").write_text("earlier run")
+    before = sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*"))
+    result = cli("run", "--suite", "ood", "--methods", "msp", "--config", str(tmp_path / "nope.yaml"), "--out", str(store))
+    assert result.code == 2 and "nope.yaml" in result.err and "fix:" in result.err, result
+    assert sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*")) == before
