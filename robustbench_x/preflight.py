@@ -29,8 +29,12 @@ def open_datasets(registry, config: Config, names: Sequence[str] | None) -> None
         spec = registry.get("datasets", entry.type)
         try:
             load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
-        except ConfigError:
-            raise
+        except ConfigError as exc:
+            if exc.file:
+                raise
+            # a reader that knows only its own option name: say which file and entry
+            key = f"datasets.{name}" + (f".{exc.key}" if exc.key and not exc.key.startswith("datasets.") else "")
+            raise ConfigError(exc.message, file=config.file, key=key, fix=exc.fix) from None
         except Exception as exc:
             raise ConfigError(
                 f"cannot open dataset '{name}': {type(exc).__name__}: {exc}", file=config.file, key=f"datasets.{name}",

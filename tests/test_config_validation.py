@@ -202,3 +202,11 @@ def test_a_missing_config_file_leaves_an_existing_store_unchanged(cli, tmp_path)
     result = cli("run", "--suite", "ood", "--methods", "msp", "--config", str(tmp_path / "nope.yaml"), "--out", str(store))
     assert result.code == 2 and "nope.yaml" in result.err and "fix:" in result.err, result
     assert sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*")) == before
+
+
+def test_a_reader_error_without_the_file_gets_the_file_and_entry(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = _yaml(tmp_path, f"datasets:\n  cc:\n    type: cifar-c\n    root: {tmp_path / 'empty'}\n")
+    result = cli("run", "--suite", "corruption", "--methods", "msp", "--config", str(config), "--out", str(tmp_path / "store"))
+    assert result.code == 2, result
+    assert f"{config}: key 'datasets.cc" in result.err and "fix:" in result.err and not (tmp_path / "store").exists()
