@@ -176,6 +176,10 @@ class ModelSpec:
     family: bool = False
     default: bool = False
     summary: str = ""
+    #: Dataset capability tokens the model needs to be built: the built-in CNN
+    #: trains on the dataset it evaluates, so it requires ``train_split``. A run
+    #: pairing it with a dataset without them stops before any work (exit 2).
+    requires: frozenset[str] = field(default_factory=frozenset)
     #: Declared departures from the paper or the official release (a CPU budget,
     #: a reconstruction where no official code exists, a stand-in for data that
     #: cannot be shipped, a score direction that contradicts the paper's own
@@ -185,6 +189,7 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
+        object.__setattr__(self, "requires", _frozen(self.requires))
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,11 @@ class DatasetSpec:
     with ``type:``. ``factory(name=..., options=..., config_file=...)`` returns a
     :class:`Dataset`; ``options`` holds the yaml entry and ``option_keys`` lists
     the keys it accepts (unknown keys are a configuration error).
+    ``option_types`` maps each key to its form (``"path"``, ``"names"``,
+    ``"path|names"``…, see :mod:`robustbench_x.options`); a value of another form
+    is a configuration error naming the file and the key, before any work. The
+    factory itself must raise :class:`robustbench_x.errors.ConfigError` for a
+    missing root or split: a run opens every configured dataset before it starts.
     """
 
     name: str
@@ -206,6 +216,7 @@ class DatasetSpec:
     builtin: bool = False
     option_keys: frozenset[str] = field(default_factory=frozenset)
     required_keys: frozenset[str] = field(default_factory=frozenset)
+    option_types: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""
     #: Declared departures from the paper or the official release (a CPU budget,
     #: a reconstruction where no official code exists, a stand-in for data that
@@ -218,6 +229,7 @@ class DatasetSpec:
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "option_keys", _frozen(self.option_keys))
         object.__setattr__(self, "required_keys", _frozen(self.required_keys))
+        object.__setattr__(self, "option_types", dict(self.option_types))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ No traceback reaches the user unless ``--debug``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -39,10 +40,15 @@ def _split(values: Optional[list[str]]) -> list[str] | None:
     return items or None
 
 
+#: Flags that belong to ``rbx`` itself but are accepted after the subcommand as
+#: well (``rbx run --suite ood --quiet``), where users and the README put them.
+GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+
+
 @app.callback()
 def main_callback(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also accepted after the command)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines (also accepted after the command)."),
 ) -> None:
     STATE["debug"] = debug or os.environ.get("RBX_DEBUG") == "1"
     STATE["quiet"] = quiet
@@ -54,11 +60,14 @@ def run(
     models: Optional[list[str]] = typer.Option(None, "--models", help="Models (comma-separated or repeated). Default: built-in and configured models."),
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Datasets. Default: built-in and configured datasets that can serve the suite."),
     methods: Optional[list[str]] = typer.Option(None, "--methods", help="Methods. Default: every method producing what the suite scores."),
-    seeds: Optional[list[str]] = typer.Option(None, "--seeds", help="Seeds (comma-separated or repeated). Default: 0."),
+    seeds: Optional[list[str]] = typer.Option(None, "--seeds", callback=lambda v: _seed_list(v), help="Seeds: non-negative integers, comma-separated or repeated; a repeated seed runs once. Default: 0."),
     executor: str = typer.Option("local", "--executor", help="Executor (rbx list executors)."),
     devices: Optional[list[str]] = typer.Option(None, "--devices", help="GPU ids for the local executor."),
-    workers: int = typer.Option(1, "--workers", help="CPU worker processes when no GPU is visible."),
-    job_timeout: Optional[float] = typer.Option(None, "--job-timeout", help="Seconds a job may run before its worker is killed and the job marked failed (local executor)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="CPU worker processes when no GPU is visible (at least 1)."),
+    job_timeout: Optional[float] = typer.Option(
+        None, "--job-timeout", callback=lambda v: _positive_seconds(v),
+        help="Seconds (positive) a job may run, building its model and dataset included, before its worker is killed and the job marked failed (local executor).",
+    ),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster HOST:PORT (default $RAY_ADDRESS; 'local' starts one)."),
     ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus", help="GPUs per Ray task (default: 1 if the cluster has GPUs, else 0)."),
     out_dir: Path = typer.Option(Path("rbx-results"), "--out", help="Result store directory."),
@@ -73,15 +82,14 @@ def run(
     """
     from robustbench_x.config import load_config
     from robustbench_x.executors import build_executor
+    from robustbench_x.preflight import check_out_dir, open_datasets
     from robustbench_x.registry import get_registry
 
     _check_format(fmt)
-    try:
-        seed_list = [int(s) for s in (_split(seeds) or ["0"])]
-    except ValueError:
-        raise UsageError(f"--seeds takes integers, got {seeds}") from None
+    seed_list = seeds or [0]
     registry = get_registry()
     cfg = load_config(config, registry)
+    open_datasets(registry, cfg, _split(datasets))
     names = registry.names("suites") if suite == "all" else [suite]
     plans = []
     for name in names:
@@ -90,6 +98,7 @@ def run(
             plans.append(plan)
     if not plans:
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
+    check_out_dir(out_dir)
     ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
     summaries = [_run_plan(plan, ex, cfg, out_dir, force, fmt) for plan in plans]
     if fmt == "json":
@@ -97,21 +106,50 @@ def run(
     raise typer.Exit(1 if any(s["failed"] for s in summaries) else 0)
 
 
+def _seed_list(values: Optional[list[str]]) -> list[int] | None:
+    """``--seeds 0,1 --seeds 2`` → [0, 1, 2]; a repeated seed runs once (a note says so)."""
+    if not values:
+        return None
+    items = [item.strip() for value in values for item in value.split(",")]
+    if any(not item for item in items):
+        raise typer.BadParameter(f"empty item in {','.join(values)!r}; write seeds as 0,1,2", param_hint="'--seeds'")
+    try:
+        seeds = [int(item) for item in items]
+    except ValueError:
+        raise typer.BadParameter(f"seeds are integers, got {','.join(values)!r}", param_hint="'--seeds'") from None
+    if any(seed < 0 for seed in seeds):
+        raise typer.BadParameter(f"seeds are non-negative (numpy and torch refuse negative seeds), got {','.join(values)!r}", param_hint="'--seeds'")
+    unique = list(dict.fromkeys(seeds))
+    if len(unique) < len(seeds):
+        err.print(f"note: --seeds repeats a seed; running seeds {','.join(map(str, unique))} once each", markup=False, highlight=False)
+    return unique
+
+
+def _positive_seconds(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number of seconds, got {value:g}; omit it for no limit", param_hint="'--job-timeout'")
+    return value
+
+
 def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool):
+    from robustbench_x.errors import ConfigError
     from robustbench_x.plan import make_plan
 
     try:
         plan = make_plan(registry, cfg, name, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seeds)
+    except ConfigError:
+        raise
     except UsageError:
         if quiet_empty:
             return None
         raise
     if not plan.jobs:
+        excluded = "".join(f"\n  dataset '{d}' not evaluated: {why}" for d, why in plan.excluded.items())
         if quiet_empty:
             if not STATE["quiet"]:
-                err.print(f"suite '{name}': nothing to run with the configured models and datasets", markup=False)
+                err.print(f"suite '{name}': nothing to run with the configured models and datasets{excluded}", markup=False)
             return None
-        raise UsageError(f"suite '{name}' has nothing to run: no dataset or method qualifies. See `rbx list datasets` and `rbx list methods`.")
+        raise UsageError(f"suite '{name}' has nothing to run: no dataset or method qualifies.{excluded}\n  fix: see `rbx list datasets` and `rbx list methods`")
     return plan
 
 
@@ -120,6 +158,9 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
 
     suite = plan.suite
     started = time.time()
+    if fmt != "json":
+        for dataset, why in plan.excluded.items():
+            err.print(f"{suite}: dataset '{dataset}' not evaluated: {why}", markup=False, highlight=False, style="yellow")
     for job in plan.skipped:
         write_skipped(job, out_dir)
     options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
@@ -156,6 +197,7 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
         "duration_s": round(time.time() - started, 2),
         "failures": [{"job": "/".join(map(str, o.key)), "error": o.error} for o in failed],
         "skipped_jobs": [{"job": "/".join(map(str, j.key)), "reason": j.skip_reason} for j in plan.skipped],
+        "excluded_datasets": [{"dataset": d, "reason": why} for d, why in plan.excluded.items()],
     }
     if summary["ok"] or summary["failed"]:  # a run that changed nothing leaves the store untouched
         _write_manifest(out_dir, suite, plan, summary)
@@ -446,25 +488,28 @@ def _check_format(fmt: str) -> None:
         raise UsageError(f"--format must be 'table' or 'json', not '{fmt}'")
 
 
+def _hoist_global_flags(args: list[str]) -> list[str]:
+    """Move ``--quiet`` / ``-q`` / ``--debug`` in front of the subcommand, where
+    click expects them; everything after a ``--`` is left alone."""
+    cut = args.index("--") if "--" in args else len(args)
+    head, tail = args[:cut], args[cut:]
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
+
+
 def main() -> None:
+    # Standalone mode: typer reports the usage errors of whichever click it
+    # bundles itself (click's message, exit 2), so no isinstance check against an
+    # installed click can miss them; only our own errors come out of app().
     try:
-        rc = app(standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        app(args=_hoist_global_flags(sys.argv[1:]), prog_name="rbx")
     except SystemExit:
         raise
-    except Exception as exc:  # click's own usage errors and ours, without a traceback
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            err.print("aborted")
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
+    except Exception as exc:
         if STATE["debug"]:
-            raise
+            import traceback
+
+            traceback.print_exc()
         if isinstance(exc, RbxError):
             err.print(f"error: {exc}", markup=False, highlight=False, style="red")
             sys.exit(2)

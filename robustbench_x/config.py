@@ -28,10 +28,13 @@ from typing import Any
 
 import yaml
 
-from robustbench_x.errors import ConfigError, UnknownComponent
+from robustbench_x.errors import ConfigError, PluginError, UnknownComponent
+from robustbench_x.options import type_problem
 
 TOP_LEVEL_KEYS = {"datasets", "models"}
 MODEL_KEYS = {"type", "arch", "checkpoint", "pretrained", "num_classes", "label_space", "members", "options"}
+#: Forms of the models keys (robustbench_x.options); ``pretrained`` is a flag (timm) or a tag (open_clip).
+MODEL_TYPES = {"arch": "str", "checkpoint": "path", "pretrained": "bool|str", "num_classes": "int", "label_space": "str", "members": "names"}
 
 
 @dataclass
@@ -81,6 +84,12 @@ def load_config(explicit: str | os.PathLike | None = None, registry=None) -> Con
     file = str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at line {line} cannot be decoded", file=file,
+            fix="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -127,11 +136,20 @@ def _validate(entry: Entry, section: str, registry, file: str) -> None:
         required = set(spec.required_keys)
     else:
         allowed, required = MODEL_KEYS - {"type"}, set()
+    declared = dict(spec.option_types) if section == "datasets" else MODEL_TYPES
     for option in entry.options:
         if option not in allowed:
             raise ConfigError(f"unknown key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"{_suggest(option, allowed)}allowed keys: {', '.join(sorted(allowed))}")
     for option in sorted(required - set(entry.options)):
         raise ConfigError(f"missing required key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"add '{option}: ...' to the entry")
+    for option, value in entry.options.items():
+        if option in declared:
+            try:
+                problem = type_problem(option, declared[option], value)
+            except ValueError as exc:  # the plugin declared a form that does not exist
+                raise PluginError(f"dataset type '{entry.type}' declares option_types[{option!r}] = {declared[option]!r}: {exc}") from None
+            if problem:
+                raise ConfigError(problem[0], file=file, key=f"{key}.{option}", fix=problem[1])
 
 
 def resolve_path(value: str, config: Config | None) -> Path:

@@ -39,7 +39,7 @@ class ConfigError(UsageError):
         if fix:
             text += f"\n  fix: {fix}"
         super().__init__(text)
-        self.file, self.key, self.fix = file, key, fix
+        self.message, self.file, self.key, self.fix = message, file, key, fix
 
 
 class UnknownComponent(UsageError):

@@ -19,7 +19,7 @@ from typing import Any
 
 from robustbench_x import __version__
 from robustbench_x.config import Config
-from robustbench_x.errors import UnknownComponent, UsageError
+from robustbench_x.errors import ConfigError, UnknownComponent, UsageError
 from robustbench_x.registry import Registry
 
 
@@ -33,6 +33,7 @@ class ModelRef:
     options: dict[str, Any]
     provides: frozenset[str]
     label_space: str | None
+    requires: frozenset[str] = frozenset()  # dataset capabilities needed to build it (ModelSpec.requires)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Group:
 class Plan:
     suite: str
     jobs: list[Job]
+    #: configured datasets that cannot serve the suite → why (printed, never silently dropped)
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def runnable(self) -> list[Job]:
@@ -115,17 +118,19 @@ def model_refs(registry: Registry, config: Config, names: Sequence[str] | None) 
             options = dict(entry.options)
             arch = options.pop("arch", None)
             label_space = options.get("label_space", spec.label_space)
-            refs.append(ModelRef(name, spec.name, arch, options, spec.provides, label_space))
+            refs.append(ModelRef(name, spec.name, arch, options, spec.provides, label_space, spec.requires))
             continue
         spec = registry.get("models", name)
         arch = name.split(":", 1)[1] if spec.family and ":" in name else None
         if spec.family and arch is None:
             raise UsageError(f"model '{name}' is a family; name an architecture, e.g. '{name}:resnet18'")
-        refs.append(ModelRef(name, spec.name, arch, {}, spec.provides, spec.label_space))
+        refs.append(ModelRef(name, spec.name, arch, {}, spec.provides, spec.label_space, spec.requires))
     return refs
 
 
-def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None, suite) -> list[DatasetRef]:
+def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None, suite, excluded: dict[str, str] | None = None) -> list[DatasetRef]:
+    """The datasets that serve ``suite``; a configured one that cannot is entered
+    in ``excluded`` with the reason (an explicitly named one is a usage error)."""
     explicit = bool(names)
     if not names:
         names = [s.name for s in registry.specs("datasets") if s.builtin] + list(config.datasets)
@@ -150,9 +155,15 @@ def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None
             options, provides, label_space = {}, spec.provides, spec.label_space or name
         missing = set(suite.dataset_requires) - set(provides)
         if spec.task != suite.task or missing:
+            if spec.task != suite.task:
+                why = f"its task is '{spec.task}', the suite's is '{suite.task}'"
+            else:
+                hints = [HINTS[m] for m in sorted(missing) if m in HINTS]
+                why = f"it provides no {', '.join(sorted(missing))}" + (f"; to include it, {'; '.join(hints)}" if hints else "")
             if explicit:
-                why = f"task '{spec.task}'" if spec.task != suite.task else f"missing {', '.join(sorted(missing))}"
-                raise UsageError(f"dataset '{name}' cannot serve suite '{suite.name}' ({why})")
+                raise UsageError(f"dataset '{name}' cannot serve suite '{suite.name}': {why}")
+            if name in config.datasets and excluded is not None:
+                excluded[name] = why
             continue
         refs.append(DatasetRef(name, spec.name, options, frozenset(provides), label_space, spec.task))
     return refs
@@ -184,7 +195,8 @@ def make_plan(
 ) -> Plan:
     suite = registry.get("suites", suite_name)
     model_list = model_refs(registry, config, models)
-    dataset_list = dataset_refs(registry, config, datasets, suite)
+    excluded: dict[str, str] = {}
+    dataset_list = dataset_refs(registry, config, datasets, suite, excluded)
     if methods:
         method_specs = [registry.get("methods", m) for m in methods]
         for spec in method_specs:
@@ -199,6 +211,7 @@ def make_plan(
     jobs: list[Job] = []
     for model in model_list:
         for dataset in dataset_list:
+            _check_model_needs(model, dataset, config)
             for spec in method_specs:
                 reason = _incompatibility(model, dataset, spec)
                 for seed in seeds:
@@ -226,7 +239,22 @@ def make_plan(
                             skip_reason=reason,
                         )
                     )
-    return Plan(suite=suite.name, jobs=jobs)
+    return Plan(suite=suite.name, jobs=jobs, excluded=excluded)
+
+
+def _check_model_needs(model: ModelRef, dataset: DatasetRef, config: Config) -> None:
+    """A model that cannot even be built on a dataset (the built-in CNN trains on
+    its train split) stops the run before any work, naming the entry to fix."""
+    need = sorted(model.requires - dataset.provides)
+    if not need or model.label_space not in (None, dataset.label_space):
+        return
+    what = f"model '{model.name}' needs {', '.join(need)} from the dataset it runs on, which dataset '{dataset.name}' does not provide"
+    hints = "; ".join(HINTS[n] for n in need if n in HINTS)
+    other = "evaluate another model with --models (see `rbx list models`)"
+    if dataset.name in config.datasets:
+        role = {"train_split": "train", "val_split": "val"}.get(need[0], need[0])
+        raise ConfigError(what, file=config.file, key=f"datasets.{dataset.name}.{role}", fix=f"{hints + ', or ' if hints else ''}{other}")
+    raise UsageError(f"{what}.\n  fix: {other}")
 
 
 #: How to obtain a missing capability, appended to a skip reason.
@@ -239,6 +267,8 @@ HINTS = {
     "dropout": "use a model with dropout layers (e.g. builtin-cnn)",
     "ensemble": "use a model that can provide members (builtin-cnn trains seeds; timm models take `members:` checkpoints)",
     "embeddings": "use a model that returns embeddings",
+    "ood_subsets": "give the dataset an `ood:` entry (name: folder of images) in datasets.yaml",
+    "domain_shifts": "give the dataset a `dg:` entry in datasets.yaml",
 }
 
 

@@ -75,3 +75,52 @@ def test_plugins(monkeypatch):
         monkeypatch.setenv("RBX_PLUGINS", ",".join(modules))
 
     return use
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A single-node Ray cluster started in a directory of its own, as on a real
+    cluster where the workers' working directory is not the user's. It runs with
+    this interpreter (so its workers import this checkout), on ports of its own
+    (so it coexists with other clusters on the machine), and is stopped through
+    its own process, never with `ray stop`, which stops every cluster."""
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("ray")
+    cwd = tmp_path_factory.mktemp("ray-head-cwd")
+    port = _free_port()
+    ports = {flag: _free_port() for flag in ("--ray-client-server-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                                             "--runtime-env-agent-port", "--metrics-export-port", "--node-manager-port", "--object-manager-port")}
+    command = [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start", "--head", "--block", f"--port={port}",
+               "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items())]
+    log = cwd / "ray-start.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while "will now block forever" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"ray start failed:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield {"address": f"127.0.0.1:{port}", "cwd": cwd}
+    proc.terminate()  # --block: the head shuts its own processes down
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the session this fixture started, nothing else

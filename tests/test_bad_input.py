@@ -113,10 +113,9 @@ def test_unknown_names_suggest_the_closest_and_exit_2(cli, args, expected):
 def test_dataset_root_that_does_not_exist(tmp_path, cli):
     path = _yaml(tmp_path, f"datasets:\n  mine:\n    type: imagefolder\n    root: {tmp_path / 'missing'}\n    test: test\n    ood: {{x: {tmp_path}}}\n")
     result = cli("--quiet", "run", "--suite", "ood", "--config", str(path), "--datasets", "mine", "--methods", "msp", "--out", str(tmp_path / "o"))
-    assert result.code == 1, result
-    frame = read_results(tmp_path / "o")
-    error = frame.loc[frame["status"] == "failed", "error"].iloc[0]
-    assert "dataset root does not exist" in error and "datasets.mine.root" in error and "fix:" in error
+    assert result.code == 2, result  # found before any work: no failed row in the store
+    assert "dataset root does not exist" in result.err and "datasets.mine.root" in result.err and "fix:" in result.err
+    assert not (tmp_path / "o").exists()
 
 
 def test_undecodable_image_fails_the_job_naming_the_file(tmp_path, cli):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,24 +23,9 @@ def _values(out: Path):
     return frame.set_index(KEY)["value"].sort_index()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def ray_cluster():
-    pytest.importorskip("ray")
-    port = _free_port()
-    env = dict(os.environ)
-    started = subprocess.run(
-        ["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    yield f"127.0.0.1:{port}"
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+def ray_cluster(ray_head):
+    return ray_head["address"]
 
 
 def test_inline_local_and_ray_produce_identical_rows(cli, tmp_path, ray_cluster):
@@ -66,9 +49,9 @@ def test_ray_refuses_a_cluster_without_the_gpus_it_needs(cli, tmp_path, ray_clus
     assert "has 0 GPU(s)" in result.err and "--ray-gpus 0" in result.err
 
 
-def test_ray_unreachable_address_is_a_usage_error(cli, tmp_path):
+def test_ray_unreachable_address_is_a_usage_error(cli, tmp_path, free_port):
     pytest.importorskip("ray")
-    result = cli("run", "--suite", "ood", "--methods", "msp", "--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}", "--out", str(tmp_path))
+    result = cli("run", "--suite", "ood", "--methods", "msp", "--executor", "ray", "--ray-address", f"127.0.0.1:{free_port()}", "--out", str(tmp_path))
     assert result.code == 2, result
     assert "cannot reach the Ray cluster" in result.err and "ray start --head" in result.err
 
@@ -85,6 +68,8 @@ def test_worker_faults_become_failed_rows_and_the_rest_goes_on(cli, tmp_path, mo
     monkeypatch.syspath_prepend(str(FIXTURES))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("RBX_PLUGINS", "misbehaving_methods,faulty_methods")
+    # The timeout covers building the model: train and cache the built-in one first.
+    assert cli("--quiet", "run", "--suite", "ood", "--methods", "msp", "--executor", "inline", "--out", str(tmp_path / "warm")).code == 0
     result = cli("--quiet", "run", "--suite", "ood", "--methods", f"energy,{method},msp", "--executor", "local", "--workers", "2",
                  *extra, "--out", str(tmp_path), "--format", "json")
     assert result.code == 1, result
@@ -93,3 +78,15 @@ def test_worker_faults_become_failed_rows_and_the_rest_goes_on(cli, tmp_path, mo
     assert by_method["energy"] == {"ok"} and by_method["msp"] == {"ok"}
     assert by_method[method] == {"failed"}
     assert cause in frame.loc[frame["method"] == method, "error"].iloc[0]
+
+
+def test_job_timeout_covers_building_the_model(cli, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RBX_PLUGINS", "hanging_model")
+    result = cli("--quiet", "run", "--suite", "ood", "--models", "hangs-building", "--methods", "msp,energy", "--executor", "local",
+                 "--job-timeout", "5", "--out", str(tmp_path), "--format", "json")
+    assert result.code == 1, result
+    frame = read_results(tmp_path)
+    assert set(frame["method"]) == {"msp", "energy"} and set(frame["status"]) == {"failed"}
+    assert all("timed out after 5 s while building the model and dataset" in e for e in frame["error"])

@@ -20,6 +20,8 @@ def rbx_datasets():
             factory="rbx_datasets.imagefolder:build",
             option_keys={"root", "train", "val", "test", "ood", "label_space", "classes", "extensions"},
             required_keys={"root", "test"},
+            option_types={"root": "path", "train": "path", "val": "path", "test": "path", "ood": "paths",
+                          "label_space": "str", "classes": "names", "extensions": "names"},
             summary="<root>/<split>/<class>/<image> trees; OOD sets as folders of images",
         ),
     ]

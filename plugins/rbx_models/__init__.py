@@ -14,6 +14,7 @@ def rbx_models():
             factory="rbx_models.smallcnn:build",
             provides=_CLASSIFIER | {"dropout", "ensemble"},
             label_space=None,
+            requires={"train_split"},
             default=True,
             summary="small CNN trained on the evaluated dataset on first use (seconds on CPU), cached",
         ),

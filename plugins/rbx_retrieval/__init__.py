@@ -106,6 +106,7 @@ DATASETS = [
         task="retrieval",
         option_keys={"root", "hierarchy_dir", "split", "query_dir", "gallery_dir", "label_space"},
         required_keys={"root", "hierarchy_dir"},
+        option_types={"root": "path", "hierarchy_dir": "path", "split": "str", "query_dir": "path", "gallery_dir": "path", "label_space": "str"},
         summary="H-GLDv2: GLDv2 test queries vs index gallery, landmark -> super-category -> natural/human-made "
         "(hierarchy_dir from `rbx datasets build hgldv2`)",
     ),

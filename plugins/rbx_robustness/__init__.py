@@ -154,6 +154,13 @@ READER_KEYS = {
     "cure_or": ({"root", "label"}, {"root"}),
 }
 
+#: datasets.yaml value forms of the reader options (robustbench_x.options): ``classes``
+#: is a class-list file or the names; a selection is one name or a list.
+OPTION_TYPES = {
+    "root": "path", "clean_root": "path", "classes": "path|names", "corruptions": "names|str", "perturbations": "names|str",
+    "num_classes": "int", "labels": "path", "sequence": "str", "label": "str", "label_space": "str",
+}
+
 
 def _reader(name: str, module: str, provides: set[str], label_space: str | None, summary: str) -> DatasetSpec:
     option_keys, required_keys = READER_KEYS[module]
@@ -165,6 +172,7 @@ def _reader(name: str, module: str, provides: set[str], label_space: str | None,
         label_space=label_space,
         option_keys=option_keys | {"label_space"},
         required_keys=required_keys,
+        option_types={k: OPTION_TYPES[k] for k in option_keys | {"label_space"}},
         summary=summary,
     )
 

@@ -145,6 +145,9 @@ def rbx_methods() -> list[MethodSpec]:
 
 
 _ROOT_KEYS = {"root", "classes", "label_space", "extensions"}
+#: datasets.yaml value forms (robustbench_x.options); ``classes`` is a class-name file.
+_TYPES = {"root": "path", "classes": "path", "label_space": "str", "extensions": "names", "train": "path", "val": "path",
+          "test": "path", "ood": "paths|names", "ood_root": "path", "dg": "paths"}
 
 
 @hookimpl
@@ -155,6 +158,7 @@ def rbx_datasets() -> list[DatasetSpec]:
             factory="rbx_vlm.datasets:build_imagenet",
             option_keys=_ROOT_KEYS | {"train", "val", "test", "ood", "ood_root", "dg"},
             required_keys={"root"},
+            option_types=_TYPES,
             summary="ImageNet wnid trees (test = val); MOS OOD sets as ood:, ImageNet-V2/-Sketch/-A/-R as dg:",
         )
     ]
@@ -170,6 +174,7 @@ def rbx_datasets() -> list[DatasetSpec]:
                 factory=f"rbx_vlm.datasets:build_{name.replace('-', '_')}",
                 option_keys=_ROOT_KEYS,
                 required_keys={"root"},
+                option_types={k: _TYPES[k] for k in _ROOT_KEYS},
                 provides={"domain_shifts"},
                 summary=f"{what}; stand-alone, subset id over the 1000 ImageNet classes",
             )

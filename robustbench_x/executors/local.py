@@ -12,7 +12,9 @@ The parent supervises each worker through a pipe: the child reports every job
 it starts and finishes. When a worker dies (``os._exit``, a signal, the OOM
 killer) or a job runs past ``--job-timeout``, the job it was running gets a
 ``failed`` row with the cause, and the group's remaining jobs go to a fresh
-worker, so one bad job never takes its neighbours down.
+worker, so one bad job never takes its neighbours down. The timeout also
+covers building the group's model and dataset (a hanging model factory fails
+every job of its group, "while building").
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def _child(group: Group, options: RunOptions, device_id: str | None, conn) -> No
     if device_id is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device_id  # before torch is imported in this process
     index = {job.key: i for i, job in enumerate(group.jobs)}
+    import torch  # noqa: F401  (seconds on a loaded machine: start-up, not the job's time)
+
+    conn.send(("build",))  # the job timeout starts here: building the model and dataset counts
     try:
         opts = dataclasses.replace(options, device="cuda" if device_id is not None else options.device)
         outcomes = run_group(
@@ -118,6 +123,7 @@ class LocalExecutor:
             proc.start()
             child.close()  # a dead child then gives EOFError instead of a hang
             current: int | None = None
+            building = False  # between "build" and the first "start": the model and dataset are built
             started_at = 0.0
             finished: set[int] = set()
             cause: str | None = None
@@ -130,8 +136,10 @@ class LocalExecutor:
                         cause = _death(proc.exitcode)
                         break
                     kind = message[0]
-                    if kind == "start":
-                        current, started_at = message[1], time.monotonic()
+                    if kind == "build":
+                        building, started_at = True, time.monotonic()
+                    elif kind == "start":
+                        building, current, started_at = False, message[1], time.monotonic()
                     elif kind == "done":
                         finished.add(message[1])
                         outcomes.append(Outcome(sub.jobs[message[1]].key, message[2]))
@@ -152,9 +160,10 @@ class LocalExecutor:
                 elif not proc.is_alive():
                     cause = _death(proc.exitcode)
                     break
-                elif self.job_timeout and current is not None and time.monotonic() - started_at > self.job_timeout:
+                elif self.job_timeout and (current is not None or building) and time.monotonic() - started_at > self.job_timeout:
                     proc.kill()
-                    cause = f"timed out after {self.job_timeout:g} s (--job-timeout); the worker was killed"
+                    during = " while building the model and dataset" if building else ""
+                    cause = f"timed out after {self.job_timeout:g} s{during} (--job-timeout); the worker was killed"
                     break
             if proc.is_alive():
                 proc.kill()

@@ -142,6 +142,7 @@ from robustbench_x.api import (
     SuiteSpec,
     load_factory,
 )
+from robustbench_x.options import parse as parse_option_type
 
 __all__ = [
     "ACCESS_RULES",
@@ -1363,7 +1364,8 @@ def _check_tokens(spec: Any, env: CheckEnv, field: str = "provides") -> None:
 
 
 def check_dataset_provides_known(spec: DatasetSpec, env: CheckEnv | None = None) -> None:
-    """``provides`` are capability tokens; ``required_keys ⊆ option_keys``; a type declares its option keys."""
+    """``provides`` are capability tokens; ``required_keys ⊆ option_keys``; a type declares its option keys;
+    ``option_types`` name known keys with forms of :mod:`robustbench_x.options`."""
     env = env or default_env()
     _check_tokens(spec, env)
     extra = sorted(set(spec.required_keys) - set(spec.option_keys))
@@ -1371,6 +1373,14 @@ def check_dataset_provides_known(spec: DatasetSpec, env: CheckEnv | None = None)
         _fail(f"{env.who(spec)}: required_keys {extra} are not in option_keys {sorted(spec.option_keys)}, so no datasets.yaml entry can be valid; fix: add them to option_keys")
     if not spec.builtin and not spec.option_keys:
         _fail(f"{env.who(spec)}: a dataset type (builtin=False) must list the datasets.yaml keys it accepts in option_keys (at least 'root')")
+    stray = sorted(set(spec.option_types) - set(spec.option_keys))
+    if stray:
+        _fail(f"{env.who(spec)}: option_types names keys {stray} that are not in option_keys; fix: add them to option_keys or drop them")
+    for key, declared in spec.option_types.items():
+        try:
+            parse_option_type(declared)
+        except ValueError as exc:
+            _fail(f"{env.who(spec)}: option_types[{key!r}]: {exc}")
 
 
 def check_dataset_config_validation(spec: DatasetSpec, env: CheckEnv | None = None) -> None:

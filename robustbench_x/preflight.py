@@ -1,0 +1,61 @@
+"""Checks a run makes before any work: a problem found here is exit 2 with the
+file, the key and the fix, and nothing has been written to the store.
+
+* every configured dataset the run considers is opened by its own factory (its
+  root, splits and OOD folders must exist and be of the expected kind);
+* the result store directory is a directory this process can write into.
+
+Opening a dataset reads folder listings only (no image is decoded, no torch).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from robustbench_x.api import load_factory
+from robustbench_x.config import Config
+from robustbench_x.errors import ConfigError, UsageError
+
+
+def open_datasets(registry, config: Config, names: Sequence[str] | None) -> None:
+    """Build every configured dataset among ``names`` (default: all configured)."""
+    for name in names or list(config.datasets):
+        entry = config.datasets.get(name)
+        if entry is None:  # a built-in dataset, or an unknown name the planner reports
+            continue
+        spec = registry.get("datasets", entry.type)
+        try:
+            load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
+        except ConfigError as exc:
+            if exc.file:
+                raise
+            # a reader that knows only its own option name: say which file and entry
+            key = f"datasets.{name}" + (f".{exc.key}" if exc.key and not exc.key.startswith("datasets.") else "")
+            raise ConfigError(exc.message, file=config.file, key=key, fix=exc.fix) from None
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot open dataset '{name}': {type(exc).__name__}: {exc}", file=config.file, key=f"datasets.{name}",
+                fix=f"correct the entry's paths and layout (`rbx datasets verify {name}` opens it and decodes a sample)",
+            ) from None
+
+
+def check_out_dir(out: Path) -> None:
+    """``--out`` must be a directory, or creatable, and writable; nothing is created here."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory.\n  fix: pass a directory (it is created if missing)")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, so the directory cannot be created.\n  fix: pass a path under a directory")
+    try:  # os.access says yes to root on a read-only mount; a real write does not
+        fd, probe = tempfile.mkstemp(prefix=".rbx-write-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"--out {out}: cannot write into {existing} ({exc.strerror or exc}).\n  fix: pass a directory you can write to, or fix its permissions"
+        ) from None
