@@ -217,10 +217,14 @@ def list_cmd(
     data = {}
     for k in kinds:
         items = []
-        for spec in registry.specs(k):
-            record = {key: (sorted(v) if isinstance(v, frozenset) else v) for key, v in asdict(spec).items()}
-            record["plugin"] = registry.plugin_label(k, spec.name)
-            items.append(record)
+        for name in registry.names(k):
+            providers = registry.providers(k, name)
+            for plugin, spec in providers:  # a name two plugins register is listed once per provider
+                record = {key: (sorted(v) if isinstance(v, frozenset) else v) for key, v in asdict(spec).items()}
+                record["plugin"] = plugin.label
+                if len(providers) > 1:
+                    record["conflict"] = f"also registered by another plugin; run it as {plugin.distribution}::{name}"
+                items.append(record)
         data[k] = items
     if fmt == "json":
         print(json.dumps(data, indent=2, default=str))
@@ -233,7 +237,8 @@ def list_cmd(
         table.add_column("details")
         table.add_column("plugin", style="dim")
         for item in items:
-            table.add_row(item["name"], _describe_spec(k, item), item["plugin"])
+            conflict = f"[red]conflict:[/red] {item['conflict']}; " if "conflict" in item else ""
+            table.add_row(item["name"], conflict + _describe_spec(k, item), item["plugin"])
         out.print(table)
 
 
@@ -262,7 +267,15 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
 
     _check_format(fmt)
     registry = get_registry()
-    records = [asdict(p) for p in registry.plugins]
+    conflicts = [
+        {"kind": kind[:-1], "name": name, "providers": [f"{r.distribution}::{name}" for r in providers]}
+        for (kind, name), providers in registry.conflicts().items()
+    ]
+    records = []
+    for p in registry.plugins:
+        record = asdict(p)
+        record["conflicts"] = [c for c in conflicts if any(name == c["name"] for name in p.provides.get(c["kind"] + "s", []))]
+        records.append(record)
     if fmt == "json":
         print(json.dumps(records, indent=2))
         return
@@ -276,6 +289,8 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
         detail = p.error if p.status == "failed" else "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
         table.add_row(p.name, p.origin, f"[{style}]{p.status}[/{style}]", detail or "")
     out.print(table)
+    for c in conflicts:
+        out.print(f"conflict: {c['kind']} '{c['name']}' is registered by {' and '.join(c['providers'])}; name one of these in `rbx run`", markup=False, style="red")
 
 
 @app.command()

@@ -224,7 +224,7 @@ def _seed_everything(seed: int) -> None:
 
 def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, options: RunOptions, suite, metric_specs, log) -> tuple[list[dict], Any]:
     registry = get_registry()
-    spec = registry.get("methods", job.method)
+    spec = registry.get("methods", job.method_ref or job.method)
     _seed_everything(job.seed)
     method = load_factory(spec.factory)(**job.params)
     ctx = RunContext(job, model, dataset, cache, options, log)
