@@ -173,7 +173,9 @@ def run_group(
             model.module.to(options.device)
         except NotImplementedError:  # a model without a torch module (precomputed outputs, say)
             pass
-    except Exception as exc:
+    except BaseException as exc:  # a plugin's SystemExit must not end the run: only Ctrl-C does
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         error = _describe(exc)
         for job in pending:
             store.write(job, [_row(job, status="failed", error=f"could not build model or dataset: {error}")], None)
@@ -197,7 +199,9 @@ def run_group(
             outcomes.append(Outcome(job.key, "ok", duration_s=duration))
             if on_job:
                 on_job(job, "ok")
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit(0) from a method is a failed job, not a finished run
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             error = _describe(exc)
             if not isinstance(exc, (PluginError, JobError, ValueError)):  # unexpected: keep where it happened
                 error += "\n" + "".join(traceback.format_exception(exc)[-3:]).strip()
