@@ -10,9 +10,22 @@ A file is written as ``.<name>.<uuid>.tmp`` in its final directory, fsynced
 and renamed: "the file exists" therefore means "the job finished", and a
 leftover temporary file from a killed writer is never read (its name starts
 with a dot). The scores file is written before the results file, so a results
-file never points at missing per-sample outputs. Identity columns are kept
-inside the files as well as in the path, and partition columns are read as
-strings so a model called ``007`` stays ``"007"``.
+file never points at missing per-sample outputs.
+
+The identity columns ``suite, model, dataset, method`` live only in the path,
+in both trees, never inside the files: a column that is both a hive directory
+and a file column is a string in one place and a dictionary in the other, and
+pandas (through pyarrow's dictionary partitioning) then refuses to read the
+tree. So every table library reads a whole tree with one call::
+
+    pd.read_parquet("out/results")                                  # identity columns: category
+    pyarrow.dataset.dataset("out/results", partitioning="hive")
+    duckdb.read_parquet("out/results/**/*.parquet", hive_partitioning=True)
+    polars.scan_parquet("out/results", hive_partitioning=True)
+
+:func:`read_results` adds the identity columns back as strings from the path
+(so a model called ``007`` stays ``"007"``) and still reads stores written
+before this layout, whose files carry them.
 """
 
 from __future__ import annotations
@@ -86,8 +99,8 @@ class ResultStore:
 
     def write(self, job, rows: list[dict[str, Any]], scores: pa.Table | None) -> Path:
         if scores is not None:
-            _atomic_write(scores, self.path("scores", job))
-        table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+            _atomic_write(scores.drop_columns([c for c in PARTITIONS if c in scores.column_names]), self.path("scores", job))
+        table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA).drop_columns(list(PARTITIONS))
         path = self.path("results", job)
         _atomic_write(table, path)
         return path
@@ -123,9 +136,20 @@ def read_results(out: str | os.PathLike):
     files = _files(root) if root.exists() else []
     if not files:
         return pd.DataFrame({f.name: pd.Series(dtype=object) for f in RESULT_SCHEMA})
-    tables = [pq.read_table(f) for f in files]
+    tables = [_with_identity(pq.read_table(f), f, root) for f in files]
     table = pa.concat_tables(tables, promote_options="permissive")
-    return table.to_pandas()
+    order = [f.name for f in RESULT_SCHEMA if f.name in table.column_names]
+    return table.select(order + [c for c in table.column_names if c not in order]).to_pandas()
+
+
+def _with_identity(table: pa.Table, path: Path, root: Path) -> pa.Table:
+    """Put the path's ``key=value`` identity back as string columns (files of
+    older stores carry them already and are left as they are)."""
+    for segment in path.parent.relative_to(root).parts:
+        key, sep, value = segment.partition("=")
+        if sep and key in PARTITIONS and key not in table.column_names:
+            table = table.append_column(pa.field(key, pa.string()), pa.array([urllib.parse.unquote(value)] * len(table), pa.string()))
+    return table
 
 
 def read_scores(out: str | os.PathLike, suite: str, model: str, dataset: str, method: str, config_hash: str | None = None):
