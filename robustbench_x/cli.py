@@ -24,6 +24,8 @@ from robustbench_x.errors import RbxError, UsageError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="robustbench_x: evaluate vision models out of distribution.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Prepare, verify and build datasets.")
 app.add_typer(datasets_app, name="datasets")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clear the cache ($RBX_CACHE_DIR): features, fitted state, model weights.")
+app.add_typer(cache_app, name="cache")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -424,6 +426,82 @@ def datasets_verify(
             source = ds.samples(subset)
             source[0]
             out.print(f"{name} {subset}: {len(source)} samples, fingerprint {ds.fingerprint(subset)}")
+
+
+@cache_app.command("info")
+def cache_info(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
+    """Where the cache is, its size, and its entries by kind."""
+    from robustbench_x import cachedir
+
+    _check_format(fmt)
+    root = cachedir.cache_root()
+    kinds: dict[str, dict] = {}
+    for entry in cachedir.entries(root):
+        kind = kinds.setdefault(entry.category, {"entries": 0, "bytes": 0, "unverifiable": 0})
+        kind["entries"] += 1
+        kind["bytes"] += entry.size
+        kind["unverifiable"] += not entry.verifiable
+    info = {"root": str(root), "bytes": sum(k["bytes"] for k in kinds.values()), "kinds": kinds, "orphans": len(cachedir.orphans(root))}
+    if fmt == "json":
+        print(json.dumps(info, indent=2))
+        return
+    out.print(f"{root}: {cachedir.human(info['bytes'])} in {sum(k['entries'] for k in kinds.values())} entries", markup=False)
+    for name, kind in kinds.items():
+        note = f" ({kind['unverifiable']} without a manifest)" if kind["unverifiable"] else ""
+        out.print(f"  {name}: {kind['entries']} entries, {cachedir.human(kind['bytes'])}{note}", markup=False)
+    if info["orphans"]:
+        out.print(f"  {info['orphans']} orphaned temporary entries (removed by `rbx cache verify` or the next run)", markup=False)
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Check every entry against its manifest (full checksums); remove damaged
+    entries and orphaned temporary ones. Exit 1 if anything was damaged."""
+    from robustbench_x import cachedir
+
+    root = cachedir.cache_root()
+    damaged = checked = unverifiable = 0
+    for entry in cachedir.entries(root):
+        if not entry.verifiable:
+            unverifiable += 1
+            continue
+        checked += 1
+        problem = cachedir.check(entry.path, full=True)
+        if problem:
+            damaged += 1
+            out.print(f"damaged: {entry.path}: {problem}; removed (recomputed when next needed)", markup=False, style="red")
+            cachedir.remove(entry.path)
+    orphans = cachedir.clean_orphans(root)
+    out.print(
+        f"{checked} entries checked, {damaged} damaged and removed, {len(orphans)} orphaned temporary entries removed"
+        + (f", {unverifiable} without a manifest (not written by this cache API; not checked)" if unverifiable else ""),
+        markup=False,
+    )
+    raise typer.Exit(1 if damaged else 0)
+
+
+@cache_app.command("clear")
+def cache_clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete everything in the cache directory (recomputed when next needed)."""
+    import shutil
+
+    from robustbench_x import cachedir
+
+    root = cachedir.cache_root()
+    if not root.is_dir():
+        out.print(f"{root}: nothing to clear", markup=False)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"`rbx cache clear` deletes everything in {root}.\n  fix: pass --yes to confirm")
+        typer.confirm(f"delete everything in {root}?", abort=True)
+    freed = sum(entry.size for entry in cachedir.entries(root))
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    out.print(f"cleared {root} ({cachedir.human(freed)})", markup=False)
 
 
 def _check_format(fmt: str) -> None:
