@@ -92,7 +92,14 @@ def run(
             plans.append(plan)
     if not plans:
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
-    ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
+    registry.get("executors", executor)  # an unknown name is a usage error even when nothing is left to run
+    built: list = []
+
+    def ex():  # built on first use: a finished store never imports torch or starts a cluster
+        if not built:
+            built.append(build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus))
+        return built[0]
+
     summaries = [_run_plan(plan, ex, cfg, out_dir, force, fmt) for plan in plans]
     if fmt == "json":
         print(json.dumps(summaries[0] if suite != "all" else summaries, indent=2))
@@ -117,11 +124,18 @@ def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bo
     return plan
 
 
-def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
-    from robustbench_x.runner import RunOptions, write_skipped
+def _run_plan(plan, executor, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
+    from robustbench_x.results import ResultStore
 
     suite = plan.suite
     started = time.time()
+    store = ResultStore(out_dir)
+    if not force and all(store.done(j) for j in plan.runnable) and all(store.path("results", j).exists() for j in plan.skipped):
+        # Nothing to do, decided from file names: no runner, torch or pandas imported.
+        return _summary(plan, out_dir, started, {"cached": len(plan.runnable)}, [], fmt)
+    from robustbench_x.runner import RunOptions, write_skipped
+
+    ex = executor()
     for job in plan.skipped:
         write_skipped(job, out_dir)
     options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
@@ -146,7 +160,11 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    failed = [o for o in outcomes if o.status == "failed"]
+    return _summary(plan, out_dir, started, counts, [o for o in outcomes if o.status == "failed"], fmt)
+
+
+def _summary(plan, out_dir: Path, started: float, counts: dict[str, int], failed: list, fmt: str) -> dict:
+    suite = plan.suite
     summary = {
         "suite": suite,
         "out": str(out_dir),

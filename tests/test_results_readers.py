@@ -53,6 +53,9 @@ def store(tmp_path_factory):
         })  # fmt: skip
         rows = [_row(job, "ood/x", "auroc", 0.5 + i / 10), _row(job, "ood/x", "fpr@95tpr", 0.1 * i, status="failed" if i == 3 else "ok")]
         results.write(job, rows, scores)
+    failed = _job("builtin-cnn", "broken", "f" * 16)  # a job that failed as a whole leaves its marker beside its file
+    results.write(failed, [_row(failed, None, None, float("nan"), status="failed")])
+    assert results.failed_marker(failed).exists()
     return out
 
 
@@ -70,7 +73,7 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
             frame[name] = column.astype(object).where(column.notna(), None)
     frame = frame[sorted(frame.columns)]
     keys = [c for c in ("suite", "model", "dataset", "method", "subset", "metric", "sample_id") if c in frame.columns]
-    return frame.sort_values(keys).reset_index(drop=True)
+    return frame.sort_values(keys, na_position="first").reset_index(drop=True)
 
 
 def _readers(tree: str):
@@ -120,3 +123,16 @@ def test_stores_written_with_identity_columns_in_the_files_still_read(tmp_path):
     pq.write_table(pa.Table.from_pylist([_row(job, "ood/x", "auroc", 0.9)], schema=RESULT_SCHEMA), path)
     frame = read_results(tmp_path)
     assert frame[["suite", "model", "dataset", "method", "value"]].values.tolist() == [["ood", "builtin-cnn", "embedded-digits", "msp", 0.9]]
+
+
+def test_done_is_decided_from_file_names_and_magic_bytes(tmp_path):
+    store = ResultStore(tmp_path)
+    job = _job("builtin-cnn", "msp", "1" * 16)
+    assert not store.done(job)
+    store.write(job, [_row(job, None, None, float("nan"), status="failed")])
+    assert not store.done(job) and store.failed_marker(job).exists()  # a failed job is run again
+    store.write(job, [_row(job, "ood/x", "auroc", 0.9), _row(job, "ood/x", "ece", float("nan"), status="failed")])
+    assert store.done(job) and not store.failed_marker(job).exists()  # an undefined metric is an answer
+    path = store.path("results", job)
+    path.write_bytes(path.read_bytes()[:-10])  # damaged: the footer's magic bytes are gone
+    assert not store.done(job)
