@@ -8,8 +8,15 @@ changed checkpoint, image or transform can never be served stale.
 
 Writers are safe against each other: a file lock per entry makes a second
 process wait for the first instead of recomputing, and the entry directory is
-written under a temporary name and renamed into place, so a reader never sees
-a half-written entry, even after ``kill -9``.
+written under a temporary name, sealed with its manifest and renamed into
+place, so a reader never sees a half-written entry, even after ``kill -9``.
+Every read checks the entry against its manifest (:mod:`robustbench_x.cachedir`):
+a damaged one is reported by path, removed and recomputed.
+
+The arrays are allocated on disk before they are memory-mapped: a sparse
+mapping on a full disk would kill the process with SIGBUS at the first page it
+cannot back; allocated first, a full disk is a failed job naming the path and
+the bytes needed, and the temporary entry is removed.
 """
 
 from __future__ import annotations
@@ -22,10 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
+from robustbench_x import cachedir
 from robustbench_x.api import Dataset, Model, Outputs
-from robustbench_x.cachedir import cache_root
+from robustbench_x.cachedir import DiskFull, cache_root, is_disk_full
 
 LAYOUT = "features-v1"
 FILES = ("logits", "features", "labels", "sample_ids")
@@ -45,14 +52,16 @@ class FeatureCache:
         """The cached outputs of ``subset``; on a miss ``compute(directory)``
         writes the four ``.npy`` files into a fresh temporary directory."""
         entry = self.root / self.key(model, dataset, subset)
-        if (entry / "complete").exists():
+        if cachedir.check(entry) is None:
             self.hits += 1
             return self._read(entry)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(entry) + ".lock"):
-            if (entry / "complete").exists():  # another process finished it while we waited
+        with cachedir.lock_for(entry):
+            problem = cachedir.check(entry)
+            if problem is None:  # another process finished it while we waited
                 self.hits += 1
                 return self._read(entry)
+            if entry.exists():
+                cachedir.discard(entry, problem)
             self.misses += 1
             self._build(entry, compute)
         return self._read(entry)
@@ -68,16 +77,24 @@ class FeatureCache:
         tmp.mkdir()
         try:
             compute(tmp)
-            for name in FILES:
-                with open(tmp / f"{name}.npy", "rb+") as fh:
-                    os.fsync(fh.fileno())
-            (tmp / "complete").write_text("ok")
-            if entry.exists():  # a stale, incomplete entry from a killed writer
-                shutil.rmtree(entry)
+            cachedir.seal_directory(tmp)
             os.rename(tmp, entry)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(Path(exc.filename) if exc.filename else tmp) from exc
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _allocated(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A ``.npy`` file of ``shape`` whose blocks are allocated on disk, mapped for writing."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        cachedir.reserve(fh, fh.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize, path)
+    return np.lib.format.open_memmap(path, mode="r+")
 
 
 def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path, *, batch_size: int = 256, device: str = "cpu", num_workers: int = 0) -> None:
@@ -93,7 +110,7 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
         raise ValueError(f"subset {subset!r} of dataset {dataset.name!r} is empty")
     loader = DataLoader(_Transformed(source, model.transform()), batch_size=batch_size, shuffle=False, num_workers=num_workers)
     logits = features = None
-    labels = np.lib.format.open_memmap(directory / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
+    labels = _allocated(directory / "labels.npy", np.int64, (n,))
     ids: list[str] = []
     at = 0
     # fork_rng: a DataLoader draws from torch's global generator; without it a
@@ -109,8 +126,8 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
             lg, ft = model.forward(x.to(device))
             lg, ft = lg.float().cpu().numpy(), ft.float().cpu().numpy()
             if logits is None:
-                logits = np.lib.format.open_memmap(directory / "logits.npy", mode="w+", dtype=np.float32, shape=(n, lg.shape[1]))
-                features = np.lib.format.open_memmap(directory / "features.npy", mode="w+", dtype=np.float32, shape=(n, ft.shape[1]))
+                logits = _allocated(directory / "logits.npy", np.float32, (n, lg.shape[1]))
+                features = _allocated(directory / "features.npy", np.float32, (n, ft.shape[1]))
             b = len(lg)
             logits[at : at + b], features[at : at + b], labels[at : at + b] = lg, ft, y.numpy()
             ids.extend(sid)

@@ -25,6 +25,8 @@ from robustbench_x.errors import RbxError, UsageError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="robustbench_x: evaluate vision models out of distribution.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Prepare, verify and build datasets.")
 app.add_typer(datasets_app, name="datasets")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clear the cache ($RBX_CACHE_DIR): features, fitted state, model weights.")
+app.add_typer(cache_app, name="cache")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -99,7 +101,14 @@ def run(
     if not plans:
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
     check_out_dir(out_dir)
-    ex = build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
+    registry.get("executors", executor)  # an unknown name is a usage error even when nothing is left to run
+    built: list = []
+
+    def ex():  # built on first use: a finished store never imports torch or starts a cluster
+        if not built:
+            built.append(build_executor(registry, executor, workers=workers, devices=_split(devices), job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus))
+        return built[0]
+
     summaries = [_run_plan(plan, ex, cfg, out_dir, force, fmt) for plan in plans]
     if fmt == "json":
         print(json.dumps(summaries[0] if suite != "all" else summaries, indent=2))
@@ -153,14 +162,21 @@ def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bo
     return plan
 
 
-def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
-    from robustbench_x.runner import RunOptions, write_skipped
+def _run_plan(plan, executor, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
+    from robustbench_x.results import ResultStore
 
     suite = plan.suite
     started = time.time()
     if fmt != "json":
         for dataset, why in plan.excluded.items():
             err.print(f"{suite}: dataset '{dataset}' not evaluated: {why}", markup=False, highlight=False, style="yellow")
+    store = ResultStore(out_dir)
+    if not force and all(store.done(j) for j in plan.runnable) and all(store.path("results", j).exists() for j in plan.skipped):
+        # Nothing to do, decided from file names: no runner, torch or pandas imported.
+        return _summary(plan, out_dir, started, {"cached": len(plan.runnable)}, [], fmt)
+    from robustbench_x.runner import RunOptions, write_skipped
+
+    ex = executor()
     for job in plan.skipped:
         write_skipped(job, out_dir)
     options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
@@ -185,7 +201,11 @@ def _run_plan(plan, ex, cfg, out_dir: Path, force: bool, fmt: str) -> dict:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    failed = [o for o in outcomes if o.status == "failed"]
+    return _summary(plan, out_dir, started, counts, [o for o in outcomes if o.status == "failed"], fmt)
+
+
+def _summary(plan, out_dir: Path, started: float, counts: dict[str, int], failed: list, fmt: str) -> dict:
+    suite = plan.suite
     summary = {
         "suite": suite,
         "out": str(out_dir),
@@ -262,10 +282,14 @@ def list_cmd(
     data = {}
     for k in kinds:
         items = []
-        for spec in registry.specs(k):
-            record = {key: (sorted(v) if isinstance(v, frozenset) else v) for key, v in asdict(spec).items()}
-            record["plugin"] = registry.plugin_label(k, spec.name)
-            items.append(record)
+        for name in registry.names(k):
+            providers = registry.providers(k, name)
+            for plugin, spec in providers:  # a name two plugins register is listed once per provider
+                record = {key: (sorted(v) if isinstance(v, frozenset) else v) for key, v in asdict(spec).items()}
+                record["plugin"] = plugin.label
+                if len(providers) > 1:
+                    record["conflict"] = f"also registered by another plugin; run it as {plugin.distribution}::{name}"
+                items.append(record)
         data[k] = items
     if fmt == "json":
         print(json.dumps(data, indent=2, default=str))
@@ -278,7 +302,8 @@ def list_cmd(
         table.add_column("details")
         table.add_column("plugin", style="dim")
         for item in items:
-            table.add_row(item["name"], _describe_spec(k, item), item["plugin"])
+            conflict = f"[red]conflict:[/red] {item['conflict']}; " if "conflict" in item else ""
+            table.add_row(item["name"], conflict + _describe_spec(k, item), item["plugin"])
         out.print(table)
 
 
@@ -334,7 +359,15 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
 
     _check_format(fmt)
     registry = get_registry()
-    records = [asdict(p) for p in registry.plugins]
+    conflicts = [
+        {"kind": kind[:-1], "name": name, "providers": [f"{r.distribution}::{name}" for r in providers]}
+        for (kind, name), providers in registry.conflicts().items()
+    ]
+    records = []
+    for p in registry.plugins:
+        record = asdict(p)
+        record["conflicts"] = [c for c in conflicts if any(name == c["name"] for name in p.provides.get(c["kind"] + "s", []))]
+        records.append(record)
     if fmt == "json":
         print(json.dumps(records, indent=2))
         return
@@ -348,6 +381,8 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
         detail = p.error if p.status == "failed" else "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
         table.add_row(p.name, p.origin, f"[{style}]{p.status}[/{style}]", detail or "")
     out.print(table)
+    for c in conflicts:
+        out.print(f"conflict: {c['kind']} '{c['name']}' is registered by {' and '.join(c['providers'])}; name one of these in `rbx run`", markup=False, style="red")
 
 
 @app.command()
@@ -481,6 +516,82 @@ def datasets_verify(
             source = ds.samples(subset)
             source[0]
             out.print(f"{name} {subset}: {len(source)} samples, fingerprint {ds.fingerprint(subset)}")
+
+
+@cache_app.command("info")
+def cache_info(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
+    """Where the cache is, its size, and its entries by kind."""
+    from robustbench_x import cachedir
+
+    _check_format(fmt)
+    root = cachedir.cache_root()
+    kinds: dict[str, dict] = {}
+    for entry in cachedir.entries(root):
+        kind = kinds.setdefault(entry.category, {"entries": 0, "bytes": 0, "unverifiable": 0})
+        kind["entries"] += 1
+        kind["bytes"] += entry.size
+        kind["unverifiable"] += not entry.verifiable
+    info = {"root": str(root), "bytes": sum(k["bytes"] for k in kinds.values()), "kinds": kinds, "orphans": len(cachedir.orphans(root))}
+    if fmt == "json":
+        print(json.dumps(info, indent=2))
+        return
+    out.print(f"{root}: {cachedir.human(info['bytes'])} in {sum(k['entries'] for k in kinds.values())} entries", markup=False)
+    for name, kind in kinds.items():
+        note = f" ({kind['unverifiable']} without a manifest)" if kind["unverifiable"] else ""
+        out.print(f"  {name}: {kind['entries']} entries, {cachedir.human(kind['bytes'])}{note}", markup=False)
+    if info["orphans"]:
+        out.print(f"  {info['orphans']} orphaned temporary entries (removed by `rbx cache verify` or the next run)", markup=False)
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Check every entry against its manifest (full checksums); remove damaged
+    entries and orphaned temporary ones. Exit 1 if anything was damaged."""
+    from robustbench_x import cachedir
+
+    root = cachedir.cache_root()
+    damaged = checked = unverifiable = 0
+    for entry in cachedir.entries(root):
+        if not entry.verifiable:
+            unverifiable += 1
+            continue
+        checked += 1
+        problem = cachedir.check(entry.path, full=True)
+        if problem:
+            damaged += 1
+            out.print(f"damaged: {entry.path}: {problem}; removed (recomputed when next needed)", markup=False, style="red")
+            cachedir.remove(entry.path)
+    orphans = cachedir.clean_orphans(root)
+    out.print(
+        f"{checked} entries checked, {damaged} damaged and removed, {len(orphans)} orphaned temporary entries removed"
+        + (f", {unverifiable} without a manifest (not written by this cache API; not checked)" if unverifiable else ""),
+        markup=False,
+    )
+    raise typer.Exit(1 if damaged else 0)
+
+
+@cache_app.command("clear")
+def cache_clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete everything in the cache directory (recomputed when next needed)."""
+    import shutil
+
+    from robustbench_x import cachedir
+
+    root = cachedir.cache_root()
+    if not root.is_dir():
+        out.print(f"{root}: nothing to clear", markup=False)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"`rbx cache clear` deletes everything in {root}.\n  fix: pass --yes to confirm")
+        typer.confirm(f"delete everything in {root}?", abort=True)
+    freed = sum(entry.size for entry in cachedir.entries(root))
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    out.print(f"cleared {root} ({cachedir.human(freed)})", markup=False)
 
 
 def _check_format(fmt: str) -> None:

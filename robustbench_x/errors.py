@@ -4,7 +4,8 @@
      ├── UsageError            bad command line or configuration (exit code 2)
      │    ├── ConfigError      datasets.yaml / --config problems; names file, key and fix
      │    ├── UnknownComponent a name that no plugin registered; suggests the closest
-     │    └── PluginUnavailable the name belongs to a plugin that failed to load
+     │    ├── PluginUnavailable the name belongs to a plugin that failed to load
+     │    └── AmbiguousComponent two plugins registered the name; says how to pick one
      ├── PluginError           a plugin broke its contract (bad spec, bad output)
      └── JobError              a job failed; becomes a ``failed`` row, never a crash
 
@@ -63,6 +64,19 @@ class PluginUnavailable(UsageError):
             f"{kind} '{name}' is unavailable: a plugin that may provide it failed to load.\n{lines}\n"
             "  fix: `rbx plugins` shows every plugin and its error; repair or reinstall the plugin."
         )
+
+
+class AmbiguousComponent(UsageError):
+    """A name registered by more than one plugin: the user must say which one."""
+
+    def __init__(self, kind: str, name: str, providers: list[tuple[str, str]]):
+        lines = "\n".join(f"  {qualified}  (from {origin})" for qualified, origin in providers)
+        super().__init__(
+            f"{kind} '{name}' is registered by {len(providers)} plugins:\n{lines}\n"
+            f"  fix: name the one you mean, e.g. `{providers[0][0]}`, or disable a plugin with "
+            "RBX_DISABLE_PLUGINS=<entry-point name> (`rbx plugins` lists them)"
+        )
+        self.kind, self.name, self.providers = kind, name, providers
 
 
 class PluginError(RbxError):

@@ -222,7 +222,7 @@ def validate_outputs(produced: Any, cached: Outputs, method: str, subset: str, n
         if array.shape != expected:
             raise PluginError(f"method '{method}' returned '{key}' of shape {array.shape} for subset '{subset}'; expected {expected} (one value per sample)")
         if key == "prediction":
-            out[key] = array.astype(np.int64)
+            out[key] = _predicted_classes(array, cached.logits.shape[1], method, subset)
             continue
         if array.dtype.kind not in "fiub":
             raise PluginError(f"method '{method}' returned '{key}' of dtype {array.dtype} for subset '{subset}'; expected numbers")
@@ -238,6 +238,27 @@ def validate_outputs(produced: Any, cached: Outputs, method: str, subset: str, n
     out["label"] = np.asarray(cached.labels, dtype=np.int64)
     out["sample_id"] = np.asarray(cached.sample_ids).astype(str).astype(object)
     return out
+
+
+def _predicted_classes(array: np.ndarray, num_classes: int, method: str, subset: str) -> np.ndarray:
+    """Class indices in [0, num_classes): integers, or floats holding integers.
+    A cast alone would turn NaN into -2**63 and let class 999 score 0 % "ok"."""
+    where = f"method '{method}' returned 'prediction' for subset '{subset}'"
+    if array.dtype.kind not in "iuf":
+        raise PluginError(f"{where} of dtype {array.dtype}; expected class indices (integers)")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            first = array[bad][0]
+            raise PluginError(f"{where} with {int(bad.sum())} value(s) that are not class indices (e.g. {first}); return integers in [0, {num_classes})")
+    classes = array.astype(np.int64)
+    out_of_range = (classes < 0) | (classes >= num_classes)
+    if out_of_range.any():
+        raise PluginError(
+            f"{where} with {int(out_of_range.sum())} class index(es) outside [0, {num_classes}) (e.g. {int(classes[out_of_range][0])}); "
+            "return the index of the predicted class among the model's classes"
+        )
+    return classes
 
 
 def compute_metrics(metric_specs, data: dict[str, dict[str, np.ndarray]]) -> list[MetricValue]:

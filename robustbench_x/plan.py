@@ -57,6 +57,9 @@ class Job:
     plugin: str
     config_hash: str
     skip_reason: str | None = None
+    #: The name the registry resolves the method spec by: ``method`` itself, or
+    #: ``<distribution>::<method>`` when several plugins register ``method``.
+    method_ref: str = ""
 
     @property
     def key(self) -> tuple[str, str, str, str, int]:
@@ -198,7 +201,8 @@ def make_plan(
     excluded: dict[str, str] = {}
     dataset_list = dataset_refs(registry, config, datasets, suite, excluded)
     if methods:
-        method_specs = [registry.get("methods", m) for m in methods]
+        refs = list(dict.fromkeys(methods))
+        method_specs = [registry.get("methods", m) for m in refs]
         for spec in method_specs:
             if suite.method_output not in spec.outputs:
                 raise UsageError(
@@ -206,13 +210,16 @@ def make_plan(
                     f"(it outputs {', '.join(sorted(spec.outputs))})"
                 )
     else:
-        method_specs = [s for s in registry.specs("methods") if suite.method_output in s.outputs]
+        # registry.get: a name two plugins registered is refused here, never resolved by load order.
+        refs = [s.name for s in registry.specs("methods") if suite.method_output in s.outputs]
+        method_specs = [registry.get("methods", m) for m in refs]
     metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
     jobs: list[Job] = []
     for model in model_list:
         for dataset in dataset_list:
             _check_model_needs(model, dataset, config)
-            for spec in method_specs:
+            for ref, spec in zip(refs, method_specs):
+                plugin = registry.plugin_label("methods", ref)
                 reason = _incompatibility(model, dataset, spec)
                 for seed in seeds:
                     payload = {
@@ -222,7 +229,7 @@ def make_plan(
                         "model": [model.spec, model.arch, model.options],
                         "dataset": [dataset.spec, dataset.name, dataset.options],
                         "method": [spec.name, spec.params],
-                        "plugin": registry.plugin_label("methods", spec.name),
+                        "plugin": plugin,
                         "seed": seed,
                         "schema": 1,
                     }
@@ -234,9 +241,10 @@ def make_plan(
                             method=spec.name,
                             params=dict(spec.params),
                             seed=int(seed),
-                            plugin=registry.plugin_label("methods", spec.name),
+                            plugin=plugin,
                             config_hash=canonical_hash(payload),
                             skip_reason=reason,
+                            method_ref=ref,
                         )
                     )
     return Plan(suite=suite.name, jobs=jobs, excluded=excluded)

@@ -12,6 +12,18 @@ Environment:
 * ``RBX_PLUGINS``: comma-separated extra modules to register (local development);
 * ``RBX_DISABLE_PLUGINS``: comma-separated entry-point names not to load;
 * ``RBX_STRICT_PLUGINS=1``: any load error raises (CI, plugin development).
+
+Names are checked when a plugin registers them (:data:`NAME_PATTERN`): a name
+becomes a directory and a file name in the result store and the cache, so it
+may never carry a path separator, a ``..`` or a leading dot.
+
+Two plugins registering the same name is a *conflict*, never a silent winner:
+``rbx plugins`` and ``rbx list`` show every provider, and asking for the bare
+name raises :class:`~robustbench_x.errors.AmbiguousComponent`, which names the
+providers and how to pick one: ``<distribution>::<name>`` (or
+``<entry-point>::<name>``), e.g. ``robustbench_x::msp``. The separator is
+``::`` because a single ``:`` already means "architecture of a model family"
+(``timm:resnet18``) and ``@`` appears in metric names (``fpr@95tpr``).
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import fnmatch
 import importlib
 import importlib.metadata as md
 import os
-import warnings
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +41,16 @@ import pluggy
 
 from robustbench_x import hookspecs
 from robustbench_x.api import DatasetSpec, ExecutorSpec, MethodSpec, MetricSpec, ModelSpec, SuiteSpec
-from robustbench_x.errors import PluginError, PluginUnavailable, UnknownComponent
+from robustbench_x.errors import AmbiguousComponent, PluginError, PluginUnavailable, UnknownComponent
 
 GROUP = hookspecs.PROJECT
+
+#: A registered name: letters, digits and ``. _ + - @`` (``fpr@95tpr``,
+#: ``heat-gmm``, ``r@1``), starting with a letter or digit, without ``..``.
+#: No ``/``, ``\\`` or ``:`` (``:`` is the model-family separator,
+#: ``timm:resnet18``, and ``::`` qualifies a name by its distribution).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*")
+QUALIFIER = "::"
 
 KINDS: dict[str, tuple[str, type]] = {
     "methods": ("rbx_methods", MethodSpec),
@@ -59,6 +78,14 @@ class PluginRecord:
     def origin(self) -> str:
         return f"{self.distribution} {self.version}".strip()
 
+    @property
+    def label(self) -> str:
+        return f"{self.distribution}=={self.version}" if self.version else self.distribution
+
+    def answers_to(self, qualifier: str) -> bool:
+        """Whether ``qualifier::name`` means this plugin (its distribution or entry-point name)."""
+        return _normalise(qualifier) in {_normalise(self.distribution), _normalise(self.name)}
+
 
 class Registry:
     """Specs by kind and name, with the plugin each came from."""
@@ -69,6 +96,8 @@ class Registry:
         self.plugins: list[PluginRecord] = []
         self._specs: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._origin: dict[tuple[str, str], PluginRecord] = {}
+        # Every (plugin, spec) registered under a name, in load order; more than one is a conflict.
+        self._providers: dict[tuple[str, str], list[tuple[PluginRecord, Any]]] = {}
 
     # ---------------------------------------------------------------- loading
     def load_entry_points(self, strict: bool | None = None) -> None:
@@ -131,16 +160,13 @@ class Registry:
                     )
                 pending.append((kind, spec))
         for kind, spec in pending:
-            existing = self._origin.get((kind, spec.name))
-            if existing is not None:
-                warnings.warn(
-                    f"{kind[:-1]} '{spec.name}' from plugin '{record.name}' ({record.origin}) ignored: "
-                    f"already registered by '{existing.name}' ({existing.origin})",
-                    stacklevel=2,
-                )
-                continue
-            self._specs[kind][spec.name] = spec
-            self._origin[(kind, spec.name)] = record
+            _check_name(kind, spec.name, record)
+        for kind, spec in pending:
+            providers = self._providers.setdefault((kind, spec.name), [])
+            providers.append((record, spec))
+            if len(providers) == 1:
+                self._specs[kind][spec.name] = spec
+                self._origin[(kind, spec.name)] = record
             record.provides.setdefault(kind, []).append(spec.name)
 
     # ---------------------------------------------------------------- lookup
@@ -150,28 +176,68 @@ class Registry:
     def specs(self, kind: str) -> list[Any]:
         return [self._specs[kind][n] for n in self.names(kind)]
 
+    def providers(self, kind: str, name: str) -> list[tuple[PluginRecord, Any]]:
+        """Every (plugin, spec) that registered ``name``, in load order."""
+        return list(self._providers.get((kind, name), []))
+
+    def conflicts(self, kind: str | None = None) -> dict[tuple[str, str], list[PluginRecord]]:
+        """Names registered by more than one plugin, with their providers."""
+        return {
+            key: [record for record, _ in providers]
+            for key, providers in sorted(self._providers.items())
+            if len(providers) > 1 and (kind is None or key[0] == kind)
+        }
+
     def get(self, kind: str, name: str) -> Any:
+        return self._resolve(kind, name)[1]
+
+    def _resolve(self, kind: str, name: str) -> tuple[PluginRecord, Any]:
+        qualifier, _, bare = name.rpartition(QUALIFIER) if QUALIFIER in name else ("", "", name)
+        if kind == "models" and (kind, bare) not in self._providers and ":" in bare:
+            family = bare.split(":", 1)[0]
+            providers = self._providers.get((kind, family), [])
+            if providers and all(spec.family for _, spec in providers):
+                bare = family
+        providers = self._providers.get((kind, bare), [])
+        if qualifier:
+            chosen = [(record, spec) for record, spec in providers if record.answers_to(qualifier)]
+            if len(chosen) == 1:
+                return chosen[0]
+            if providers:
+                raise UnknownComponent(kind[:-1], name, [_qualified(record, bare) for record, _ in providers])
+        elif len(providers) == 1:
+            return providers[0]
+        elif len(providers) > 1:
+            raise AmbiguousComponent(kind[:-1], bare, [(_qualified(record, bare), record.origin) for record, _ in providers])
         specs = self._specs[kind]
-        if name in specs:
-            return specs[name]
-        if kind == "models" and ":" in name:
-            family = name.split(":", 1)[0]
-            spec = specs.get(family)
-            if spec is not None and spec.family:
-                return spec
         failures = [(p.name, p.origin, p.error or "") for p in self.plugins if p.status == "failed"]
-        if failures and not UnknownComponent(kind[:-1], name, list(specs)).suggestions:
+        if failures and not UnknownComponent(kind[:-1], bare, list(specs)).suggestions:
             raise PluginUnavailable(kind[:-1], name, failures)
         raise UnknownComponent(kind[:-1], name, list(specs))
 
     def origin(self, kind: str, name: str) -> PluginRecord:
-        if kind == "models" and (kind, name) not in self._origin and ":" in name:
-            name = name.split(":", 1)[0]
-        return self._origin[(kind, name)]
+        return self._resolve(kind, name)[0]
 
     def plugin_label(self, kind: str, name: str) -> str:
-        record = self.origin(kind, name)
-        return f"{record.distribution}=={record.version}" if record.version else record.distribution
+        return self.origin(kind, name).label
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _qualified(record: PluginRecord, name: str) -> str:
+    return f"{record.distribution}{QUALIFIER}{name}"
+
+
+def _check_name(kind: str, name: Any, record: PluginRecord) -> None:
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name) and ".." not in name:
+        return
+    raise PluginError(
+        f"plugin '{record.name}' ({record.origin}) registers {kind[:-1]} name {name!r}, which is not allowed: "
+        "a name is letters, digits and '. _ + - @', starting with a letter or digit, without '..' "
+        "(it becomes a directory name in the result store and the cache)"
+    )
 
 
 def _env_list(var: str) -> list[str]:

@@ -10,49 +10,74 @@ A file is written as ``.<name>.<uuid>.tmp`` in its final directory, fsynced
 and renamed: "the file exists" therefore means "the job finished", and a
 leftover temporary file from a killed writer is never read (its name starts
 with a dot). The scores file is written before the results file, so a results
-file never points at missing per-sample outputs. Identity columns are kept
-inside the files as well as in the path, and partition columns are read as
-strings so a model called ``007`` stays ``"007"``.
+file never points at missing per-sample outputs.
+
+The identity columns ``suite, model, dataset, method`` live only in the path,
+in both trees, never inside the files: a column that is both a hive directory
+and a file column is a string in one place and a dictionary in the other, and
+pandas (through pyarrow's dictionary partitioning) then refuses to read the
+tree. So every table library reads a whole tree with one call::
+
+    pd.read_parquet("out/results")                                  # identity columns: category
+    pyarrow.dataset.dataset("out/results", partitioning="hive")
+    duckdb.read_parquet("out/results/**/*.parquet", hive_partitioning=True)
+    polars.scan_parquet("out/results", hive_partitioning=True)
+
+:func:`read_results` adds the identity columns back as strings from the path
+(so a model called ``007`` stays ``"007"``) and still reads stores written
+before this layout, whose files carry them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+# pyarrow and numpy are imported where they are used: `rbx run` into a finished
+# store decides that there is nothing to do from file names alone, without them.
 
-RESULT_SCHEMA = pa.schema(
-    [
-        ("suite", pa.string()),
-        ("model", pa.string()),
-        ("dataset", pa.string()),
-        ("subset", pa.string()),
-        ("method", pa.string()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("higher_is_better", pa.bool_()),
-        ("n", pa.int64()),
-        ("seed", pa.int64()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("config_hash", pa.string()),
-        ("duration_s", pa.float64()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("rbx_version", pa.string()),
-        ("plugin", pa.string()),
-        ("model_fingerprint", pa.string()),
-        ("dataset_fingerprint", pa.string()),
-        ("params", pa.string()),
-        ("diagnostics", pa.string()),
-    ],
-    metadata={b"rbx_schema": b"1"},
-)
+
+@functools.cache
+def result_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("suite", pa.string()),
+            ("model", pa.string()),
+            ("dataset", pa.string()),
+            ("subset", pa.string()),
+            ("method", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+            ("higher_is_better", pa.bool_()),
+            ("n", pa.int64()),
+            ("seed", pa.int64()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("config_hash", pa.string()),
+            ("duration_s", pa.float64()),
+            ("created_at", pa.timestamp("us", tz="UTC")),
+            ("rbx_version", pa.string()),
+            ("plugin", pa.string()),
+            ("model_fingerprint", pa.string()),
+            ("dataset_fingerprint", pa.string()),
+            ("params", pa.string()),
+            ("diagnostics", pa.string()),
+        ],
+        metadata={b"rbx_schema": b"1"},
+    )
+
+
+def __getattr__(name: str):
+    if name == "RESULT_SCHEMA":  # the public name, built lazily (PEP 562)
+        return result_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PARTITIONS = ("suite", "model", "dataset", "method")
 
@@ -72,24 +97,42 @@ class ResultStore:
     def path(self, kind: str, job) -> Path:
         return self.job_dir(kind, job.suite, job.model.name, job.dataset.name, job.method) / f"part-{job.config_hash}.parquet"
 
-    def done(self, job) -> bool:
-        """A job is done when its results file exists and the job itself did
-        not fail (a metric undefined on the data is an answer, not a failure)."""
+    def failed_marker(self, job) -> Path:
+        """Present while the job's stored rows say the job itself failed. A
+        dot-file: every Parquet reader skips it."""
         path = self.path("results", job)
-        if not path.exists():
-            return False
-        try:
-            table = pq.read_table(path, columns=["status", "metric"]).to_pydict()
-        except Exception:  # unreadable: recompute (and overwrite) it
-            return False
-        return not any(s == "failed" and m is None for s, m in zip(table["status"], table["metric"]))
+        return path.with_name(f".{path.stem}.failed")
 
-    def write(self, job, rows: list[dict[str, Any]], scores: pa.Table | None) -> Path:
-        if scores is not None:
-            _atomic_write(scores, self.path("scores", job))
-        table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+    def done(self, job) -> bool:
+        """A job is done when its results file is whole and the job itself did
+        not fail (a metric undefined on the data is an answer, not a failure).
+        Decided from file names and the Parquet magic bytes, without reading
+        the file: a re-run into a finished store must cost next to nothing."""
         path = self.path("results", job)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+                fh.seek(-4, os.SEEK_END)
+                tail = fh.read(4)
+        except OSError:  # missing, or shorter than its magic bytes
+            return False
+        return head == tail == b"PAR1" and not self.failed_marker(job).exists()
+
+    def write(self, job, rows: list[dict[str, Any]], scores=None) -> Path:
+        import pyarrow as pa
+
+        if scores is not None:
+            _atomic_write(scores.drop_columns([c for c in PARTITIONS if c in scores.column_names]), self.path("scores", job))
+        table = pa.Table.from_pylist(rows, schema=result_schema()).drop_columns(list(PARTITIONS))
+        path = self.path("results", job)
+        marker = self.failed_marker(job)
+        failed = any(r.get("status") == "failed" and r.get("metric") is None for r in rows)
+        if failed:  # the marker first: a crash in between leaves the job to be re-run, never "done"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
         _atomic_write(table, path)
+        if not failed:
+            marker.unlink(missing_ok=True)
         return path
 
     def read(self):
@@ -97,7 +140,9 @@ class ResultStore:
         return read_results(self.out)
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
+def _atomic_write(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -118,18 +163,35 @@ def _files(root: Path) -> list[Path]:
 def read_results(out: str | os.PathLike):
     """Every result row under ``out`` as a pandas DataFrame (empty if none)."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     root = Path(out) / "results"
     files = _files(root) if root.exists() else []
     if not files:
-        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in RESULT_SCHEMA})
-    tables = [pq.read_table(f) for f in files]
+        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in result_schema()})
+    tables = [_with_identity(pq.read_table(f), f, root) for f in files]
     table = pa.concat_tables(tables, promote_options="permissive")
-    return table.to_pandas()
+    order = [f.name for f in result_schema() if f.name in table.column_names]
+    return table.select(order + [c for c in table.column_names if c not in order]).to_pandas()
+
+
+def _with_identity(table, path: Path, root: Path):
+    """Put the path's ``key=value`` identity back as string columns (files of
+    older stores carry them already and are left as they are)."""
+    for segment in path.parent.relative_to(root).parts:
+        key, sep, value = segment.partition("=")
+        if sep and key in PARTITIONS and key not in table.column_names:
+            import pyarrow as pa
+
+            table = table.append_column(pa.field(key, pa.string()), pa.array([urllib.parse.unquote(value)] * len(table), pa.string()))
+    return table
 
 
 def read_scores(out: str | os.PathLike, suite: str, model: str, dataset: str, method: str, config_hash: str | None = None):
     """The per-sample outputs of one job (the newest file when no hash is given)."""
+    import pyarrow.parquet as pq
+
     store = ResultStore(out)
     directory = store.job_dir("scores", suite, model, dataset, method)
     if config_hash:
@@ -139,8 +201,11 @@ def read_scores(out: str | os.PathLike, suite: str, model: str, dataset: str, me
     return pq.read_table(files[-1]).to_pandas() if files else None
 
 
-def scores_table(columns: dict[str, np.ndarray]) -> pa.Table:
+def scores_table(columns: dict[str, Any]):
     """Per-sample outputs as an Arrow table; ``probs`` becomes a fixed-size list column."""
+    import numpy as np
+    import pyarrow as pa
+
     arrays, names = [], []
     for name, values in columns.items():
         values = np.asarray(values)

@@ -26,7 +26,7 @@ import numpy as np
 from robustbench_x import __version__
 from robustbench_x.api import Context, Dataset, Model, Outputs, load_factory
 from robustbench_x.cache import FeatureCache, compute_outputs
-from robustbench_x.cachedir import cache_root
+from robustbench_x.cachedir import DiskFull, cache_root, clean_orphans, is_disk_full
 from robustbench_x.errors import JobError, PluginError
 from robustbench_x.evaluation import ArrayStore, Evaluation, evaluate_classification
 from robustbench_x.plan import Group, Job
@@ -93,6 +93,8 @@ class RunContext(Context):
     def fitted(self, build: Callable[[], dict[str, np.ndarray]], **key: Any) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file, save_file
 
+        from robustbench_x.cachedir import cached_file
+
         subsets = [s for s in ("train", "val") if s in self.dataset.subsets()]
         payload = {
             "method": self.job.method,
@@ -103,18 +105,18 @@ class RunContext(Context):
             "key": key,
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
-        path = cache_root() / "fitted" / f"{self.job.method}-{digest}.safetensors"
-        if path.exists():
-            self.log(f"{self.job.method}: reused fitted state {path.name}")
-            return dict(load_file(str(path)))
-        state = build()
-        arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in state.items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{time.time_ns()}.tmp")
-        save_file(arrays, str(tmp))
-        tmp.replace(path)
-        self.log(f"{self.job.method}: fitted state saved {path.name}")
-        return arrays
+        fitted: dict[str, np.ndarray] = {}
+
+        def write(tmp: Path) -> None:
+            fitted.update({k: np.ascontiguousarray(np.asarray(v)) for k, v in build().items()})
+            save_file(fitted, str(tmp))
+
+        path, built = cached_file(cache_root() / "fitted" / f"{self.job.method}-{digest}.safetensors", write)
+        if built:
+            self.log(f"{self.job.method}: fitted state saved {path.name}")
+            return fitted
+        self.log(f"{self.job.method}: reused fitted state {path.name}")
+        return dict(load_file(str(path)))
 
     def log(self, message: str) -> None:
         self._log(message)
@@ -165,6 +167,7 @@ def run_group(
             pending.append(job)
     if not pending:
         return outcomes
+    _clean_cache_once()
     _seed_everything(group.seed)
     try:
         dataset = build_dataset(group, options)
@@ -173,10 +176,12 @@ def run_group(
             model.module.to(options.device)
         except NotImplementedError:  # a model without a torch module (precomputed outputs, say)
             pass
-    except Exception as exc:
+    except BaseException as exc:  # a plugin's SystemExit must not end the run: only Ctrl-C does
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         error = _describe(exc)
         for job in pending:
-            store.write(job, [_row(job, status="failed", error=f"could not build model or dataset: {error}")], None)
+            error = _write_failed(store, job, f"could not build model or dataset: {error}")
             outcomes.append(Outcome(job.key, "failed", error))
             if on_job:
                 on_job(job, "failed")
@@ -197,15 +202,42 @@ def run_group(
             outcomes.append(Outcome(job.key, "ok", duration_s=duration))
             if on_job:
                 on_job(job, "ok")
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit(0) from a method is a failed job, not a finished run
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            if is_disk_full(exc) and not isinstance(exc, DiskFull):  # e.g. the result store's disk
+                exc = DiskFull(Path(getattr(exc, "filename", None) or options.out))
             error = _describe(exc)
             if not isinstance(exc, (PluginError, JobError, ValueError)):  # unexpected: keep where it happened
                 error += "\n" + "".join(traceback.format_exception(exc)[-3:]).strip()
-            store.write(job, [_row(job, status="failed", error=error, duration_s=time.perf_counter() - started)], None)
+            error = _write_failed(store, job, error, duration_s=time.perf_counter() - started)
             outcomes.append(Outcome(job.key, "failed", error))
             if on_job:
                 on_job(job, "failed")
     return outcomes
+
+
+def _write_failed(store: ResultStore, job: Job, error: str, duration_s: float = 0.0) -> str:
+    """Store a failed row; when even that fails (the store's disk is full too),
+    the failure is still reported to the executor, with both causes."""
+    try:
+        store.write(job, [_row(job, status="failed", error=error, duration_s=duration_s)], None)
+    except Exception as exc:
+        if is_disk_full(exc):
+            exc = DiskFull(store.path("results", job))
+        error += f"\n(the failed row could not be stored: {_describe(exc)})"
+    return error
+
+
+_CACHE_CLEANED: set[str] = set()
+
+
+def _clean_cache_once() -> None:
+    """Remove temporary cache entries of killed writers, once per process and cache root."""
+    root = cache_root()
+    if str(root) not in _CACHE_CLEANED:
+        _CACHE_CLEANED.add(str(root))
+        clean_orphans(root)
 
 
 def _describe(exc: BaseException) -> str:
@@ -224,7 +256,7 @@ def _seed_everything(seed: int) -> None:
 
 def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, options: RunOptions, suite, metric_specs, log) -> tuple[list[dict], Any]:
     registry = get_registry()
-    spec = registry.get("methods", job.method)
+    spec = registry.get("methods", job.method_ref or job.method)
     _seed_everything(job.seed)
     method = load_factory(spec.factory)(**job.params)
     ctx = RunContext(job, model, dataset, cache, options, log)

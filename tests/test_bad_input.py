@@ -146,6 +146,33 @@ def test_misbehaving_methods_fail_alone(tmp_path, cli, test_plugins):
     assert "requires vlm" in errors["needs-vlm"]
 
 
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_system_exit_from_a_method_is_a_failed_row_not_the_end_of_the_run(tmp_path, cli, test_plugins, executor):
+    test_plugins("misbehaving_methods")
+    args = ["--executor", executor] + (["--job-timeout", "600"] if executor == "local" else [])  # local: a spawned worker
+    result = cli("--quiet", "run", "--suite", "ood", "--methods", "exits,msp", "--out", str(tmp_path), *args)
+    assert result.code == 1, result
+    frame = read_results(tmp_path)
+    status = frame.groupby("method")["status"].agg(lambda s: set(s))
+    assert status["exits"] == {"failed"} and status["msp"] == {"ok"}
+    assert frame.loc[frame["method"] == "exits", "error"].str.startswith("SystemExit: 0").all()
+
+
+def test_prediction_outputs_are_validated(tmp_path, cli, test_plugins):
+    test_plugins("misbehaving_methods")
+    methods = "prediction-nan,prediction-out-of-range,prediction-fractional,prediction-float-integral"
+    result = cli("--quiet", "run", "--suite", "failure", "--methods", methods, "--out", str(tmp_path))
+    assert result.code == 1, result
+    frame = read_results(tmp_path)
+    errors = frame.groupby("method")["error"].first()
+    status = frame.groupby("method")["status"].agg(lambda s: set(s))
+    assert status["prediction-float-integral"] == {"ok"}  # floats holding class indices are fine
+    assert "'prediction'" in errors["prediction-nan"] and "not class indices (e.g. nan)" in errors["prediction-nan"]
+    assert "outside [0, 6) (e.g. 999)" in errors["prediction-out-of-range"]
+    assert "not class indices (e.g. 0.5)" in errors["prediction-fractional"]
+    assert {status[m].pop() for m in ("prediction-nan", "prediction-out-of-range", "prediction-fractional")} == {"failed"}
+
+
 def test_method_not_producing_the_suite_output_is_a_usage_error(cli):
     result = cli("run", "--suite", "calibration", "--methods", "energy")
     assert result.code == 2 and "does not output 'probs'" in result.err

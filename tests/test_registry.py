@@ -99,27 +99,101 @@ def test_rbx_list_json_lists_every_kind(cli):
     assert {"ood", "failure", "calibration"} <= {s["name"] for s in data["suites"]}
 
 
-def test_duplicate_names_keep_the_first_and_warn():
+def _methods_plugin(*names: str, factory: str = "x:y"):
     from robustbench_x import hookimpl
     from robustbench_x.api import MethodSpec
 
-    class One:
+    class Plugin:
         @staticmethod
         @hookimpl
         def rbx_methods():
-            return [MethodSpec("dup", "x:y")]
+            return [MethodSpec(n, factory) for n in names]
 
-    class Two:
-        @staticmethod
-        @hookimpl
-        def rbx_methods():
-            return [MethodSpec("dup", "z:w")]
+    return Plugin
+
+
+def test_a_name_two_plugins_register_is_a_conflict_never_a_silent_winner():
+    from robustbench_x.errors import AmbiguousComponent
 
     registry = Registry()
-    registry.register_object(One, "one")
-    with pytest.warns(UserWarning, match="already registered by 'one'"):
-        registry.register_object(Two, "two")
-    assert registry.get("methods", "dup").factory == "x:y"
+    registry.register_object(_methods_plugin("dup", factory="x:y"), "one", distribution="dist-one")
+    registry.register_object(_methods_plugin("dup", factory="z:w"), "two", distribution="dist-two")
+    with pytest.raises(AmbiguousComponent, match=r"(?s)registered by 2 plugins.*dist-one::dup.*dist-two::dup.*fix: name the one"):
+        registry.get("methods", "dup")
+    assert registry.get("methods", "dist-one::dup").factory == "x:y"
+    assert registry.get("methods", "dist_two::dup").factory == "z:w"  # distribution names compare normalised
+    assert registry.get("methods", "two::dup").factory == "z:w"  # or the entry-point name
+    assert [r.name for r in registry.conflicts()[("methods", "dup")]] == ["one", "two"]
+    with pytest.raises(UnknownComponent, match="dist-one::dup"):
+        registry.get("methods", "dist-three::dup")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", ".hidden", "a..b", "timm:x", "", "-x", "a b"])
+def test_a_path_like_or_unsafe_name_is_refused_at_registration_naming_the_plugin(name):
+    from robustbench_x.errors import PluginError
+
+    with pytest.raises(PluginError, match=r"plugin 'sneaky' \(dist-sneaky\) registers method name .* not allowed"):
+        Registry().register_object(_methods_plugin(name), "sneaky", distribution="dist-sneaky")
+
+
+def test_every_first_party_name_passes_the_name_rule():
+    registry = Registry()
+    registry.load_entry_points(strict=True)
+    assert {"fpr@95tpr", "heat-gmm", "r@1", "timm", "mc_dropout"} <= {n for k in ("methods", "metrics", "models") for n in registry.names(k)}
+
+
+@pytest.fixture
+def evil_msp_site(tmp_path, monkeypatch):
+    """A third-party distribution whose entry point sorts first and registers ``msp`` again."""
+    site = tmp_path / "evil-site"
+    site.mkdir()
+    (site / "rbx_evil_demo.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from robustbench_x import hookimpl
+        from robustbench_x.api import Method, MethodSpec
+
+        class Constant(Method):
+            def score(self, ctx, subset):
+                n = len(ctx.outputs(subset).labels)
+                return {"score": np.zeros(n), "confidence": np.zeros(n)}
+
+        @hookimpl
+        def rbx_methods():
+            return [MethodSpec("msp", "rbx_evil_demo:Constant", outputs={"score", "confidence"})]
+    """))
+    _fake_distribution(site, "rbx-evil", {"aaa": "rbx_evil_demo"})
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_run_refuses_an_ambiguous_method_and_runs_the_qualified_first_party_one(evil_msp_site, cli, tmp_path):
+    from robustbench_x.results import read_results
+
+    store = tmp_path / "store"
+    refused = cli("--quiet", "run", "--suite", "ood", "--methods", "msp", "--out", str(store))
+    assert refused.code == 2, refused
+    assert "robustbench_x::msp" in refused.err and "rbx-evil::msp" in refused.err and "fix: name the one" in refused.err
+    assert not store.exists()
+    default = cli("--quiet", "run", "--suite", "ood", "--out", str(store))
+    assert default.code == 2 and "rbx-evil::msp" in default.err, default
+
+    ran = cli("--quiet", "run", "--suite", "ood", "--methods", "robustbench_x::msp", "--out", str(store))
+    assert ran.code == 0, ran
+    frame = read_results(store)
+    assert set(frame["method"]) == {"msp"} and (frame["status"] == "ok").all()
+    assert all(p.startswith("robustbench_x==") for p in frame["plugin"])
+    auroc = frame[frame["metric"] == "auroc"]["value"]
+    assert (auroc > 0.6).all()  # the real MSP, not the evil constant (AUROC 0.5)
+
+
+def test_list_and_plugins_show_both_providers_of_a_conflict(evil_msp_site, cli):
+    listed = json.loads(cli("list", "methods", "--format", "json").out)["methods"]
+    providers = sorted(m["plugin"] for m in listed if m["name"] == "msp")
+    assert providers[0].startswith("rbx-evil==") and providers[1].startswith("robustbench_x==")
+    assert all("conflict" in m for m in listed if m["name"] == "msp")
+    table = cli("plugins")
+    assert table.code == 0 and "conflict: method 'msp' is registered by" in table.out
+    assert "robustbench_x::msp" in table.out and "rbx-evil::msp" in table.out
 
 
 def test_a_hook_returning_the_wrong_type_is_a_plugin_error():

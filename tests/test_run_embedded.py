@@ -76,6 +76,25 @@ def test_rerun_adds_nothing_and_recomputes_nothing(ood_run, cli):
     assert mtimes == {p: p.stat().st_mtime_ns for p in (ood_run / "results").rglob("*.parquet")}
 
 
+def test_rerun_into_a_finished_store_imports_nothing_heavy(ood_run, shared_cache):
+    """Nothing to do is decided from file names: no runner, torch, pandas, sklearn or ray."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from robustbench_x.cli import main\n"
+        f"sys.argv = ['rbx', '--quiet', 'run', '--suite', 'ood', '--out', {str(ood_run)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "heavy = ('torch', 'pandas', 'sklearn', 'ray', 'pyarrow', 'robustbench_x.runner')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    env = dict(os.environ, RBX_CACHE_DIR=str(shared_cache))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr
+    assert "22 already done" in run.stdout or "already done" in run.stdout
+
+
 def test_fresh_store_and_fresh_cache_reproduce_every_value(ood_run, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("RBX_CACHE_DIR", str(tmp_path / "fresh-cache"))
     result = cli("--quiet", "run", "--suite", "ood", "--out", str(tmp_path / "again"), "--format", "json")

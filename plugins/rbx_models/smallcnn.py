@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from robustbench_x.api import Dataset, Model
-from robustbench_x.cachedir import cache_root
+from robustbench_x.cachedir import cache_root, cached_file
 
 WIDTH = 64
 RECIPE = {"arch": "smallcnn-v2", "epochs": 12, "lr": 3e-3, "batch_size": 64, "dropout": 0.3, "size": 8}
@@ -188,17 +187,21 @@ def build(arch: str | None = None, options: dict | None = None, dataset: Dataset
             json.dumps({"recipe": RECIPE, "train": dataset.fingerprint("train"), "seed": member_seed, "classes": num_classes}, sort_keys=True).encode()
         ).hexdigest()[:16]
         path = cache_root() / "models" / f"smallcnn-{key}.safetensors"
-        net = SmallCNN(num_classes, RECIPE["dropout"])
-        if path.exists():
+        trained: dict[str, SmallCNN] = {}
+
+        def train(tmp) -> None:
+            log(f"builtin-cnn: training on {dataset.name} train split (seed {member_seed}), cached as {path.name}")
+            trained["net"] = train_smallcnn(dataset, member_seed, num_classes, log)
+            save_file({k: v.contiguous() for k, v in trained["net"].state_dict().items()}, str(tmp))
+
+        # cached_file checks the weights against their manifest: damaged ones are reported, removed and retrained.
+        path, built = cached_file(path, train)
+        if built:
+            net = trained["net"]
+        else:
+            net = SmallCNN(num_classes, RECIPE["dropout"])
             net.load_state_dict(load_file(str(path)))
             log(f"builtin-cnn: loaded cached weights {path.name}")
-        else:
-            log(f"builtin-cnn: training on {dataset.name} train split (seed {member_seed}), cached as {path.name}")
-            net = train_smallcnn(dataset, member_seed, num_classes, log)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-            os.replace(tmp, path)
         net.eval()
         return BuiltinCNN(net, fingerprint=f"smallcnn-{_weights_hash(net)}", name="builtin-cnn", trainer=make)
 
