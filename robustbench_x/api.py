@@ -21,8 +21,11 @@ confident**.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -44,7 +47,41 @@ __all__ = [
     "Method",
     "Context",
     "load_factory",
+    "PUBLIC_MODULES",
+    "is_public_module",
+    "resolve_path",
+    "cache_root",
+    "cached_file",
+    "torch_threads",
+    "DatasetEntry",
+    "configured_datasets",
 ]
+
+#: The core modules a plugin may import; everything else under ``robustbench_x``
+#: is the harness's own and may change without notice. ``pkg.*`` means the
+#: package and its submodules. ``tests/test_import_boundary.py`` enforces it on
+#: the first-party plugins; ``docs/tasks.md`` says what each is for.
+PUBLIC_MODULES: tuple[str, ...] = (
+    "robustbench_x",  # hookimpl, __version__
+    "robustbench_x.api",  # specs, base classes, the helpers below
+    "robustbench_x.errors",  # the exception hierarchy plugins raise (ConfigError, PluginError, JobError…)
+    "robustbench_x.evaluation",  # what a suite's evaluator gets (Evaluation) and shares with the default one
+    "robustbench_x.metrics.*",  # the metric families every classification suite uses
+    "robustbench_x.sources",  # file-backed sample sources for dataset readers
+    "robustbench_x.testing.*",  # test doubles and the conformance kit
+)
+
+
+def is_public_module(module: str) -> bool:
+    """Whether a plugin may import ``module`` (see :data:`PUBLIC_MODULES`)."""
+    for entry in PUBLIC_MODULES:
+        if entry.endswith(".*"):
+            package = entry[:-2]
+            if module == package or module.startswith(package + "."):
+                return True
+        elif module == entry:
+            return True
+    return False
 
 #: Capability tokens. A model or dataset ``provides`` them; a method ``requires`` them.
 CAPABILITIES: dict[str, str] = {
@@ -452,3 +489,80 @@ class Method:
 
     def score(self, ctx: Context, subset: str) -> dict[str, "np.ndarray"]:
         raise NotImplementedError
+
+
+# --------------------------------------------------------------------------
+# Helpers for plugins (thin, stable entry points into the harness)
+# --------------------------------------------------------------------------
+
+
+def resolve_path(value: str | os.PathLike, config_file: str | os.PathLike | None = None) -> Path:
+    """A path written in datasets.yaml: ``~`` expanded, a relative path taken
+    relative to the configuration file (``config_file``, as a dataset factory
+    receives it), not to the working directory."""
+    path = Path(os.path.expanduser(str(value)))
+    if not path.is_absolute() and config_file:
+        path = Path(config_file).parent / path
+    return path
+
+
+def cache_root() -> Path:
+    """Where the harness caches things (``$RBX_CACHE_DIR``, else the user cache
+    directory); a plugin caches its own derived data (trained weights,
+    generated datasets) below it."""
+    from robustbench_x.cachedir import cache_root as root
+
+    return root()
+
+
+def cached_file(path: str | os.PathLike, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Make ``path`` (under :func:`cache_root`) a sound cache file: reuse it, or
+    rebuild a missing or damaged one with ``build(tmp_path)``, atomically and
+    under a lock, sealed with a manifest that ``rbx cache verify`` checks.
+    Returns ``(path, built)``."""
+    from robustbench_x.cachedir import cached_file as cached
+
+    return cached(path, build)
+
+
+@contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the setting.
+
+    Small CPU fits (a head, a 2-layer network) are faster on one thread on a
+    busy machine and, with a fixed count, reduce floats in one order, so the
+    fitted weights are the same on every machine and executor."""
+    from robustbench_x.threads import torch_threads as threads
+
+    with threads(n):
+        yield
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset configured in datasets.yaml: its name, ``type:`` and options."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    config_file: str | None
+
+    def build(self) -> "Dataset":
+        """The runtime dataset, built as a job builds it."""
+        from robustbench_x.registry import get_registry
+
+        spec = get_registry().get("datasets", self.type)
+        return load_factory(spec.factory)(name=self.name, options=dict(self.options), config_file=self.config_file)
+
+
+def configured_datasets(config: str | os.PathLike | None = None) -> tuple[str, dict[str, DatasetEntry]]:
+    """``(file, {name: entry})`` of the datasets configured in ``config`` (else
+    ``$RBX_CONFIG`` or ./datasets.yaml), validated against the registered
+    dataset types; ``file`` is ``"(no datasets.yaml)"`` when there is none.
+    Raises :class:`~robustbench_x.errors.ConfigError` on a malformed file."""
+    from robustbench_x.config import load_config
+    from robustbench_x.registry import get_registry
+
+    cfg = load_config(config, get_registry())
+    path = str(cfg.path) if cfg.path else None
+    return cfg.file, {name: DatasetEntry(name, e.type, dict(e.options), path) for name, e in cfg.datasets.items()}

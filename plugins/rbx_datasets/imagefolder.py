@@ -26,9 +26,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from robustbench_x.api import Dataset
+from robustbench_x.api import Dataset, resolve_path
 from robustbench_x.sources import FileSource
-from robustbench_x.config import resolve_path
 from robustbench_x.errors import ConfigError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -44,13 +43,10 @@ class ImageFolderDataset(Dataset):
     task = "classification"
 
     def __init__(self, name: str, options: dict, config_file: str | None = None) -> None:
-        from robustbench_x.config import Config
-
         self.name = name
-        cfg = Config(path=Path(config_file)) if config_file else None
         file = config_file or "datasets.yaml"
         key = f"datasets.{name}"
-        self.root = resolve_path(options["root"], cfg)
+        self.root = resolve_path(options["root"], config_file)
         if not self.root.is_dir():
             raise ConfigError(f"dataset root does not exist: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder that holds the split folders")
         self.extensions = tuple(e.lower() for e in options.get("extensions", EXTENSIONS))
@@ -69,7 +65,7 @@ class ImageFolderDataset(Dataset):
         if not isinstance(ood, dict):
             raise ConfigError("'ood' must map OOD set names to folders", file=file, key=f"{key}.ood", fix="write 'ood:' then indented '<name>: <folder>' lines")
         for ood_name, folder in ood.items():
-            path = resolve_path(folder, cfg)
+            path = resolve_path(folder, config_file)
             if not path.is_dir():
                 raise ConfigError(f"OOD folder does not exist: {path}", file=file, key=f"{key}.ood.{ood_name}", fix="point it at a folder of images")
             self._dirs[f"ood/{ood_name}"] = path

@@ -204,7 +204,7 @@ class Introspective(Method):
         return state
 
     def fit(self, ctx: Context) -> None:
-        from robustbench_x.threads import torch_threads
+        from robustbench_x.api import torch_threads
 
         def build() -> dict[str, np.ndarray]:
             with torch_threads(1):  # small MLP: one thread is faster on shared cores and reduces in a fixed order

@@ -210,11 +210,11 @@ def compose(energies: np.ndarray, means: Sequence[float], stds: Sequence[float],
 
 @contextmanager
 def _threads(n: int | None):
-    """:func:`robustbench_x.threads.torch_threads` when ``n`` is set, else leave torch's setting alone."""
+    """:func:`robustbench_x.api.torch_threads` when ``n`` is set, else leave torch's setting alone."""
     if n is None:
         yield
         return
-    from robustbench_x.threads import torch_threads
+    from robustbench_x.api import torch_threads
 
     with torch_threads(n):
         yield

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from robustbench_x.api import Dataset, Model
-from robustbench_x.cachedir import cache_root, cached_file
+from robustbench_x.api import cache_root, cached_file
 
 WIDTH = 64
 RECIPE = {"arch": "smallcnn-v2", "epochs": 12, "lr": 3e-3, "batch_size": 64, "dropout": 0.3, "size": 8}
@@ -134,7 +134,7 @@ def train_smallcnn(dataset: Dataset, seed: int, num_classes: int, log=print) -> 
     x, y = _stack(dataset, "train")
     # One thread: float reductions then happen in one order, so the weights are
     # bit-identical on every machine and executor (and a tiny net gains nothing from more).
-    from robustbench_x.threads import torch_threads
+    from robustbench_x.api import torch_threads
 
     with torch_threads(1):
         return _train(x, y, seed, num_classes)

@@ -85,23 +85,19 @@ def _folder_items(root: Path) -> _Source:
 
 
 def _dataset_items(name: str, config: str | Path | None) -> _Source:
-    from robustbench_x.api import load_factory
-    from robustbench_x.config import load_config
-    from robustbench_x.registry import get_registry
+    from robustbench_x.api import configured_datasets
 
-    registry = get_registry()
-    cfg = load_config(config, registry)
-    if name not in cfg.datasets:
-        known = sorted(cfg.datasets)
+    file, entries = configured_datasets(config)
+    if name not in entries:
+        known = sorted(entries)
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UsageError(
-            f"'{name}' is neither a folder nor a dataset of {cfg.file}.{hint}\n"
+            f"'{name}' is neither a folder nor a dataset of {file}.{hint}\n"
             f"  fix: pass an ImageFolder folder (<root>/<class>/<image>) or one of the configured datasets: {', '.join(known) or '(none)'}"
         )
-    entry = cfg.datasets[name]
-    spec = registry.get("datasets", entry.type)
-    dataset = load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(cfg.path) if cfg.path else None)
+    entry = entries[name]
+    dataset = entry.build()
     if "id" not in dataset.subsets():
         raise UsageError(f"dataset '{name}' has no 'id' split to corrupt (it has {dataset.subsets()})")
     source = dataset.samples("id")

@@ -15,9 +15,7 @@ every other type's:
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from robustbench_x.config import Config, resolve_path
+from robustbench_x.api import resolve_path
 
 #: Options holding a path (a file or a folder) per reader module.
 _PATH_KEYS = {
@@ -34,12 +32,11 @@ def prepare_options(module: str, options: dict | None, config_file: str | None) 
     """The reader's options: ``label_space`` dropped, relative paths resolved against the config file."""
     opts = dict(options or {})
     opts.pop("label_space", None)
-    cfg = Config(path=Path(config_file)) if config_file else None
     for key in _PATH_KEYS[module]:
         value = opts.get(key)
         # ``classes`` may also be a list of names: only a string is a path
         if isinstance(value, str) and value:
-            resolved = resolve_path(value, cfg)
+            resolved = resolve_path(value, config_file)
             if key != "classes" or resolved.exists():
                 opts[key] = str(resolved)
     return opts

@@ -264,7 +264,7 @@ class EmbeddedDigitsC(_Embedded):
         return {"size": SIZE, "upsample": "pil-nearest", "images": self.n_images, "corruptions": list(self.corruptions), "severities": list(self.severities)}
 
     def cache_path(self) -> Path:
-        from robustbench_x.cachedir import cache_root
+        from robustbench_x.api import cache_root
 
         return cache_root() / "embedded-c" / f"{_cache_key(VERSION_C, self._recipe(), self._source_digits(self.n_images))}.npz"
 
@@ -316,7 +316,7 @@ class EmbeddedDigitsP(_Embedded):
         return {"size": SIZE, "upsample": "pil-nearest", "sequences": self.n_sequences, "perturbations": list(self.perturbations), "difficulty": 1}
 
     def cache_path(self) -> Path:
-        from robustbench_x.cachedir import cache_root
+        from robustbench_x.api import cache_root
 
         return cache_root() / "embedded-p" / f"{_cache_key(VERSION_P, self._recipe(), self._source_digits(self.n_sequences))}.npz"
 

@@ -220,7 +220,7 @@ class ConfidNet(Method):
         self.state = ctx.fitted(lambda: self._build(ctx), method=self.name, seed=int(ctx.seed), **self.params)
 
     def _build(self, ctx: Context) -> dict[str, np.ndarray]:
-        from robustbench_x.threads import torch_threads
+        from robustbench_x.api import torch_threads
 
         with torch_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(ctx.seed))

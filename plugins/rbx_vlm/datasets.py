@@ -76,9 +76,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from robustbench_x.api import Dataset
+from robustbench_x.api import Dataset, resolve_path
 from robustbench_x.sources import FileSource
-from robustbench_x.config import resolve_path
 from robustbench_x.errors import ConfigError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -200,16 +199,14 @@ class _Base(Dataset):
     task = "classification"
 
     def _setup(self, name: str, options: dict, config_file: str | None) -> None:
-        from robustbench_x.config import Config
-
         self.name = name
-        self._cfg = Config(path=Path(config_file)) if config_file else None
+        self._config_file = config_file
         self._file = config_file or "datasets.yaml"
         self._key = f"datasets.{name}"
         self.extensions = tuple(e.lower() for e in options.get("extensions", EXTENSIONS))
         self._names: dict[str, str] = dict(standard_classes())
         if options.get("classes"):
-            path = resolve_path(options["classes"], self._cfg)
+            path = resolve_path(options["classes"], self._config_file)
             if not path.is_file():
                 raise ConfigError(f"class-name file not found: {path}", file=self._file, key=f"{self._key}.classes", fix="give CoOp's classnames.txt (<wnid> <name> lines) or a JSON wnid → name mapping")
             self._names.update(read_class_names(path))
@@ -227,7 +224,7 @@ class _Base(Dataset):
     def _dir(self, value, key: str, base: Path | None = None) -> Path:
         raw = Path(str(value)).expanduser()
         path = raw if raw.is_absolute() or base is None else base / raw
-        path = resolve_path(str(path), self._cfg)
+        path = resolve_path(str(path), self._config_file)
         if not path.is_dir():
             raise ConfigError(f"folder does not exist: {path}", file=self._file, key=f"{self._key}.{key}", fix="correct the path (relative paths are relative to datasets.yaml)")
         return path

@@ -53,8 +53,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from robustbench_x.api import Dataset, SampleSource
-from robustbench_x.config import Config, resolve_path
+from robustbench_x.api import Dataset, SampleSource, resolve_path
 from robustbench_x.errors import ConfigError
 
 __all__ = ["HGLDv2Dataset", "HGLDv2Source", "build", "image_path", "OPTION_KEYS", "REQUIRED_KEYS"]
@@ -106,7 +105,6 @@ class HGLDv2Dataset(Dataset):
 
     def __init__(self, name: str, options: dict, config_file: str | None = None) -> None:
         self.name = name
-        cfg = Config(path=Path(config_file)) if config_file else None
         file = config_file or "datasets.yaml"
         key = f"datasets.{name}"
         for option in sorted(REQUIRED_KEYS - set(options)):
@@ -114,10 +112,10 @@ class HGLDv2Dataset(Dataset):
         unknown = sorted(set(options) - OPTION_KEYS)
         if unknown:
             raise ConfigError(f"unknown key '{unknown[0]}' for type 'hgldv2'", file=file, key=f"{key}.{unknown[0]}", fix=f"allowed keys: {', '.join(sorted(OPTION_KEYS))}")
-        self.root = resolve_path(str(options["root"]), cfg)
+        self.root = resolve_path(str(options["root"]), config_file)
         if not self.root.is_dir():
             raise ConfigError(f"GLDv2 image root does not exist: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder holding the test/ and index/ image trees")
-        self.hierarchy_dir = resolve_path(str(options["hierarchy_dir"]), cfg)
+        self.hierarchy_dir = resolve_path(str(options["hierarchy_dir"]), config_file)
         self.manifest = self._read_manifest(file, f"{key}.hierarchy_dir")
         split = str(options.get("split", "all")).strip().lower()
         if split not in SPLITS:
