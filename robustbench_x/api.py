@@ -329,7 +329,10 @@ class Outputs:
     """What the backbone produced for one subset, in dataset order.
 
     Arrays may be memory-mapped. ``features`` are the inputs of the model's
-    last linear layer; ``labels`` are ``-1`` for unlabelled samples.
+    last linear layer; ``labels`` are ``-1`` for unlabelled samples. The first
+    axis is the sample; the rest is the task's: ``(N, C)`` logits and ``(N,)``
+    labels for classification, ``(N, C, H, W)`` per-pixel logits and
+    ``(N, H, W)`` label masks for a dense task (``docs/tasks.md``).
     """
 
     logits: "np.ndarray"
@@ -345,7 +348,10 @@ class Model:
     """Runtime model. Subclasses wrap a ``torch.nn.Module``.
 
     ``forward(x)`` takes a batch already transformed by ``transform`` and
-    returns ``(logits, features)``, both 2-D float tensors, in eval mode.
+    returns ``(logits, features)``, float tensors with the batch first, in
+    eval mode: ``(B, C)`` and ``(B, D)`` for a classifier; a dense model
+    returns ``(B, C, H, W)`` per-pixel logits. The feature cache stores
+    whatever shape comes back.
     """
 
     name: str = ""
@@ -421,7 +427,12 @@ class Dataset:
 
 
 class SampleSource:
-    """A sized, indexable source: ``source[i] -> (PIL.Image, label, sample_id)``."""
+    """A sized, indexable source: ``source[i] -> (PIL.Image, label, sample_id)``.
+
+    ``label`` is an int for classification, or a numpy array for a dense task
+    (an ``(H, W)`` int mask, with the dataset's ignore label where no class
+    is given); anything else a task needs per sample (a hierarchy, boxes) is a
+    method of the dataset that the task's evaluator reads."""
 
     def __len__(self) -> int:  # pragma: no cover - interface
         raise NotImplementedError

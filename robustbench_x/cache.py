@@ -109,8 +109,7 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
     if n == 0:
         raise ValueError(f"subset {subset!r} of dataset {dataset.name!r} is empty")
     loader = DataLoader(_Transformed(source, model.transform()), batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    logits = features = None
-    labels = _allocated(directory / "labels.npy", np.int64, (n,))
+    logits = features = labels = None
     ids: list[str] = []
     at = 0
     # fork_rng: a DataLoader draws from torch's global generator; without it a
@@ -124,12 +123,15 @@ def compute_outputs(model: Model, dataset: Dataset, subset: str, directory: Path
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for x, y, sid in loader:
             lg, ft = model.forward(x.to(device))
-            lg, ft = lg.float().cpu().numpy(), ft.float().cpu().numpy()
+            lg, ft, y = lg.float().cpu().numpy(), ft.float().cpu().numpy(), np.asarray(y)
             if logits is None:
-                logits = _allocated(directory / "logits.npy", np.float32, (n, lg.shape[1]))
-                features = _allocated(directory / "features.npy", np.float32, (n, ft.shape[1]))
+                # Shapes after the batch axis are the model's and the dataset's: (C,) for a
+                # classifier, (C, H, W) per-pixel logits and (H, W) label masks for segmentation.
+                logits = _allocated(directory / "logits.npy", np.float32, (n, *lg.shape[1:]))
+                features = _allocated(directory / "features.npy", np.float32, (n, *ft.shape[1:]))
+                labels = _allocated(directory / "labels.npy", np.int64, (n, *y.shape[1:]))
             b = len(lg)
-            logits[at : at + b], features[at : at + b], labels[at : at + b] = lg, ft, y.numpy()
+            logits[at : at + b], features[at : at + b], labels[at : at + b] = lg, ft, y
             ids.extend(sid)
             at += b
     for m, training in modes:
@@ -156,4 +158,5 @@ class _Transformed:
 
     def __getitem__(self, i: int):
         image, label, sid = self.source[i]
-        return self.transform(image), int(label), str(sid)
+        # a dense task's label is an array (a segmentation mask); a classifier's an int
+        return self.transform(image), label if isinstance(label, np.ndarray) else int(label), str(sid)

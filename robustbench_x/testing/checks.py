@@ -1061,14 +1061,16 @@ def check_method_requires_known(spec: MethodSpec, env: CheckEnv | None = None) -
 
 
 def check_method_outputs_known(spec: MethodSpec, env: CheckEnv | None = None) -> None:
-    """``outputs`` is non-empty and ⊆ :data:`KNOWN_OUTPUTS`."""
+    """``outputs`` is non-empty and ⊆ :data:`KNOWN_OUTPUTS` or what a registered suite scores
+    (a new task's suite may score a new output, e.g. an attack's ``adversarial_prediction``)."""
     env = env or default_env()
     if not spec.outputs:
         _fail(f"{env.who(spec)}: outputs is empty; fix: declare what score() returns, e.g. outputs={{'score', 'confidence'}}")
-    unknown = sorted(set(spec.outputs) - KNOWN_OUTPUTS)
+    known = KNOWN_OUTPUTS | {s.method_output for s in env.registry.specs("suites")}
+    unknown = sorted(set(spec.outputs) - known)
     if unknown:
         _fail(
-            f"{env.who(spec)}: outputs {unknown} are not columns a suite scores ({', '.join(sorted(KNOWN_OUTPUTS))}); "
+            f"{env.who(spec)}: outputs {unknown} are not columns a suite scores ({', '.join(sorted(known))}); "
             "fix: remove them from outputs (extra per-sample columns may still be returned by score())"
         )
 
