@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,8 +53,8 @@ class MetricValue(NamedTuple):
 
     ``error`` is None when the value stands; otherwise the row is ``failed``
     with this reason (e.g. "metric undefined: only one class") and ``value``
-    is NaN. ``n`` is the number of samples (queries, pixels' images…) the
-    value is computed from.
+    is NaN. ``n`` is the number of samples (images, queries…) the value is
+    computed from.
     """
 
     subset: str
@@ -62,6 +63,9 @@ class MetricValue(NamedTuple):
     higher_is_better: bool
     n: int
     error: str | None = None
+
+
+_ARRAY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class ArrayStore:
@@ -81,7 +85,7 @@ class ArrayStore:
     def path(self, name: str) -> Path:
         if self.directory is None:
             raise JobError("this evaluation has no array store (the caller passed none); extra per-sample arrays cannot be saved")
-        if not name or not name.replace("-", "_").replace(".", "_").isidentifier() or name.startswith("."):
+        if not _ARRAY_NAME.fullmatch(name):
             raise PluginError(f"array name {name!r} must be a simple file name (letters, digits, '_', '-', '.')")
         return self.directory / f"{name}.npz"
 
@@ -161,9 +165,6 @@ class Evaluation:
     def score_subsets(self) -> dict[str, dict[str, np.ndarray]]:
         """``method.score`` on every subset, validated (:func:`score_subsets`)."""
         return score_subsets(self.method, self.ctx, self.suite, self.method_name)
-
-    def metric_fn(self, spec: MetricSpec) -> Callable[..., Any]:
-        return load_factory(spec.fn)
 
 
 #: The type of ``SuiteSpec.evaluator``'s target.
