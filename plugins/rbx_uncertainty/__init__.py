@@ -97,7 +97,8 @@ def rbx_methods() -> list[MethodSpec]:
             },
             summary=(
                 "MLP d-400-400-400-400-1 on the frozen penultimate features trained by MSE between sigmoid(c) "
-                "and the true-class probability; epoch chosen by validation AP-error; confidence = sigmoid(c)."
+                "and the true-class probability; epoch chosen by validation AP-error, ties by validation loss; "
+                "confidence = sigmoid(c)."
             ),
             paper="Corbière, Thome, Bar-Hen, Cord & Pérez, NeurIPS 2019",
             stochastic=True,
