@@ -101,6 +101,9 @@ def rbx_methods() -> list[MethodSpec]:
             requires={"logits", "input_grad"},
             outputs={*_SCORE, "prediction"},
             params={"temperature": 1000.0, "epsilon": 0.0014},
+            deviations=(
+                "Fixed T = 1000 and ε = 0.0014 on every dataset; the paper tunes both per dataset on OOD validation data.",
+            ),
             summary="Max softmax(f(x~)/T) after a signed-gradient input step x~ = x - eps*sign(g)/std.",
             paper="Liang, Li & Srikant, ICLR 2018",
         ),
@@ -124,6 +127,10 @@ def rbx_methods() -> list[MethodSpec]:
                 "features to the class means, tied covariance; no input preprocessing, no layer ensemble."
             ),
             paper="Lee et al., NeurIPS 2018 (vanilla variant as in Wang et al., CVPR 2022)",
+            deviations=(
+                "The vanilla variant (penultimate layer only, no input preprocessing, no feature ensemble with a "
+                "logistic-regression detector), as the ViM and OpenOOD baselines run it, not the paper's full method.",
+            ),
         ),
         _spec(
             "knn",
