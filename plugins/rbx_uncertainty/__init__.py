@@ -67,6 +67,7 @@ def rbx_methods() -> list[MethodSpec]:
                 "score = -H[p], confidence = max p; entropy and mutual information as extra columns."
             ),
             paper="Lakshminarayanan, Pritzel & Blundell, NeurIPS 2017",
+            deviations=("Members are plain cross-entropy networks, without the paper's optional adversarial training.",),
         ),
         _spec(
             "trust_score",
