@@ -478,7 +478,10 @@ class Context:
         """Store a diagnostic of this job (ConfidNet's chosen epoch, HEAT's
         residual share). Diagnostics are kept with the job's result rows
         (column ``diagnostics``, a JSON object) and shown in the method's
-        footnote on the leaderboard page."""
+        footnote on the leaderboard page. ``value`` is a number or a string
+        (a numpy scalar is unwrapped). What a ``fitted`` build records is
+        stored with the fitted state and recorded again when the state is
+        reused, so a cached fit reports the same diagnostics."""
         raise NotImplementedError
 
 

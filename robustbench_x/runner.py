@@ -60,6 +60,8 @@ class RunContext(Context):
         self.seed = job.seed
         self.num_classes = model.num_classes
         self._log = log
+        self.diagnostics: dict[str, float | int | str] = {}
+        self._captures: list[dict[str, float | int | str]] = []
 
     def outputs(self, subset: str) -> Outputs:
         outputs = self.cache.get(
@@ -91,7 +93,7 @@ class RunContext(Context):
         return np.random.default_rng(self.seed)
 
     def fitted(self, build: Callable[[], dict[str, np.ndarray]], **key: Any) -> dict[str, np.ndarray]:
-        from safetensors.numpy import load_file, save_file
+        from safetensors.numpy import save_file
 
         from robustbench_x.cachedir import cached_file
 
@@ -106,20 +108,61 @@ class RunContext(Context):
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
         fitted: dict[str, np.ndarray] = {}
+        # Diagnostics recorded while building belong to the state: saved with it, replayed on reuse.
+        captured: dict[str, float | int | str] = {}
 
         def write(tmp: Path) -> None:
-            fitted.update({k: np.ascontiguousarray(np.asarray(v)) for k, v in build().items()})
-            save_file(fitted, str(tmp))
+            self._captures.append(captured)
+            try:
+                state = build()
+            finally:
+                self._captures.remove(captured)
+            fitted.update({k: np.ascontiguousarray(np.asarray(v)) for k, v in state.items()})
+            save_file(fitted, str(tmp), metadata={_DIAGNOSTICS_KEY: json.dumps(captured, sort_keys=True)})
 
         path, built = cached_file(cache_root() / "fitted" / f"{self.job.method}-{digest}.safetensors", write)
         if built:
             self.log(f"{self.job.method}: fitted state saved {path.name}")
             return fitted
         self.log(f"{self.job.method}: reused fitted state {path.name}")
-        return dict(load_file(str(path)))
+        arrays, recorded = _load_fitted(path)
+        for name, value in recorded.items():  # what the build recorded, as if it had run again
+            self.record(name, value)
+        return arrays
 
     def log(self, message: str) -> None:
         self._log(message)
+
+    def record(self, key: str, value: float | int | str) -> None:
+        value = diagnostic_value(self.job.method, key, value)
+        self.diagnostics[key] = value
+        for captured in self._captures:
+            captured[key] = value
+
+
+_DIAGNOSTICS_KEY = "rbx_diagnostics"
+
+
+def diagnostic_value(method: str, key: Any, value: Any) -> float | int | str:
+    """A diagnostic as a JSON scalar; numpy scalars are unwrapped, non-finite floats kept as text."""
+    if not isinstance(key, str) or not key:
+        raise PluginError(f"method '{method}' recorded a diagnostic under {key!r}; the key must be a non-empty string")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, (bool, int, float, str)):
+        raise PluginError(f"method '{method}' recorded diagnostic '{key}' = {value!r} ({type(value).__name__}); record a number or a string")
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    return value
+
+
+def _load_fitted(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        arrays = {k: fh.get_tensor(k) for k in fh.keys()}
+        metadata = fh.metadata() or {}
+    return arrays, json.loads(metadata.get(_DIAGNOSTICS_KEY, "{}"))
 
 
 # ------------------------------------------------------------------ building
@@ -269,6 +312,9 @@ def _run_job(job: Job, model: Model, dataset: Dataset, cache: FeatureCache, opti
         _row(job, subset=s, metric=m, value=v, higher_is_better=hib, n=n, status="ok" if err is None else "failed", error=err, model_fp=model.fingerprint(), data_fp=_fingerprint(dataset, s))
         for s, m, v, hib, n, err in metrics
     ]
+    diagnostics = json.dumps(ctx.diagnostics, sort_keys=True) if ctx.diagnostics else None
+    for row in rows:
+        row["diagnostics"] = diagnostics
     n = len(next(iter(columns.values())))
     columns["seed"] = np.full(n, job.seed, dtype=np.int64)
     order = ["sample_id", "subset", "label", "prediction", "score", "confidence", "probs"]

@@ -128,6 +128,9 @@ def test_failure_and_calibration_suites_run_on_the_embedded_default(cli, tmp_pat
     frame = read_results(tmp_path)
     ok = frame[(frame["status"] == "ok") & (frame["metric"] == metric)]
     assert "msp" in set(ok["method"])
+    if suite == "failure":  # a trained method stores the epoch it kept with its rows
+        (diagnostics,) = set(frame.loc[frame["method"] == "confidnet", "diagnostics"])
+        assert json.loads(diagnostics)["chosen_epoch"] > 1
     pages = cli("leaderboard", str(tmp_path), "--out", str(tmp_path / "pages"), "--bootstrap", "20")
     assert pages.code == 0
     assert f"## {metric}" in (tmp_path / "pages" / f"{suite}.md").read_text()

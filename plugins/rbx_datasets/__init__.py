@@ -14,6 +14,10 @@ def rbx_datasets():
             builtin=True,
             label_space="embedded-digits-0to5",
             summary="digits 0-5 (scikit-learn) vs held-out digits, photo and texture patches; no download",
+            deviations=(
+                "Not a published benchmark: ood/photos and ood/textures are 8×8 patches of the sample photographs and "
+                "textures shipped with scikit-learn and scikit-image, standing in for far-OOD sets such as Places and DTD.",
+            ),
         ),
         DatasetSpec(
             "imagefolder",

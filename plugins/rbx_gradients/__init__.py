@@ -26,6 +26,11 @@ __all__ = ["rbx_methods"]
 
 _SCORE = {"score", "confidence"}
 _PURVIEW = "Lee, Lehman, Prabhushankar & AlRegib, Probing the Purview of Neural Networks via Gradient Analysis, IEEE Access 2023"
+_PURVIEW_DEVIATIONS = (
+    "Reproduces the authors' demo score (minus the mean squared per-layer gradient norm, higher = ID); on the built-in "
+    "CNN it ranks OOD above ID (AUROC 0.1 to 0.2), the opposite of the paper's benchmark, and the paper's own use of "
+    "the per-layer norms (a fitted detector or a plain average) is not published in code.",
+)
 
 
 @hookimpl
@@ -42,6 +47,10 @@ def rbx_methods() -> list[MethodSpec]:
             "(architecture and normalisation not published: our choice).",
             paper="Prabhushankar & AlRegib, Introspective Learning: A Two-Stage Approach for Inference in Neural Networks, NeurIPS 2022",
             stochastic=True,
+            deviations=(
+                "A reconstruction: the authors released no code for the introspective features or H, so H's width, "
+                "input normalisation, optimiser and epochs are ours.",
+            ),
         ),
         MethodSpec(
             name="purview-initial",
@@ -51,6 +60,7 @@ def rbx_methods() -> list[MethodSpec]:
             params={"part": "initial", "split": "demo", "batch_size": 32},
             summary="Purview: minus the mean squared gradient norm of BCE(z, all-ones) over the first half of the parameter tensors.",
             paper=_PURVIEW,
+            deviations=_PURVIEW_DEVIATIONS,
         ),
         MethodSpec(
             name="purview-final",
@@ -60,6 +70,7 @@ def rbx_methods() -> list[MethodSpec]:
             params={"part": "final", "split": "demo", "batch_size": 32},
             summary="Purview: minus the mean squared gradient norm of BCE(z, all-ones) over the second half of the parameter tensors.",
             paper=_PURVIEW,
+            deviations=_PURVIEW_DEVIATIONS,
         ),
         MethodSpec(
             name="gradtrust",
@@ -67,6 +78,10 @@ def rbx_methods() -> list[MethodSpec]:
             requires={"logits", "features", "linear_head"},
             outputs=_SCORE,
             params={"top_k": None},
+            deviations=(
+                "The authors' demo formula over all classes; the paper describes the top-k competing classes "
+                "without publishing k (top_k is an option).",
+            ),
             summary="GradTrust: max_c / mean_c of Var_d of the squared last-layer gradients of MSE(z, 1/C) (closed form in the logits).",
             paper="Prabhushankar & AlRegib, Counterfactual Gradients-based Quantification of Prediction Trust in Neural Networks, MIPR 2024",
         ),

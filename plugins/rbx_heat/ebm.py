@@ -87,6 +87,7 @@ class EnergySettings:
     eps_data: float = 1e-4
     end_factor: float = 0.1  # η_K, σ_K = 0.1 · start
     sgld_relu: bool = True
+    min_steps: int = 0  # optimiser steps the fit must reach, whatever the data size (0: train for ``epochs``)
 
     def key(self) -> dict:
         """Primitive dict (for the fitted-state cache key)."""
@@ -109,6 +110,7 @@ class EnergySettings:
             "eps_data": self.eps_data,
             "end_factor": self.end_factor,
             "sgld_relu": self.sgld_relu,
+            "min_steps": self.min_steps,
         }
 
 

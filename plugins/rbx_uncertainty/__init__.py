@@ -67,6 +67,7 @@ def rbx_methods() -> list[MethodSpec]:
                 "score = -H[p], confidence = max p; entropy and mutual information as extra columns."
             ),
             paper="Lakshminarayanan, Pritzel & Blundell, NeurIPS 2017",
+            deviations=("Members are plain cross-entropy networks, without the paper's optional adversarial training.",),
         ),
         _spec(
             "trust_score",
@@ -97,9 +98,18 @@ def rbx_methods() -> list[MethodSpec]:
             },
             summary=(
                 "MLP d-400-400-400-400-1 on the frozen penultimate features trained by MSE between sigmoid(c) "
-                "and the true-class probability; epoch chosen by validation AP-error; confidence = sigmoid(c)."
+                "and the true-class probability; epoch chosen by validation AP-error, ties by validation loss; "
+                "confidence = sigmoid(c)."
             ),
             paper="Corbière, Thome, Bar-Hen, Cord & Pérez, NeurIPS 2019",
             stochastic=True,
+            deviations=(
+                "CPU budget: the head trains for 100 epochs instead of the paper's 500.",
+                "The epoch is chosen by validation AP-error with ties (a constant AP-error included) broken by validation "
+                "loss; the paper selects by AP-error alone and the official code leaves the choice to the user.",
+                "The head trains on cached, un-augmented features with the encoder's dropout off, on the dataset's val "
+                "split (official phase 2: augmented inputs, encoder dropout on, 10 % of train held out); the "
+                "cloned-encoder fine-tuning phase is off by default.",
+            ),
         ),
     ]

@@ -25,11 +25,20 @@ Training phases (§3, learning scheme; ``learners/selfconfid_learner.py``):
   batch 128 (``selfconfid-classif.yaml``), reshuffled every epoch; the paper
   trains up to :data:`PAPER_EPOCHS` = 500 epochs and keeps the epoch with the
   best **validation AP-error** (errors positive, ranked by ``−confidence``,
-  :func:`robustbench_x.metrics.failure.ap_error`), evaluated every
-  ``eval_every`` epochs (the repository: every epoch) and at the last epoch;
-  on ties the earliest epoch wins. If the validation split has no error (or
-  no correct prediction) AP-error is undefined and the validation loss
-  (lower is better) selects instead; the fallback is logged.
+  :func:`robustbench_x.metrics.failure.ap_error`). The official learner
+  selects nothing by itself: after every epoch it saves a checkpoint and logs
+  the validation AP-error (``val/ap_errors``) and the validation loss
+  (``val/loss_confid``, the same weighted MSE on the validation split), and
+  ``test.py --epoch`` evaluates the epoch the user picks. Here the choice is
+  automatic, on the two quantities the official code logs: every
+  ``eval_every`` epochs and at the last epoch, the best validation AP-error
+  wins; **ties on AP-error go to the lower validation loss**, which covers a
+  constant AP-error (a validation split with one error gives AP-error =
+  1/rank of that error, often the same at every epoch; keeping the earliest
+  tied epoch would keep a head trained for one epoch); when AP-error is
+  undefined (no validation error, or no correct prediction) the validation
+  loss alone selects. The chosen epoch and the rule that decided are logged
+  and recorded as job diagnostics (``chosen_epoch``, ``selection``).
 * phase 3 (optional, ``finetune_epochs > 0``; ``models/*_selfconfid_cloning.py``):
   a copy of the encoder (``copy.deepcopy(ctx.model.feature_extractor())``) and
   the phase-2 head are fine-tuned together with the same loss from
@@ -37,16 +46,16 @@ Training phases (§3, learning scheme; ``learners/selfconfid_learner.py``):
   BatchNorm frozen (the whole clone in eval mode); the target and
   ``prediction`` still come from the untouched classifier. ``finetune_lr =
   1e-6``: the paper fine-tunes with a smaller learning rate than phase 2 but
-  no shipped config holds the value, so 1e-6 is **unverified** (``docs/methods.md#confidnet``). Selection by
-  validation AP-error as in phase 2, the phase-2 state (epoch 0) included.
+  no shipped config holds the value, so 1e-6 is **unverified** (``docs/methods.md#confidnet``).
+  Selection as in phase 2, the phase-2 state (epoch 0) included; recorded as
+  ``finetune_chosen_epoch`` and ``finetune_selection``.
 
 Defaults and what differs from the paper / official code, because of CPU
 budgets and of the harness's cached features:
 
 * ``epochs = 100`` (not 500): on the embedded digits (540 training features
   of 128-d, batch 128, validation every epoch) 100 epochs cost ≈6 CPU-seconds
-  on one core (measured 5.7 s); selection by validation AP-error still
-  applies. Set ``epochs=500`` (:data:`PAPER_EPOCHS`) for the paper's budget.
+  on one core (measured 5.7 s); the selection above still applies. Set ``epochs=500`` (:data:`PAPER_EPOCHS`) for the paper's budget.
   The head is small: on shared, busy cores run torch with one intra-op
   thread, more threads only contend (measured ≈15× slower with 2 threads on
   2 loaded cores).
@@ -73,9 +82,10 @@ budgets and of the harness's cached features:
   unset in its configs).
 
 Fitted state (head weights, the cloned encoder's weights after phase 3, the
-selected epochs, the per-epoch train loss and validation metric) is a dict of
-numpy arrays cached through ``ctx.fitted(build, method="confidnet", seed=…,
-**params)``: a second run with the same key does not retrain. Everything
+selected epochs, the per-epoch train loss, validation AP-error and validation
+loss) is a dict of numpy arrays cached through ``ctx.fitted(build,
+method="confidnet", seed=…, selection=SELECTION, **params)``: a second run
+with the same key does not retrain. Everything
 random (head init, shuffling, feature dropout) runs inside
 ``torch.random.fork_rng`` seeded from ``ctx.seed``.
 """
@@ -98,6 +108,8 @@ __all__ = ["ConfidNet", "PAPER_EPOCHS", "confidnet_loss", "make_head", "tcp_targ
 
 #: The paper's phase-2 budget ("up to 500 epochs", ``nb_epochs: 500`` in ``selfconfid-classif.yaml``).
 PAPER_EPOCHS = 500
+#: The model-selection rule (part of the fitted-state key: a state chosen by another rule is not reused).
+SELECTION = "val AP-error, ties by val loss"
 #: Hidden width of the head (§3; ``uncertainty1..4`` are 400 wide, e.g. ``small_convnet_mnist_selfconfid_classic.py``).
 HIDDEN = 400
 
@@ -149,37 +161,63 @@ def _load(module: nn.Module, state: dict[str, np.ndarray], prefix: str) -> None:
 
 
 class _Selector:
-    """Keeps the best state by validation AP-error (higher better), or by validation loss if AP-error is undefined."""
+    """Model selection on the validation split: best AP-error, ties to the lower validation loss.
 
-    def __init__(self, correct: np.ndarray, ctx: Context, phase: str) -> None:
+    With few validation errors AP-error takes few values (with one error it is
+    1/rank of that error) and is often the same at every epoch; taking the
+    earliest of tied epochs then keeps a barely trained head. Ties on AP-error
+    (a constant AP-error included) therefore go to the lower validation loss,
+    and when AP-error is undefined (no error, or no correct prediction) the
+    validation loss alone selects. Among exact ties of both the earliest epoch wins.
+    """
+
+    def __init__(self, correct: np.ndarray, weighting: float) -> None:
         self.correct = correct
+        self.weighting = weighting
         self.use_ap = 0 < int(correct.sum()) < len(correct)
-        if not self.use_ap:
-            ctx.log(
-                f"confidnet {phase}: validation has {int((~correct).sum())} error(s) among {len(correct)}; "
-                "AP-error is undefined, selecting the epoch by validation loss instead"
-            )
-        self.best_value = -np.inf
+        self.ap_history: list[float] = []
+        self.loss_history: list[float] = []
+        self.best_key: tuple[float, ...] | None = None
         self.best_epoch = -1
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.history: list[float] = []
+        self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
 
     def update(self, epoch: int, conf_logits: torch.Tensor, tcp: torch.Tensor, modules: dict[str, nn.Module]) -> None:
-        if self.use_ap:
-            from robustbench_x.metrics.failure import ap_error
+        from robustbench_x.metrics.failure import ap_error
 
-            value = ap_error(torch.sigmoid(conf_logits.double()).numpy(), self.correct)
-        else:
-            value = -float(confidnet_loss(conf_logits, tcp, torch.from_numpy(~self.correct)))
-        self.history.append(value)
-        if value > self.best_value:  # strict: the earliest epoch wins ties
-            self.best_value, self.best_epoch = value, epoch
+        conf_logits = conf_logits.double()
+        loss = float(confidnet_loss(conf_logits, tcp.double(), torch.from_numpy(~self.correct), self.weighting))
+        ap = float(ap_error(torch.sigmoid(conf_logits).numpy(), self.correct)) if self.use_ap else float("nan")
+        self.ap_history.append(ap)
+        self.loss_history.append(loss)
+        # Rounded so that float noise between equal rankings cannot break a tie.
+        key = (round(ap, 12), -loss) if self.use_ap else (-loss,)
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.best_epoch = key, epoch
             self.best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
+
+    def rule(self) -> str:
+        """Which criterion decided, in words (recorded with the chosen epoch)."""
+        errors, n = int((~self.correct).sum()), len(self.correct)
+        if not self.use_ap:
+            return f"validation loss (AP-error undefined: {errors} error(s) in {n} validation samples)"
+        ap = np.round(np.asarray(self.ap_history), 12)
+        tied = int((ap == ap.max()).sum())
+        if tied == len(ap) and tied > 1:
+            return f"validation loss (validation AP-error constant at {ap.max():.4f}; {errors} error(s) in {n} validation samples)"
+        if tied > 1:
+            return f"validation AP-error, ties between {tied} evaluated epochs broken by validation loss"
+        return "validation AP-error"
 
     def restore(self, modules: dict[str, nn.Module]) -> None:
         assert self.best_state is not None
         for name, m in modules.items():
             m.load_state_dict(self.best_state[name])
+
+    def history(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}val_ap_error": np.array(self.ap_history, dtype=np.float64),
+            f"{prefix}val_loss": np.array(self.loss_history, dtype=np.float64),
+        }
 
 
 class ConfidNet(Method):
@@ -217,7 +255,7 @@ class ConfidNet(Method):
 
     # ------------------------------------------------------------------ fit
     def fit(self, ctx: Context) -> None:
-        self.state = ctx.fitted(lambda: self._build(ctx), method=self.name, seed=int(ctx.seed), **self.params)
+        self.state = ctx.fitted(lambda: self._build(ctx), method=self.name, seed=int(ctx.seed), selection=SELECTION, **self.params)
 
     def _build(self, ctx: Context) -> dict[str, np.ndarray]:
         from robustbench_x.api import torch_threads
@@ -244,7 +282,7 @@ class ConfidNet(Method):
         yv = np.asarray(val.labels, dtype=np.int64)[vi]
         lv = np.asarray(val.logits, dtype=np.float32)[vi]
         tcp_val = torch.as_tensor(tcp_target(lv, yv), dtype=torch.float32)
-        selector = _Selector(lv.argmax(axis=1) == yv, ctx, "phase 2")
+        selector = _Selector(lv.argmax(axis=1) == yv, self.weighting)
 
         head = make_head(x.shape[1])
         opt = torch.optim.Adam(head.parameters(), lr=self.lr)
@@ -280,14 +318,14 @@ class ConfidNet(Method):
                     selector.update(epoch, head(xv).squeeze(1), tcp_val, {"head": head})
         selector.restore({"head": head})
         head.eval()
-        ctx.log(
-            f"confidnet phase 2: selected epoch {selector.best_epoch}/{self.epochs} "
-            f"(validation {'AP-error' if selector.use_ap else '-loss'} {selector.best_value:.4f})"
-        )
+        rule = selector.rule()
+        ctx.log(f"confidnet phase 2: chose epoch {selector.best_epoch}/{self.epochs} by {rule}")
+        ctx.record("chosen_epoch", selector.best_epoch)
+        ctx.record("selection", rule)
         state = {
             "selected_epoch": np.array([selector.best_epoch], dtype=np.int64),
             "train_loss": np.array(losses, dtype=np.float64),
-            "val_metric": np.array(selector.history, dtype=np.float64),
+            **selector.history(),
         }
         return head, state
 
@@ -307,7 +345,7 @@ class ConfidNet(Method):
         yv = np.asarray(val.labels, dtype=np.int64)[vi]
         lv = np.asarray(val.logits, dtype=np.float32)[vi]
         tcp_val = torch.as_tensor(tcp_target(lv, yv), dtype=torch.float32)
-        selector = _Selector(lv.argmax(axis=1) == yv, ctx, "phase 3")
+        selector = _Selector(lv.argmax(axis=1) == yv, self.weighting)
         modules = {"encoder": encoder, "head": head}
 
         def val_logits() -> torch.Tensor:
@@ -334,13 +372,16 @@ class ConfidNet(Method):
                 selector.update(epoch, val_logits(), tcp_val, modules)
         selector.restore(modules)
         encoder.requires_grad_(False)
-        ctx.log(f"confidnet phase 3: selected fine-tuning epoch {selector.best_epoch}/{self.finetune_epochs}")
+        rule = selector.rule()
+        ctx.log(f"confidnet phase 3: chose fine-tuning epoch {selector.best_epoch}/{self.finetune_epochs} by {rule}")
+        ctx.record("finetune_chosen_epoch", selector.best_epoch)
+        ctx.record("finetune_selection", rule)
         return {
             **_state_arrays(head.cpu(), "head."),
             **_state_arrays(encoder.cpu(), "encoder."),
             "finetune_selected_epoch": np.array([selector.best_epoch], dtype=np.int64),
             "finetune_train_loss": np.array(losses, dtype=np.float64),
-            "finetune_val_metric": np.array(selector.history, dtype=np.float64),
+            **selector.history("finetune_"),
         }
 
     def _labelled_batches(self, ctx: Context, subset: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

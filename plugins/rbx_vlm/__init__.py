@@ -55,6 +55,7 @@ def rbx_models() -> list[ModelSpec]:
             label_space=None,
             family=True,
             summary="openclip:<arch>/<pretrained>; open_clip hub weights or a local checkpoint; zero-shot logits over the dataset's classes",
+            deviations=("CLIP runs in fp32 on every device; the papers' code runs it in fp16 on GPU, so scores can differ in the last digits.",),
         )
     ]
 
@@ -113,6 +114,7 @@ def rbx_methods() -> list[MethodSpec]:
             },
             summary="Context optimisation: 16 learned context vectors shared by all classes, few-shot CE; OOD score MCM on the learned prompts.",
             paper="Zhou et al., IJCV 2022 (KaiyangZhou/CoOp)",
+            deviations=("CPU budget: 5 epochs at batch 32 instead of the paper's 50 to 200 epochs; prompts trained in fp32, not fp16.",),
         ),
         MethodSpec(
             name="gallop",
@@ -140,6 +142,7 @@ def rbx_methods() -> list[MethodSpec]:
             },
             summary="Global and local prompts: prompt dropout, sparse top-k local alignment, learned local projection; OOD score GL-MCM at T = 1.",
             paper="Lafon et al., ECCV 2024 (MarcLafon/gallop)",
+            deviations=("CPU budget: 5 epochs at batch 32 instead of the paper's 50 or 200 epochs; trained in fp32, not fp16 autocast.",),
         ),
     ]
 

@@ -545,6 +545,7 @@ class CheckContext(Context):
         self.wants = frozenset(METHOD_OUTPUTS)
         self._overrides = dict(overrides or {})
         self.messages: list[str] = []
+        self.diagnostics: dict[str, Any] = {}
 
     def _data(self, subset: str):
         if subset in self._overrides:
@@ -567,6 +568,11 @@ class CheckContext(Context):
 
     def log(self, message: str) -> None:
         self.messages.append(message)
+
+    def record(self, key: str, value: float | int | str) -> None:
+        from robustbench_x.runner import diagnostic_value
+
+        self.diagnostics[key] = diagnostic_value("method", key, value)
 
 
 class _Violation(tuple):
@@ -677,6 +683,9 @@ class RestrictedContext(Context):
 
     def log(self, message: str) -> None:
         self._inner.log(message)
+
+    def record(self, key: str, value: float | int | str) -> None:
+        self._inner.record(key, value)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):

@@ -53,6 +53,7 @@ class ArrayContext(Context):
             self.dataset = dataset
         self.messages: list[str] = []
         self.builds = 0
+        self.diagnostics: dict[str, Any] = {}
 
     def outputs(self, subset: str) -> Outputs:
         try:
@@ -74,6 +75,12 @@ class ArrayContext(Context):
 
     def log(self, message: str) -> None:
         self.messages.append(message)
+
+    def record(self, key: str, value: float | int | str) -> None:
+        """Kept in ``diagnostics``, validated as the runner does."""
+        from robustbench_x.runner import diagnostic_value
+
+        self.diagnostics[key] = diagnostic_value("method", key, value)
 
 
 def _stack(model: Model, dataset: Dataset, subset: str):
@@ -104,6 +111,7 @@ class ModelContext(ArrayContext):
         self.num_classes = model.num_classes
         self._outputs, self._inputs = {}, {}
         self.messages, self.builds = [], 0
+        self.diagnostics = {}
         self._torch = torch
 
     def _ensure(self, subset: str) -> None:

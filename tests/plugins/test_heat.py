@@ -20,7 +20,7 @@ from scipy.stats import multivariate_normal
 
 import rbx_heat
 from rbx_heat.ebm import EnergySettings, ResidualMLP, cd_loss, polynomial_decay, project, sgld, train_residual
-from rbx_heat.method import HEAT, PRESETS, compose, settings_for, standardisation_stats
+from rbx_heat.method import HEAT, PRESETS, compose, for_data, official_steps, settings_for, standardisation_stats
 from rbx_heat.priors import ELPrior, GMMPrior, fit_gmm
 from robustbench_x.api import CAPABILITIES, METHOD_OUTPUTS, load_factory
 from robustbench_x.registry import Registry
@@ -308,12 +308,35 @@ def test_presets_are_the_official_cifar10_script_values():
     assert set(PRESETS) == {"cifar10", "cifar100"}
 
 
-def test_cpu_budget_changes_only_width_epochs_batch_and_milestones():
+def test_official_step_counts_are_the_scripts_epochs_times_full_batches():
+    # scripts/cifar10.sh: 20 epochs; batch 1024 (GMM, GMM-std) or 256 (EL); 50,000 CIFAR-10 images, drop_last.
+    assert official_steps("gmm") == 20 * 48 == 960
+    assert official_steps("gmm_std") == 960
+    assert official_steps("el") == 20 * 195 == 3900
+    assert official_steps("el", "cifar100") == 8 * 48  # scripts/cifar100.sh: EL 8 epochs, batch 1024
+
+
+@pytest.mark.parametrize("energy", ["gmm", "gmm_std", "el"])
+@pytest.mark.parametrize("n", [540, 1000, 50_000, 200_000])
+def test_cpu_budget_keeps_at_least_the_official_optimiser_steps_for_any_data_size(energy, n):
+    s = for_data(settings_for(energy), n)
+    steps = s.epochs * (n // s.batch_size)
+    assert steps >= official_steps(energy)
+    assert steps - (n // s.batch_size) < official_steps(energy) or s.epochs == PRESETS["cifar10"][energy]["epochs"]  # no epoch more than needed
+    assert s.epochs >= PRESETS["cifar10"][energy]["epochs"] and s.milestones == (s.epochs // 2,)
+
+
+def test_cpu_budget_changes_only_width_batch_lr_and_the_epochs_needed_for_the_step_count():
     for e in ("gmm", "gmm_std", "el"):
         paper, cpu = settings_for(e, budget="paper"), settings_for(e, budget="cpu")
-        assert (cpu.width, cpu.epochs, cpu.batch_size, cpu.milestones) == (128, 4, min(paper.batch_size, 128), (2,))
-        same = {k: v for k, v in paper.key().items() if k not in {"width", "epochs", "batch_size", "milestones"}}
+        assert (cpu.width, cpu.batch_size, cpu.min_steps) == (128, min(paper.batch_size, 64), official_steps(e))
+        assert cpu.lr == pytest.approx(paper.lr * 1024 / 128)  # width-compensated learning rate
+        same = {k: v for k, v in paper.key().items() if k not in {"width", "batch_size", "lr", "min_steps"}}
         assert same == {k: v for k, v in cpu.key().items() if k in same}
+        assert for_data(paper, 540) == paper  # the paper budget trains for the script's epochs, whatever the data
+    assert settings_for("gmm", width=256).lr == pytest.approx(1e-5 * 4)  # the scaling follows an overridden width
+    explicit = for_data(settings_for("gmm", epochs=3), 540)
+    assert (explicit.epochs, explicit.min_steps, explicit.milestones) == (3, 0, (1,))  # an explicit epoch count wins
     with pytest.raises(ValueError):
         settings_for("gmm", budget="gpu")
     with pytest.raises(ValueError):

@@ -1,7 +1,9 @@
 """HEAT on the embedded default (built-in CNN + embedded digits) through ModelContext.
 
 The CNN trains once per session into a temporary ``RBX_CACHE_DIR`` shared by
-the ``test_gradients_*`` files. The default (CPU budget) fit is run twice to
+the ``test_gradients_*`` files. The fits here run :data:`EPOCHS` epochs (the
+default cpu budget runs the official script's step count, minutes of CPU:
+its step arithmetic is checked in ``test_heat.py``); the fit is run twice to
 check determinism with the same seed.
 """
 
@@ -17,13 +19,14 @@ from rbx_heat.method import HEAT, STANDARDISE_BATCH, compose, energy_input, ener
 from robustbench_x.testing import ModelContext
 
 SUBSETS = ("id", "ood/photos")
+EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
 def fitted(embedded_model):
     model, dataset = embedded_model
     ctx = ModelContext(model, dataset, seed=0)
-    method = HEAT()  # the registered default: GMM + EL + GMM-std, β = 0, cpu budget
+    method = HEAT(epochs=EPOCHS)  # the registered default but for the epochs: GMM + EL + GMM-std, β = 0, cpu budget
     start = time.perf_counter()
     method.fit(ctx)
     elapsed = time.perf_counter() - start
@@ -41,6 +44,17 @@ def test_fits_and_scores_are_finite(fitted):
         assert np.isfinite(out["score"]).all(), subset
         np.testing.assert_array_equal(out["score"], out["confidence"])
     print(f"HEAT cpu-budget fit: {elapsed:.1f} s")
+
+
+def test_steps_and_residual_share_are_recorded_per_energy(fitted):
+    ctx, method, _, _ = fitted
+    n = len(ctx.outputs("train"))
+    for e in method.energies:
+        assert ctx.diagnostics[f"steps/{e}"] == EPOCHS * (n // 64) == int(method.states[e]["train/steps"][0])
+        feats = extract_features(ctx, "id")
+        values = energy_values(e, method.states[e], method.settings[e], energy_input(e, feats))
+        expected = values["res"].std() / (values["prior"] / method.settings[e].temperature_prior).std()
+        assert ctx.diagnostics[f"residual_share/{e}"] == pytest.approx(expected, rel=1e-9) and expected > 0
 
 
 def test_state_is_a_dict_of_numpy_arrays_with_gmm_mlp_and_standardisation(fitted):
@@ -89,7 +103,7 @@ def test_deterministic_with_the_same_seed(fitted, embedded_model):
     _, _, scores, _ = fitted
     model, dataset = embedded_model
     ctx = ModelContext(model, dataset, seed=0)
-    again = HEAT()
+    again = HEAT(epochs=EPOCHS)
     again.fit(ctx)
     for subset in SUBSETS:
         np.testing.assert_array_equal(again.score(ctx, subset)["score"], scores[subset]["score"])
@@ -97,7 +111,7 @@ def test_deterministic_with_the_same_seed(fitted, embedded_model):
 
 def test_single_energy_is_the_raw_hybrid_energy(fitted, embedded_model):
     ctx, method, _, _ = fitted
-    single = HEAT(energies=["gmm_std"])
+    single = HEAT(energies=["gmm_std"], epochs=EPOCHS)
     single.fit(ctx)
     # Same seed and settings: the GMM-std energy of the composition is reproduced exactly.
     for key, value in method.states["gmm_std"].items():

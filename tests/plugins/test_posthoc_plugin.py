@@ -16,7 +16,7 @@ from robustbench_x.registry import Registry
 from robustbench_x.testing.doubles import ArrayContext, make_outputs
 
 SPECS = rbx_posthoc.rbx_methods()
-EXPECTED = {"msp", "maxlogit", "energy", "temperature_scaling", "odin", "gradnorm", "mahalanobis", "knn", "vim", "react"}
+EXPECTED = {"msp", "maxlogit", "energy", "temperature_scaling", "temperature_scaling-lbfgs", "odin", "gradnorm", "mahalanobis", "knn", "vim", "react"}
 
 
 def test_import_does_not_pull_torch_or_sklearn():

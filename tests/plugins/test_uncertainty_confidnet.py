@@ -113,13 +113,58 @@ def test_epoch_selection_by_validation_ap_error():
     ctx = _ctx()
     method = ConfidNet(epochs=12, lr=1e-3, eval_every=4)
     method.fit(ctx)
-    history = method.state["val_metric"]
-    assert history.shape == (3,)  # epochs 4, 8, 12
+    history = method.state["val_ap_error"]
+    assert history.shape == (3,) and method.state["val_loss"].shape == (3,)  # epochs 4, 8, 12
+    assert len(set(history)) == 3  # distinct values: AP-error alone decides
     assert method.state["selected_epoch"][0] == 4 * (int(np.argmax(history)) + 1)
+    assert ctx.diagnostics == {"chosen_epoch": int(method.state["selected_epoch"][0]), "selection": "validation AP-error"}
     # the kept head's validation AP-error is the best one of the history
     val = ctx.outputs("val")
     conf = method.score(ctx, "val")["confidence"]
     assert ap_error(conf, val.logits.argmax(1) == val.labels) == pytest.approx(history.max(), rel=1e-5)
+
+
+def _one_validation_error(ctx) -> None:
+    """A validation split with a single error and one shared feature vector: every head gives every
+    validation sample the same confidence, so AP-error is the same at every epoch, while the
+    validation loss (the TCPs differ) still moves as the head trains."""
+    val, train = ctx.outputs("val"), ctx.outputs("train")
+    y = np.asarray(val.labels)
+    logits = np.eye(3)[y] * 5.0
+    logits[0] = np.eye(3)[(y[0] + 1) % 3] * 5.0
+    centre = np.asarray(train.features)[np.asarray(train.labels) == 0].mean(axis=0)
+    ctx._outputs["val"] = make_outputs(logits, features=np.tile(centre, (len(y), 1)), labels=y)
+
+
+def test_a_constant_validation_ap_error_selects_by_validation_loss_not_the_first_epoch():
+    ctx = _ctx()
+    _one_validation_error(ctx)
+    method = ConfidNet(epochs=15, lr=1e-3)
+    method.fit(ctx)
+    ap, loss = method.state["val_ap_error"], method.state["val_loss"]
+    assert len(set(np.round(ap, 12))) == 1, ap  # the case under test: AP-error is the same at every epoch
+    chosen = int(method.state["selected_epoch"][0])
+    assert chosen != 1
+    assert chosen == int(np.argmin(loss)) + 1  # every epoch evaluated: epoch e is history[e - 1]
+    assert ctx.diagnostics["chosen_epoch"] == chosen
+    assert ctx.diagnostics["selection"].startswith("validation loss (validation AP-error constant at")
+    assert any(f"chose epoch {chosen}/15" in m for m in ctx.messages)
+
+
+def test_ties_on_ap_error_go_to_the_lower_validation_loss():
+    from rbx_uncertainty.confidnet import _Selector
+
+    correct = np.array([True, True, False, True])
+    tcp = torch.tensor([0.9, 0.8, 0.2, 0.7])
+    selector = _Selector(correct, weighting=1.0)
+    head = nn.Linear(1, 1)
+    # Same ranking (error last-but-one) at every step, so the same AP-error; the loss falls, then rises.
+    for epoch, scale in enumerate([0.1, 1.0, 2.0, 8.0], start=1):
+        conf_logits = torch.logit(torch.tensor([0.9, 0.8, 0.5, 0.7])) * scale
+        selector.update(epoch, conf_logits, tcp, {"head": head})
+    assert len(set(selector.ap_history)) == 1
+    assert selector.best_epoch == 1 + int(np.argmin(selector.loss_history)) and selector.best_epoch not in (1, 4)
+    assert selector.rule().startswith("validation loss (validation AP-error constant")
 
 
 def test_second_fit_with_the_same_key_reuses_the_state():
@@ -165,10 +210,11 @@ def test_validation_without_errors_falls_back_to_the_loss():
     val = ctx.outputs("val")
     perfect = make_outputs(np.eye(3)[val.labels] * 10, features=val.features, labels=val.labels)
     ctx._outputs["val"] = perfect
-    method = ConfidNet(epochs=2)
+    method = ConfidNet(epochs=4)
     method.fit(ctx)
-    assert any("AP-error is undefined" in m for m in ctx.messages)
-    assert (method.state["val_metric"] <= 0).all()  # minus the validation loss
+    assert np.isnan(method.state["val_ap_error"]).all()
+    assert method.state["selected_epoch"][0] == int(np.argmin(method.state["val_loss"])) + 1
+    assert ctx.diagnostics["selection"] == "validation loss (AP-error undefined: 0 error(s) in 120 validation samples)"
 
 
 class LinearHeadModel(Model):

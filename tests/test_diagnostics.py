@@ -1,0 +1,72 @@
+"""Job diagnostics (``Context.record``): stored as a JSON object on every result
+row of the job, and still there when the fitted state comes from the cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from robustbench_x.errors import PluginError
+from robustbench_x.results import read_results
+from robustbench_x.runner import diagnostic_value
+
+
+def _diagnostics(out, method: str) -> dict:
+    frame = read_results(out)
+    rows = frame[frame["method"] == method]
+    assert len(rows) > 0 and (rows["status"] == "ok").all(), rows[["status", "error"]]
+    values = set(rows["diagnostics"])
+    assert len(values) == 1, values  # the same object on every row of the job
+    return json.loads(values.pop())
+
+
+def test_recorded_values_are_on_every_row_and_survive_a_reused_fitted_state(cli, test_plugins, tmp_path):
+    test_plugins("diagnostic_methods")
+    first = cli("--quiet", "run", "--suite", "ood", "--methods", "recorder", "--out", str(tmp_path / "a"))
+    assert first.code == 0, first
+    builds = sys.modules["diagnostic_methods"].BUILDS
+    assert len(builds) == 1
+    recorded = _diagnostics(tmp_path / "a", "recorder")
+    assert recorded["rule"] == "max logit"
+    assert recorded["undefined"] == "nan"  # JSON has no NaN
+    assert isinstance(recorded["train_logit_mean"], float)
+
+    again = cli("--quiet", "run", "--suite", "ood", "--methods", "recorder", "--out", str(tmp_path / "b"))
+    assert again.code == 0, again
+    assert len(builds) == 1  # the fitted state was reused, not rebuilt...
+    assert _diagnostics(tmp_path / "b", "recorder") == recorded  # ...and what its build recorded is still there
+
+
+def test_a_method_without_diagnostics_has_a_null_column(cli, tmp_path):
+    result = cli("--quiet", "run", "--suite", "ood", "--methods", "energy", "--out", str(tmp_path))
+    assert result.code == 0, result
+    assert read_results(tmp_path)["diagnostics"].isna().all()
+
+
+def test_a_diagnostic_that_is_not_a_scalar_fails_the_job_with_its_name(cli, test_plugins, tmp_path):
+    test_plugins("diagnostic_methods")
+    result = cli("--quiet", "run", "--suite", "ood", "--methods", "bad-recorder,energy", "--out", str(tmp_path))
+    assert result.code == 1, result
+    frame = read_results(tmp_path)
+    error = frame.loc[frame["method"] == "bad-recorder", "error"].iloc[0]
+    assert "bad-recorder" in error and "'curve'" in error and "record a number or a string" in error
+    assert (frame.loc[frame["method"] == "energy", "status"] == "ok").all()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(np.int64(3), 3), (np.float32(0.5), 0.5), ("val loss", "val loss"), (True, True), (float("inf"), "inf")],
+)
+def test_diagnostic_values_become_json_scalars(value, expected):
+    out = diagnostic_value("m", "k", value)
+    assert out == expected and type(out) is type(expected)
+    json.dumps(out, allow_nan=False)
+
+
+@pytest.mark.parametrize(("key", "value"), [("", 1), (3, 1), ("k", None), ("k", [1, 2])])
+def test_bad_diagnostics_are_refused(key, value):
+    with pytest.raises(PluginError, match="method 'm'"):
+        diagnostic_value("m", key, value)
