@@ -51,6 +51,19 @@ SEED = 0
 Resample = tuple[dict[str, np.ndarray], tuple[int, ...], Callable[[tuple[np.ndarray, ...]], float]]
 
 
+class _fn:
+    """The metric function, imported on the first replicate that needs it (a
+    cached page never imports it)."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref, self.loaded = ref, None
+
+    def __call__(self, **kwargs):
+        if self.loaded is None:
+            self.loaded = load_factory(self.ref)
+        return self.loaded(**kwargs)
+
+
 def _subset(scores: pd.DataFrame, subset: str) -> pd.DataFrame:
     part = scores[scores["subset"] == subset]
     if "sample_id" in part:
@@ -65,7 +78,7 @@ def _ood(scores: pd.DataFrame, spec: MetricSpec, subset: str) -> Resample | None
     s_ood = _subset(scores, subset)["score"].to_numpy(dtype=float)
     if not len(s_id) or not len(s_ood):
         return None
-    fn = load_factory(spec.fn)
+    fn = _fn(spec.fn)
     return {"id": s_id, "ood": s_ood}, (len(s_id), len(s_ood)), lambda ix: fn(score_id=s_id[ix[0]], score_ood=s_ood[ix[1]])
 
 
@@ -75,7 +88,7 @@ def _failure(scores: pd.DataFrame, spec: MetricSpec, subset: str) -> Resample | 
         return None
     conf = part["confidence"].to_numpy(dtype=float)
     correct = part["prediction"].to_numpy() == part["label"].to_numpy()
-    fn = load_factory(spec.fn)
+    fn = _fn(spec.fn)
     return {"confidence": conf, "correct": correct}, (len(part),), lambda ix: fn(confidence=conf[ix[0]], correct=correct[ix[0]])
 
 
@@ -85,7 +98,7 @@ def _calibration(scores: pd.DataFrame, spec: MetricSpec, subset: str) -> Resampl
         return None
     probs = np.stack(part["probs"].to_numpy()).astype(np.float64)
     labels = part["label"].to_numpy()
-    fn = load_factory(spec.fn)
+    fn = _fn(spec.fn)
     return {"probs": probs, "labels": labels}, (len(part),), lambda ix: fn(probs=probs[ix[0]], labels=labels[ix[0]])
 
 
@@ -94,7 +107,7 @@ def _classification(scores: pd.DataFrame, spec: MetricSpec, subset: str) -> Resa
     if part.empty or "prediction" not in part:
         return None
     pred, labels = part["prediction"].to_numpy(), part["label"].to_numpy()
-    fn = load_factory(spec.fn)
+    fn = _fn(spec.fn)
     return {"prediction": pred, "labels": labels}, (len(part),), lambda ix: fn(prediction=pred[ix[0]], labels=labels[ix[0]])
 
 

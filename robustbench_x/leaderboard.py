@@ -42,6 +42,7 @@ renderer (``SuiteSpec.renderer``; see :mod:`robustbench_x.pages`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -438,7 +439,11 @@ def _provenance(rows: pd.DataFrame) -> list[str]:
         per_subset = group.drop_duplicates(["subset", "dataset_fingerprint"]).sort_values("subset")
         if per_subset.duplicated("subset").any():
             lines.append(f"- **warning**: dataset `{dataset}` mixes rows computed on different data (several fingerprints for one subset)")
-        lines.append(f"- dataset `{dataset}`: " + ", ".join(f"{s} `{f}`" for s, f in zip(per_subset["subset"], per_subset["dataset_fingerprint"])))
+        pairs = [f"{s} `{f}`" for s, f in zip(per_subset["subset"], per_subset["dataset_fingerprint"])]
+        if len(pairs) > 8:  # a corruption dataset has 76 subsets: one combined fingerprint reads better
+            combined = hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
+            pairs = [f"{len(pairs)} subsets, combined fingerprint `{combined}` (sha256 of the sorted per-subset fingerprints)"]
+        lines.append(f"- dataset `{dataset}`: " + ", ".join(pairs))
     for model, group in rows[rows["model_fingerprint"].notna()].groupby("model", sort=True):
         lines.append(f"- model `{model}`: " + ", ".join(f"`{f}`" for f in sorted(group["model_fingerprint"].unique())))
     lines += ["", "| model | dataset | method | seed | config hash | status |", "|---|---|---|---|---|---|"]

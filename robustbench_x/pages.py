@@ -62,13 +62,16 @@ def job_key(row: Any) -> tuple:
     return (row["suite"], row["model"], row["dataset"], row["method"], row["config_hash"])
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A GitHub Markdown table (pipes in cells escaped), as lines."""
+def markdown_table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A GitHub Markdown table (pipes in cells escaped), as lines. ``align`` has
+    one letter per column (``l`` / ``r``); default: the first column left, the
+    others (numbers) right."""
+    align = align or "l" + "r" * (len(header) - 1)
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
-    return [line(header), "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|", *(line(r) for r in rows)]
+    return [line(header), "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|", *(line(r) for r in rows)]
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
