@@ -53,7 +53,7 @@ import pandas as pd
 
 from robustbench_x.api import load_factory
 from robustbench_x.bootstrap import interval, not_worse, replicates
-from robustbench_x.pages import Page, atomic_write, bold, fmt, markdown_table, png_bytes, pyplot, slug
+from robustbench_x.pages import Page, atomic_write, bold, fmt, markdown_table, pyplot, slug
 from robustbench_x.registry import get_registry
 from robustbench_x.results import RESULT_SCHEMA
 
@@ -91,7 +91,10 @@ def load_results(results_dir: str | Path, warn: Warn) -> tuple[pd.DataFrame, lis
             bad.append((path, reason))
     if not tables:
         return pd.DataFrame({f.name: pd.Series(dtype=object) for f in RESULT_SCHEMA}), bad
+    # Plain Python strings: the many small selections a page makes are several
+    # times faster on object columns than on Arrow-backed ones.
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
     if "diagnostics" not in frame:
         frame["diagnostics"] = None
     return frame, bad
@@ -382,7 +385,6 @@ def _reliability(page: Page) -> list[str]:
     counts and the ECE in its title."""
     from robustbench_x.metrics.calibration import reliability_bins
 
-    plt = pyplot()
     ok = page.ok
     lines = ["## Reliability diagrams", "", "One panel per method (first seed): accuracy per confidence bin (15 equal-width bins), the number of samples in each bin along the top, ECE (×100) in the title.", ""]
     jobs = ok.drop_duplicates(["model", "dataset", "method", "seed"]).sort_values(["model", "dataset", "method", "seed"])
@@ -396,35 +398,42 @@ def _reliability(page: Page) -> list[str]:
             if part.empty:
                 continue
             ece = ok[(ok["model"] == model) & (ok["dataset"] == dataset) & (ok["method"] == job["method"]) & (ok["seed"] == job["seed"]) & (ok["metric"] == "ece") & (ok["subset"] == "id")]
-            panels.append((job["method"], reliability_bins(np.stack(part["probs"].to_numpy()), part["label"].to_numpy()), ece["value"].iloc[0] if len(ece) else None))
-        if not panels:
-            continue
-        ncols = min(3, len(panels))
-        nrows = -(-len(panels) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), dpi=80, squeeze=False, sharex=True, sharey=True)
-        for ax in axes.flat[len(panels):]:
-            ax.axis("off")
-        for ax, (method, bins, ece) in zip(axes.flat, panels):
-            edges = np.linspace(0, 1, len(bins["count"]) + 1)
-            width = edges[1] - edges[0]
-            keep = bins["count"] > 0
-            ax.bar(edges[:-1][keep], bins["accuracy"][keep], width=width, align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5)
-            ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-            for left, count in zip(edges[:-1][keep], bins["count"][keep]):
-                ax.text(left + width / 2, 1.02, str(int(count)), ha="center", va="bottom", fontsize=6, rotation=90)
-            ax.set_title(f"{method}" + (f" · ECE {ece * 100:.1f}" if ece is not None else ""), fontsize=9)
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.18)
-            ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
-        for ax in axes[-1]:
-            ax.set_xlabel("confidence", fontsize=8)
-        for ax in axes[:, 0]:
-            ax.set_ylabel("accuracy", fontsize=8)
-        fig.suptitle(f"{model} on {dataset}", fontsize=10)
-        fig.tight_layout()
-        name = f"{page.suite.name}-reliability-{slug(model)}-{slug(dataset)}.png"
-        lines += page.image(name, png_bytes(fig), f"reliability diagrams: {model} on {dataset}")
+            bins = reliability_bins(np.stack(part["probs"].to_numpy()), part["label"].to_numpy())
+            panels.append({"method": job["method"], "count": bins["count"], "accuracy": bins["accuracy"], "ece": float(ece["value"].iloc[0]) if len(ece) else None})
+        if panels:
+            name = f"{page.suite.name}-reliability-{slug(model)}-{slug(dataset)}.png"
+            lines += page.figure(name, f"reliability diagrams: {model} on {dataset}", panels, lambda p=panels, t=f"{model} on {dataset}": _reliability_figure(p, t))
     return lines
+
+
+def _reliability_figure(panels: list[dict], title: str):
+    plt = pyplot()
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), dpi=80, squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
+        count, accuracy = np.asarray(panel["count"]), np.asarray(panel["accuracy"])
+        edges = np.linspace(0, 1, len(count) + 1)
+        width = edges[1] - edges[0]
+        keep = count > 0
+        ax.bar(edges[:-1][keep], accuracy[keep], width=width, align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        for left, n in zip(edges[:-1][keep], count[keep]):
+            ax.text(left + width / 2, 1.02, str(int(n)), ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.set_title(panel["method"] + (f" · ECE {panel['ece'] * 100:.1f}" if panel["ece"] is not None else ""), fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.18)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+        ax.tick_params(labelbottom=True)
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- provenance

@@ -13,7 +13,8 @@ provenance and the machine-readable cell values (``<suite>.cells.json``, what
   :meth:`Page.dataset_label` / :meth:`Page.model_heading`, so declared
   deviations and job diagnostics get their footnotes;
 * registers every numeric cell with :meth:`Page.record`;
-* adds PNGs with :meth:`Page.image` and links them relatively.
+* adds PNGs with :meth:`Page.figure` (cached by the plotted data) or
+  :meth:`Page.image`, linked relatively.
 
 ``page.rows`` holds only the results that stand (the newest job per (model,
 dataset, method, seed) of one configuration: see
@@ -23,10 +24,12 @@ are already footnoted.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_x.api import MetricSpec
+from robustbench_x.cachedir import cache_root
 
 __all__ = ["Page", "digits", "fmt", "markdown_table", "atomic_write", "png_bytes", "slug", "bold", "job_key"]
 
@@ -220,12 +224,40 @@ class Page:
         self.images[name] = data
         return [f"![{alt}]({name})", ""]
 
+    def figure(self, name: str, alt: str, data: Any, draw: Callable[[], Any]) -> list[str]:
+        """Add the PNG of ``draw()`` (a matplotlib figure) drawn from ``data``
+        (JSON-able, arrays allowed), cached under ``$RBX_CACHE_DIR/figures`` by
+        the content of ``data``, the name and matplotlib's version: an
+        unchanged store re-renders without importing matplotlib."""
+        from importlib.metadata import version
+
+        blob = json.dumps([name, alt, version("matplotlib"), data], default=_plain, sort_keys=True).encode()
+        path = cache_root() / "figures" / f"{hashlib.sha256(blob).hexdigest()}.png"
+        try:
+            png = path.read_bytes()
+        except OSError:
+            png = png_bytes(draw())
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, png)
+            except OSError:
+                pass  # a read-only or full cache only costs time on the next render
+        return self.image(name, png, alt)
+
     def record(self, table: str, row: str, column: str, value: float, scale: float) -> None:
         """Register the value behind a cell (display units) for ``rbx leaderboard --check``."""
         if value is None or not np.isfinite(value) or (table, row, column) in self._recorded:
             return
         self._recorded.add((table, row, column))
         self.cells.append({"table": table, "row": row, "column": column, "value": round(float(value) * scale, 10), "digits": digits(scale)})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot key a figure on {type(value).__name__}")
 
 
 def _short(value: Any) -> str:

@@ -306,3 +306,32 @@ def test_check_lists_the_cells_that_moved_beyond_the_tolerance(tmp_path):
     moved = check_pages({**files, "ood.cells.json": json.dumps(cells)}, tmp_path / "pages")
     assert moved == ["moved: ood.md · table auroc / m · row knn · column embedded-digits / ood/x: 90.0 → 89.8 (|Δ| 0.20 > 0.05)"]
     assert check_pages({**files, "ood.cells.json": json.dumps(cells)}, tmp_path / "pages", tolerance=3) == []
+
+
+# --------------------------------------------------------------------------- robustness page
+
+
+def test_corruption_page_collapses_identical_predictions_and_shows_corruptions_as_rows(tmp_path):
+    subsets = ["id", "c/noise/1", "c/noise/2", "c/blur/1", "c/blur/2"]
+    labels = np.tile([0, 1, 2, 3], 5)
+    base = labels.copy()
+    base[[4, 8, 9, 12, 13, 14, 16, 17, 18]] = 0  # errors grow with the level
+    other = base.copy()
+    other[[9, 17]] = labels[[9, 17]]  # the ensemble gets two of them right
+    for method, pred in [("msp", base), ("energy", base), ("ensemble", other)]:
+        scores = {"sample_id": np.array([f"s{k % 4}" for k in range(20)]), "subset": np.repeat(subsets, 4), "label": labels, "prediction": pred}
+        err = {s: float(np.mean(pred[i * 4:(i + 1) * 4] != labels[i * 4:(i + 1) * 4])) for i, s in enumerate(subsets)}
+        rows = [{"subset": s, "metric": "error", "value": v, "higher_is_better": False} for s, v in err.items()]
+        rows += [{"subset": f"c/{c}", "metric": "corruption-error", "value": (err[f"c/{c}/1"] + err[f"c/{c}/2"]) / 2, "higher_is_better": False} for c in ("noise", "blur")]
+        rows += [{"subset": "all", "metric": "mce-unnormalised", "value": np.mean([err[s] for s in subsets[1:]]), "higher_is_better": False},
+                 {"subset": "all", "metric": "clean-error", "value": err["id"], "higher_is_better": False}]
+        write_job(tmp_path, method, rows, suite="corruption", dataset="embedded-digits-c", scores=scores)
+    files = render_pages(tmp_path, n_boot=20)
+    page = files["corruption.md"]
+    assert "- *the model*: energy, msp" in page and "- own predictions: ensemble" in page
+    assert "| c/… | the model | ensemble |" in page  # corruptions are rows, one column per distinct prediction
+    assert "| blur | 50.0 | **37.5** |" in page and "| noise | 12.5 | **0.0** |" in page
+    assert not re.search(r"\[\d", page.split("## Provenance")[0])  # no interval promised or shown
+    assert "no interval is shown" in page
+    png = "corruption-severity-m-embedded-digits-c.png"
+    assert files[png].startswith(b"\x89PNG") and f"]({png})" in page

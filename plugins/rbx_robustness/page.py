@@ -33,7 +33,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from robustbench_x.pages import Page, bold, fmt, markdown_table, png_bytes, pyplot, slug
+from robustbench_x.pages import Page, bold, fmt, markdown_table, pyplot, slug
 
 ALL = "all"
 
@@ -187,6 +187,22 @@ def _severity_plot(page: Page, rows: pd.DataFrame, groups: dict[str, list[str]],
         return []
     clean = rows[(rows["metric"] == metric) & (rows["subset"] == "id")]
     conditions = sorted(levelled["condition"].unique())
+    curves = []
+    for label, members in groups.items():
+        mine = levelled[levelled["method"] == members[0]].groupby(["condition", "level"])["value"].mean() * spec.scale
+        per = {c: [mine.loc[c].index.tolist(), mine.loc[c].tolist()] for c in conditions if c in mine.index.get_level_values(0)}
+        mean = mine.groupby(level="level").mean()
+        base = float(clean.loc[clean["method"] == members[0], "value"].mean() * spec.scale) if (clean["method"] == members[0]).any() else None
+        curves.append({"label": label, "conditions": per, "mean": [mean.index.tolist(), mean.tolist()], "clean": base})
+    ylabel = f"{metric} (×{spec.scale:g})" if spec.scale != 1 else metric
+    title = f"{metric} per level on {dataset} ({model}); dotted: the clean 'id' set"
+    name = f"{page.suite.name}-severity-{slug(model)}-{slug(dataset)}.png"
+    alt = f"{metric} per level: {model} on {dataset}"
+    return [f"### {metric} per level", "", *page.figure(name, alt, [conditions, curves, ylabel, title], lambda: _severity_figure(conditions, curves, ylabel, title))]
+
+
+def _severity_figure(conditions: list[str], curves: list[dict], ylabel: str, title: str):
+    """Small multiples: the mean over conditions, then one panel per condition; one line per group."""
     plt = pyplot()
     ncols = min(5, len(conditions) + 1)
     nrows = -(-(len(conditions) + 1) // ncols)
@@ -194,34 +210,25 @@ def _severity_plot(page: Page, rows: pd.DataFrame, groups: dict[str, list[str]],
     for ax in axes.flat[len(conditions) + 1:]:
         ax.axis("off")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, members) in enumerate(groups.items()):
-        mine = levelled[levelled["method"] == members[0]]
-        curve = mine.groupby(["condition", "level"])["value"].mean() * spec.scale
-        colour = colours[i % len(colours)]
-        mean = curve.groupby(level="level").mean()
-        axes.flat[0].plot(mean.index, mean.to_numpy(), marker="o", markersize=3, linewidth=1.2, color=colour, label=label)
-        base = clean.loc[clean["method"] == members[0], "value"].mean() * spec.scale
-        for ax, condition in zip(axes.flat[1:], conditions):
-            if condition in curve.index.get_level_values(0):
-                c = curve.loc[condition]
-                ax.plot(c.index, c.to_numpy(), marker="o", markersize=3, linewidth=1.2, color=colour)
-            if np.isfinite(base):
-                ax.axhline(base, color=colour, linestyle=":", linewidth=0.8)
-        if np.isfinite(base):
-            axes.flat[0].axhline(base, color=colour, linestyle=":", linewidth=0.8)
-    axes.flat[0].set_title("mean over conditions", fontsize=9)
-    for ax, condition in zip(axes.flat[1:], conditions):
-        ax.set_title(condition, fontsize=9)
+    panels = [("mean over conditions", lambda c: c["mean"])] + [(cond, lambda c, cond=cond: c["conditions"].get(cond)) for cond in conditions]
+    for ax, (panel_title, pick) in zip(axes.flat, panels):
+        for i, curve in enumerate(curves):
+            colour = colours[i % len(colours)]
+            xy = pick(curve)
+            if xy:
+                ax.plot(xy[0], xy[1], marker="o", markersize=3, linewidth=1.2, color=colour, label=curve["label"])
+            if curve["clean"] is not None:
+                ax.axhline(curve["clean"], color=colour, linestyle=":", linewidth=0.8)
+        ax.set_title(panel_title, fontsize=9)
         ax.tick_params(labelbottom=True)
     for ax in axes[-1]:
         ax.set_xlabel("level", fontsize=8)
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{metric} (×{spec.scale:g})" if spec.scale != 1 else metric, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
     axes.flat[0].legend(fontsize=6, loc="best")
-    fig.suptitle(f"{metric} per level on {dataset} ({model}); dotted: the clean 'id' set", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    name = f"{page.suite.name}-severity-{slug(model)}-{slug(dataset)}.png"
-    return [f"### {metric} per level", "", *page.image(name, png_bytes(fig), f"{metric} per level: {model} on {dataset}")]
+    return fig
 
 
 def _problems(page: Page) -> list[str]:
