@@ -28,8 +28,7 @@ recomputed.
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import pandas as pd
 
 from robustbench_x.api import MetricSpec, load_factory
 from robustbench_x.cachedir import cache_root
+from robustbench_x.pages import atomic_write
 
 __all__ = ["Resample", "RESAMPLERS", "replicates", "interval", "not_worse"]
 
@@ -154,12 +154,11 @@ def _load(path: Path, n_boot: int) -> np.ndarray | None:
 
 
 def _store(path: Path, values: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, values, allow_pickle=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, values, allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_write(path, buf.getvalue())
     except OSError:
         pass  # a read-only or full cache only costs time on the next render
 

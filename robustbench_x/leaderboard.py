@@ -368,12 +368,12 @@ def _header(page: Page, stats: set[str]) -> list[str]:
         lines.append(text + ".")
     if "seeds" in stats:
         lines.append("A cell from several seeds is the mean ± sample standard deviation over the seeds that ran; a failed seed is named in its cell.")
-    lines.append(
-        "**Bold**: the best value of the column and every value equal to it at the displayed precision. "
+    paired = (
         f"{NOT_WORSE}: not significantly worse than the best, by a paired bootstrap over the same samples "
-        "(both methods on the same resamples; marked when the 95 % interval of best − other contains 0). "
-        "↑ higher is better, ↓ lower is better."
+        f"({page.n_boot} resamples, both methods on the same ones; marked when the 95 % interval of best − other contains 0). "
+        if page.n_boot > 0 else ""
     )
+    lines.append(f"**Bold**: the best value of the column and every value equal to it at the displayed precision. {paired}↑ higher is better, ↓ lower is better.")
     return lines + [""]
 
 
