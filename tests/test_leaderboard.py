@@ -326,11 +326,13 @@ def test_corruption_page_collapses_identical_predictions_and_shows_corruptions_a
         rows += [{"subset": "all", "metric": "mce-unnormalised", "value": np.mean([err[s] for s in subsets[1:]]), "higher_is_better": False},
                  {"subset": "all", "metric": "clean-error", "value": err["id"], "higher_is_better": False}]
         write_job(tmp_path, method, rows, suite="corruption", dataset="embedded-digits-c", scores=scores)
+    write_job(tmp_path, "ensemble", [{"status": "failed", "error": "MemoryError"}], suite="corruption", dataset="embedded-digits-c", seed=1)
     files = render_pages(tmp_path, n_boot=20)
     page = files["corruption.md"]
     assert "- *the model*: energy, msp" in page and "- own predictions: ensemble" in page
     assert "| c/… | the model | ensemble |" in page  # corruptions are rows, one column per distinct prediction
-    assert "| blur | 50.0 | **37.5** |" in page and "| noise | 12.5 | **0.0** |" in page
+    assert "| blur | 50.0 | **37.5 (1/2 seeds)** |" in page and "| noise | 12.5 | **0.0 (1/2 seeds)** |" in page
+    assert "| m | embedded-digits-c | ensemble | 1 | failed[^" in page  # the failed seed, named with its error
     assert not re.search(r"\[\d", page.split("## Provenance")[0])  # no interval promised or shown
     assert "no interval is shown" in page
     png = "corruption-severity-m-embedded-digits-c.png"

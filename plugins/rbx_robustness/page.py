@@ -53,12 +53,15 @@ def render(page: Page) -> list[str]:
             rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
             if rows.empty:
                 continue
+            jobs = page.rows[(page.rows["model"] == model) & (page.rows["dataset"] == dataset)]
+            rows.attrs["seeds"] = jobs.groupby("method")["seed"].nunique().to_dict()
             groups = _groups(page, rows)
             lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
             lines += _members(page, groups)
             lines += _summary(page, rows, groups, f"{model} / {dataset}")
             for metric in page.suite.headline:
                 per = rows[(rows["metric"] == metric) & (rows["subset"] != ALL)]
+                per.attrs["seeds"] = rows.attrs["seeds"]
                 if not per.empty:
                     lines += _conditions(page, per, groups, metric, f"{model} / {dataset}")
             lines += _severity_plot(page, rows, groups, model, dataset)
@@ -101,13 +104,17 @@ def _members(page: Page, groups: dict[str, list[str]]) -> list[str]:
 
 
 def _text(rows: pd.DataFrame, method: str, metric: str, subset: str, scale: float) -> tuple[float | None, str]:
+    """(mean, text) of one method's metric on one subset over its seeds; seeds
+    without a value (failed: see "Not run") are counted in the text."""
     values = rows.loc[(rows["method"] == method) & (rows["metric"] == metric) & (rows["subset"] == subset), "value"].to_numpy(dtype=float)
     values = values[np.isfinite(values)]
+    expected = rows.attrs.get("seeds", {}).get(method, len(values))
+    missing = f" ({len(values)}/{expected} seeds)" if len(values) < expected else ""
     if not len(values):
         return None, ""
     if len(values) == 1:
-        return float(values[0]), fmt(values[0], scale)
-    return float(values.mean()), f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}"
+        return float(values[0]), fmt(values[0], scale) + missing
+    return float(values.mean()), f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}{missing}"
 
 
 def _bold_best(values: dict[str, float | None], texts: dict[str, str], higher: bool, scale: float) -> None:
