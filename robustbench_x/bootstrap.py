@@ -11,10 +11,10 @@ paired bootstrap of the difference (what the leaderboard's "not significantly
 worse" mark uses), and each vector's 2.5 / 97.5 percentiles are the cell's
 percentile interval.
 
-How a metric kind is resampled is looked up in :data:`RESAMPLERS` (kind →
-function); a kind without an entry falls back to a per-sample column named
-like the metric (per-query values of a retrieval metric, say), whose
-resampled mean is the replicate. A resample on which the metric is undefined
+When the evaluator stored the metric's own per-sample values (a column named
+like the metric: per-query values of a retrieval metric, say), the replicate
+is their resampled mean; otherwise how the metric's kind is resampled is
+looked up in :data:`RESAMPLERS` (kind → function), so the core knows no task. A resample on which the metric is undefined
 (one class only) gives NaN and is ignored by the statistics.
 
 Cache: ``$RBX_CACHE_DIR/bootstrap/<sha256>.npy``, keyed by the bytes of the
@@ -121,9 +121,8 @@ def _per_sample_column(scores: pd.DataFrame, spec: MetricSpec, subset: str) -> R
     return {spec.name: column}, (len(column),), lambda ix: float(column[ix[0]].mean())
 
 
-#: Metric kind → how its per-sample outputs are resampled. A suite plugin with a
-#: new kind may add an entry; kinds without one use the per-sample column of the
-#: metric's name, if the scores have it.
+#: Metric kind → how its per-sample outputs are resampled (used when the scores
+#: have no column of the metric's name). A kind without an entry has no interval.
 RESAMPLERS: dict[str, Callable[[pd.DataFrame, MetricSpec, str], Resample | None]] = {
     "ood": _ood,
     "failure": _failure,
@@ -168,7 +167,7 @@ def replicates(scores: pd.DataFrame, spec: MetricSpec, subset: str, n_boot: int)
     outputs (NaN where undefined), or None when the outputs cannot give them."""
     if n_boot <= 0:
         return None
-    prepared = RESAMPLERS.get(spec.kind, _per_sample_column)(scores, spec, subset)
+    prepared = _per_sample_column(scores, spec, subset) or RESAMPLERS.get(spec.kind, lambda *_: None)(scores, spec, subset)
     if prepared is None:
         return None
     arrays, sizes, metric = prepared
