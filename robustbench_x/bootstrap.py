@@ -65,10 +65,11 @@ class _fn:
 
 
 def _subset(scores: pd.DataFrame, subset: str) -> pd.DataFrame:
-    part = scores[scores["subset"] == subset]
-    if "sample_id" in part:
-        part = part.iloc[np.argsort(part["sample_id"].astype(str).to_numpy(), kind="stable")]
-    return part
+    """The subset's rows in ``sample_id`` order (what pairs two methods' samples)."""
+    pos = np.flatnonzero(scores["subset"].to_numpy() == subset)
+    if "sample_id" in scores:
+        pos = pos[np.argsort(scores["sample_id"].to_numpy()[pos].astype(str), kind="stable")]
+    return scores.iloc[pos]
 
 
 def _ood(scores: pd.DataFrame, spec: MetricSpec, subset: str) -> Resample | None:

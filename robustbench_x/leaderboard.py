@@ -201,16 +201,21 @@ def metric_cells(page: Page, spec, model: str, columns: list[tuple[str, str]], m
     rows = page.rows[page.rows["model"] == model]
     ok = page.ok
     ok = ok[(ok["model"] == model) & (ok["metric"] == spec.name)]
+    ok = ok[np.isfinite(ok["value"].to_numpy(dtype=float))]
     problems = page.problems
     problems = problems[problems["model"] == model]
+    # One grouping each instead of a selection per cell: a page has hundreds of cells.
+    values_of = {k: g.sort_values("seed") for k, g in ok.groupby(["method", "dataset", "subset"], sort=False)}
+    seeds_of = {k: sorted(v) for k, v in rows.groupby(["method", "dataset"], sort=False)["seed"].unique().items()}
+    problems_of = {k: g for k, g in problems.groupby(["method", "dataset"], sort=False)}
+    empty = problems.iloc[0:0]
     out: dict[str, dict[tuple[str, str], Cell]] = {}
     for method in methods:
         out[method] = {}
         for dataset, subset in columns:
-            seeds = sorted(rows.loc[(rows["method"] == method) & (rows["dataset"] == dataset), "seed"].dropna().unique().tolist())
-            here = ok[(ok["method"] == method) & (ok["dataset"] == dataset) & (ok["subset"] == subset)]
-            here = here[np.isfinite(here["value"].to_numpy(dtype=float))].sort_values("seed")
-            prob = problems[(problems["method"] == method) & (problems["dataset"] == dataset)]
+            seeds = seeds_of.get((method, dataset), [])
+            here = values_of.get((method, dataset, subset), empty)
+            prob = problems_of.get((method, dataset), empty)
             if here.empty:
                 out[method][(dataset, subset)] = _empty_cell(page, prob, spec.name, subset)
                 continue

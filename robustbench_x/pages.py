@@ -130,6 +130,7 @@ class Page:
     cells: list[dict[str, Any]] = field(default_factory=list)
     _scores: dict[tuple, pd.DataFrame | None] = field(default_factory=dict)
     _recorded: set[tuple[str, str, str]] = field(default_factory=set)
+    _diagnostics: dict[str, list[str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------- selections
     @property
@@ -182,6 +183,11 @@ class Page:
 
     def diagnostics(self, method: str) -> list[str]:
         """``"<model> / <dataset>, seed s: key value, …"`` per job of ``method`` that recorded any."""
+        if method not in self._diagnostics:
+            self._diagnostics[method] = self._read_diagnostics(method)
+        return self._diagnostics[method]
+
+    def _read_diagnostics(self, method: str) -> list[str]:
         if "diagnostics" not in self.rows:
             return []
         jobs = self.rows[(self.rows["method"] == method) & self.rows["diagnostics"].notna()]
@@ -212,7 +218,8 @@ class Page:
                 try:
                     import pyarrow.parquet as pq
 
-                    self._scores[key] = pq.read_table(path).to_pandas()
+                    frame = pq.read_table(path).to_pandas()
+                    self._scores[key] = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
                 except Exception as exc:  # a truncated or foreign file: skip it, say so
                     message = f"unreadable per-sample outputs {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); intervals and marks that need them are not shown"
                     self.warn(message)
