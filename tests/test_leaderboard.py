@@ -261,31 +261,39 @@ def test_a_failing_write_leaves_the_previous_page_intact(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ood.md"]
 
 
-def test_killing_the_writer_mid_way_leaves_every_page_whole(tmp_path):
-    pages = tmp_path / "pages"
+def test_killing_rbx_leaderboard_mid_write_leaves_every_page_whole(tmp_path):
+    store, pages = tmp_path / "store", tmp_path / "pages"
+    write_job(store, "msp", [{"subset": "ood/x", "metric": "auroc", "value": 0.9}])
+    write_job(store, "msp", [{"subset": "id", "metric": "failure-auroc", "value": 0.8}], suite="failure")
     pages.mkdir()
-    for name in ("a.md", "b.md", "c.md"):
+    for name in ("failure.cells.json", "failure.md", "ood.cells.json", "ood.md"):
         (pages / name).write_text(f"old {name}\n")
-    # SIGKILL the writer right before it renames its second file: the worst moment.
+    # SIGKILL `rbx leaderboard` right before it renames its third file (failure.cells.json
+    # and failure.md are in place, ood.cells.json is written under its temporary name).
     script = textwrap.dedent(f"""
-        import os, signal
-        from robustbench_x import leaderboard, pages
+        import os, signal, sys
         calls = []
         real = os.replace
         def replace(src, dst):
             calls.append(dst)
-            if len(calls) == 2:
+            if len(calls) == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
             real(src, dst)
-        pages.os.replace = replace
-        leaderboard.write_pages({{"a.md": "new a\\n" * 500, "b.md": "new b\\n" * 500, "c.md": "new c\\n" * 500}}, {str(pages)!r})
+        os.replace = replace
+        sys.argv = ["rbx", "--quiet", "leaderboard", {str(store)!r}, "--out", {str(pages)!r}, "--bootstrap", "0"]
+        from robustbench_x.cli import main
+        main()
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == -9, proc.stderr
-    assert (pages / "a.md").read_text() == "new a\n" * 500
-    assert (pages / "b.md").read_text() == "old b.md\n" and (pages / "c.md").read_text() == "old c.md\n"
-    write_pages({"b.md": "new b\n"}, pages)  # the next render removes the killed writer's temporary file
-    assert sorted(p.name for p in pages.iterdir()) == ["a.md", "b.md", "c.md"]
+    assert (pages / "failure.md").read_text().startswith("# Leaderboard: `failure`")
+    assert (pages / "ood.cells.json").read_text() == "old ood.cells.json\n" and (pages / "ood.md").read_text() == "old ood.md\n"
+    leftovers = [p.name for p in pages.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".ood.cells.json.")  # hidden, never read as a page
+    # The next render completes and removes the killed writer's temporary file.
+    subprocess.run([sys.executable, "-m", "robustbench_x.cli", "--quiet", "leaderboard", str(store), "--out", str(pages), "--bootstrap", "0"], check=True, capture_output=True)
+    assert sorted(p.name for p in pages.iterdir()) == ["failure.cells.json", "failure.md", "ood.cells.json", "ood.md"]
+    assert (pages / "ood.md").read_text().startswith("# Leaderboard: `ood`")
 
 
 # --------------------------------------------------------------------------- --check
