@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ from robustbench_x.api import load_factory
 from robustbench_x.bootstrap import interval, not_worse, replicates
 from robustbench_x.pages import Page, atomic_write, bold, fmt, markdown_table, pyplot, slug
 from robustbench_x.registry import get_registry
-from robustbench_x.results import RESULT_SCHEMA
+from robustbench_x.results import PARTITIONS, RESULT_SCHEMA
 
 __all__ = ["render_pages", "write_pages", "check_pages", "standing", "load_results", "metric_cells", "Cell", "DEFAULT_TOLERANCE"]
 
@@ -84,7 +85,13 @@ def load_results(results_dir: str | Path, warn: Warn) -> tuple[pd.DataFrame, lis
     tables, bad = [], []
     for path in files:
         try:
-            tables.append(pq.read_table(path))
+            table = pq.read_table(path)
+            # Identity columns the file does not carry come from its hive path (suite=…/model=…).
+            for part in path.relative_to(root).parts[:-1]:
+                key, _, value = part.partition("=")
+                if key in PARTITIONS and key not in table.column_names:
+                    table = table.append_column(key, pa.array([urllib.parse.unquote(value)] * table.num_rows, pa.string()))
+            tables.append(table)
         except Exception as exc:  # truncated, empty or not Parquet: skip, never abort the render
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warn(f"skipped unreadable results file {path} ({reason})")
