@@ -174,22 +174,32 @@ def render_pages(results_dir: str | Path, n_boot: int = 1000, warn: Warn | None 
 
 def _render_suite(page: Page, superseded: list[str], unreadable: list[tuple[Path, str]]) -> str:
     suite = page.suite
-    lines = [f"# Leaderboard: `{suite.name}`", ""]
-    if suite.summary:
-        lines += [suite.summary[:1].upper() + suite.summary[1:] + ".", ""]
-    if superseded:
-        lines += [f"Older results of {len(superseded)} job(s) were superseded by newer ones and are not shown{page.note('Superseded (not shown): ' + '; '.join(superseded) + '.')}.", ""]
-    if unreadable:
-        text = "; ".join(f"{p} ({r})" for p, r in unreadable)
-        lines += [f"{len(unreadable)} results file(s) could not be read and are not shown{page.note('Unreadable results files, skipped: ' + text + '.')}.", ""]
     renderer = load_factory(suite.renderer) if suite.renderer else metric_tables
-    lines += renderer(page)
+    body = renderer(page)
     if "reliability" in suite.plots:
-        lines += _reliability(page)
-    if page.footnotes:
-        lines += ["## Notes", ""] + [f"[^{i}]: {text}" for text, i in page.footnotes.items()] + [""]
-    lines += _provenance(page.rows)
-    return "\n".join(lines).rstrip() + "\n"
+        body += _reliability(page)
+    head = [f"# Leaderboard: `{suite.name}`", ""]
+    if suite.summary:
+        head += [suite.summary[:1].upper() + suite.summary[1:] + ".", ""]
+    if superseded:
+        head += [f"Older results of {len(superseded)} job(s) were superseded by newer ones and are not shown{page.note('Superseded (not shown): ' + '; '.join(superseded) + '.')}.", ""]
+    if unreadable:
+        mark = page.note("Unreadable results files, skipped: " + "; ".join(f"{p} ({r}; {_rerun(p)})" for p, r in unreadable) + ".")
+        head += [f"{len(unreadable)} results file(s) could not be read and are not shown{mark}.", ""]
+    if page.unreadable_scores:
+        mark = page.note("Unreadable per-sample outputs: " + "; ".join(f"{p} ({r}; {_rerun(p)})" for p, r in page.unreadable_scores) + ".")
+        head += [f"{len(page.unreadable_scores)} per-sample outputs file(s) could not be read: the cells that need them have no interval or mark{mark}.", ""]
+    tail = ["## Notes", ""] + [f"[^{i}]: {text}" for text, i in page.footnotes.items()] + [""] if page.footnotes else []
+    return "\n".join(head + body + tail + _provenance(page.rows)).rstrip() + "\n"
+
+
+def _rerun(path: Path) -> str:
+    """The command that recomputes the job a stored file belongs to."""
+    parts = dict(p.partition("=")[::2] for p in path.parts if "=" in p)
+    if not all(k in parts for k in PARTITIONS):
+        return "fix: re-run its job with `rbx run ... --force`"
+    suite, model, dataset, method = (urllib.parse.unquote(parts[k]) for k in PARTITIONS)
+    return f"fix: `rbx run --suite {suite} --models {model} --datasets {dataset} --methods {method} --force`"
 
 
 @dataclass

@@ -129,6 +129,8 @@ class Page:
     images: dict[str, bytes] = field(default_factory=dict)
     cells: list[dict[str, Any]] = field(default_factory=list)
     _scores: dict[tuple, pd.DataFrame | None] = field(default_factory=dict)
+    #: ``(path, reason)`` of the scores files that could not be read (the page footnotes them).
+    unreadable_scores: list[tuple[Path, str]] = field(default_factory=list)
     _recorded: set[tuple[str, str, str]] = field(default_factory=set)
     _diagnostics: dict[str, list[str]] = field(default_factory=dict)
 
@@ -221,9 +223,9 @@ class Page:
                     frame = pq.read_table(path).to_pandas()
                     self._scores[key] = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
                 except Exception as exc:  # a truncated or foreign file: skip it, say so
-                    message = f"unreadable per-sample outputs {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); intervals and marks that need them are not shown"
-                    self.warn(message)
-                    self.note(message)
+                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    self.warn(f"unreadable per-sample outputs {path} ({reason}); the cells that need them get no interval or mark")
+                    self.unreadable_scores.append((path, reason))
         return self._scores[key]
 
     def image(self, name: str, data: bytes, alt: str) -> list[str]:
