@@ -243,7 +243,10 @@ def test_unreadable_results_and_truncated_scores_are_named_and_the_page_still_re
     warnings: list[str] = []
     page = page_of(tmp_path, warnings=warnings)
     assert any(str(scores) in w for w in warnings) and any(str(broken) in w for w in warnings)
-    assert str(scores) in page and str(broken) in page  # footnotes
+    assert "1 results file(s) could not be read and are not shown[^" in page
+    assert "1 per-sample outputs file(s) could not be read: the cells that need them have no interval or mark[^" in page
+    assert str(scores) in page and str(broken) in page  # the footnotes name them
+    assert "fix: `rbx run --suite ood --models m --datasets embedded-digits --methods energy --force`" in page
     assert re.fullmatch(r"[\d.]+", cell(page, "knn").strip("*"))  # its value, without an interval
     assert "[" in cell(page, "msp")
 
