@@ -174,8 +174,20 @@ def render_pages(results_dir: str | Path, n_boot: int = 1000, warn: Warn | None 
 
 def _render_suite(page: Page, superseded: list[str], unreadable: list[tuple[Path, str]]) -> str:
     suite = page.suite
-    renderer = load_factory(suite.renderer) if suite.renderer else metric_tables
-    body = renderer(page)
+    body: list[str] | None = None
+    if suite.renderer:
+        try:
+            body = load_factory(suite.renderer)(page)
+        except Exception as exc:  # a plugin's renderer must not take the other pages down
+            page.warn(f"suite '{suite.name}': its page renderer {suite.renderer} failed ({type(exc).__name__}: {exc}); the default tables are shown")
+            page.footnotes.clear()
+            page.images.clear()
+            page.cells.clear()
+            page._recorded.clear()
+            body = [f"The suite's page renderer `{suite.renderer}` failed ({type(exc).__name__}: {exc}): these are the default tables.", ""]
+            body += metric_tables(page)
+    if body is None:
+        body = metric_tables(page)
     if "reliability" in suite.plots:
         body += _reliability(page)
     head = [f"# Leaderboard: `{suite.name}`", ""]

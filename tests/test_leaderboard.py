@@ -348,3 +348,19 @@ def test_corruption_page_collapses_identical_predictions_and_shows_corruptions_a
     assert "no interval is shown" in page
     png = "corruption-severity-m-embedded-digits-c.png"
     assert files[png].startswith(b"\x89PNG") and f"]({png})" in page
+
+
+def test_a_failing_page_renderer_falls_back_to_the_default_tables(tmp_path, monkeypatch):
+    import rbx_robustness.page
+
+    def broken(page):
+        page.note("half-written note")
+        raise KeyError("boom")
+
+    monkeypatch.setattr(rbx_robustness.page, "render", broken)
+    write_job(tmp_path, "msp", [{"subset": "all", "metric": "mce-unnormalised", "value": 0.4, "higher_is_better": False}], suite="corruption", dataset="embedded-digits-c")
+    warnings: list[str] = []
+    page = page_of(tmp_path, "corruption", warnings=warnings)
+    assert any("rbx_robustness.page:render failed (KeyError" in w for w in warnings)
+    assert "| msp | **40.0** |" in page and "half-written note" not in page
+    assert "The suite's page renderer `rbx_robustness.page:render` failed (KeyError: 'boom'): these are the default tables." in page
