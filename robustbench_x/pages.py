@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,20 +208,22 @@ class Page:
         return out
 
     # ------------------------------------------------------------------- data
-    def scores(self, job: Any) -> pd.DataFrame | None:
+    def scores(self, job: Any, columns: tuple[str, ...] | None = None) -> pd.DataFrame | None:
         """The per-sample outputs of the job a result row belongs to (None when
-        the job stored none; an unreadable file is warned about and footnoted)."""
-        key = job_key(job)
+        the job stored none; an unreadable file is warned about and footnoted).
+        ``columns`` reads only those (the ones the file has)."""
+        key = (*job_key(job), columns)
         if key not in self._scores:
             from robustbench_x.results import ResultStore
 
             path = ResultStore(self.results_dir).job_dir("scores", *key[:4]) / f"part-{key[4]}.parquet"
             self._scores[key] = None
-            if path.exists():
+            if path.exists() and path not in {p for p, _ in self.unreadable_scores}:
                 try:
                     import pyarrow.parquet as pq
 
-                    frame = pq.read_table(path).to_pandas()
+                    names = None if columns is None else [c for c in columns if c in pq.read_schema(path).names]
+                    frame = pq.read_table(path, columns=names).to_pandas()
                     self._scores[key] = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
                 except Exception as exc:  # a truncated or foreign file: skip it, say so
                     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -236,11 +239,15 @@ class Page:
     def figure(self, name: str, alt: str, data: Any, draw: Callable[[], Any]) -> list[str]:
         """Add the PNG of ``draw()`` (a matplotlib figure) drawn from ``data``
         (JSON-able, arrays allowed), cached under ``$RBX_CACHE_DIR/figures`` by
-        the content of ``data``, the name and matplotlib's version: an
-        unchanged store re-renders without importing matplotlib."""
+        the content of ``data``, the name, matplotlib's version and the source
+        of the module that defines ``draw``: an unchanged store re-renders
+        without importing matplotlib."""
         from importlib.metadata import version
 
-        blob = json.dumps([name, alt, version("matplotlib"), data], default=_plain, sort_keys=True).encode()
+        # The drawing code is part of the key: editing the module that draws redraws.
+        source = Path(getattr(sys.modules.get(draw.__module__), "__file__", "") or "")
+        code = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else draw.__module__
+        blob = json.dumps([name, alt, version("matplotlib"), code, data], default=_plain, sort_keys=True).encode()
         path = cache_root() / "figures" / f"{hashlib.sha256(blob).hexdigest()}.png"
         try:
             png = path.read_bytes()

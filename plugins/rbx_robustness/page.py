@@ -54,16 +54,15 @@ def render(page: Page) -> list[str]:
             if rows.empty:
                 continue
             jobs = page.rows[(page.rows["model"] == model) & (page.rows["dataset"] == dataset)]
-            rows.attrs["seeds"] = jobs.groupby("method")["seed"].nunique().to_dict()
+            seeds = jobs.groupby("method")["seed"].nunique().to_dict()
             groups = _groups(page, rows)
             lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
             lines += _members(page, groups)
-            lines += _summary(page, rows, groups, f"{model} / {dataset}")
+            lines += _summary(page, rows, groups, seeds, f"{model} / {dataset}")
             for metric in page.suite.headline:
                 per = rows[(rows["metric"] == metric) & (rows["subset"] != ALL)]
-                per.attrs["seeds"] = rows.attrs["seeds"]
                 if not per.empty:
-                    lines += _conditions(page, per, groups, metric, f"{model} / {dataset}")
+                    lines += _conditions(page, per, groups, seeds, metric, f"{model} / {dataset}")
             lines += _severity_plot(page, rows, groups, model, dataset)
     lines += _problems(page)
     return lines
@@ -76,7 +75,7 @@ def _groups(page: Page, rows: pd.DataFrame) -> dict[str, list[str]]:
         jobs = rows[rows["method"] == method].drop_duplicates("seed").sort_values("seed")
         digest = hashlib.sha256()
         for _, job in jobs.iterrows():
-            scores = page.scores(job)
+            scores = page.scores(job, columns=("subset", "sample_id", "prediction"))
             if scores is None or "prediction" not in scores:
                 digest.update(method.encode())  # nothing to compare: a row of its own
                 continue
@@ -103,12 +102,12 @@ def _members(page: Page, groups: dict[str, list[str]]) -> list[str]:
     return lines + [""]
 
 
-def _text(rows: pd.DataFrame, method: str, metric: str, subset: str, scale: float) -> tuple[float | None, str]:
+def _text(rows: pd.DataFrame, method: str, metric: str, subset: str, scale: float, seeds: dict[str, int]) -> tuple[float | None, str]:
     """(mean, text) of one method's metric on one subset over its seeds; seeds
     without a value (failed: see "Not run") are counted in the text."""
     values = rows.loc[(rows["method"] == method) & (rows["metric"] == metric) & (rows["subset"] == subset), "value"].to_numpy(dtype=float)
     values = values[np.isfinite(values)]
-    expected = rows.attrs.get("seeds", {}).get(method, len(values))
+    expected = seeds.get(method, len(values))
     missing = f" ({len(values)}/{expected} seeds)" if len(values) < expected else ""
     if not len(values):
         return None, ""
@@ -127,7 +126,7 @@ def _bold_best(values: dict[str, float | None], texts: dict[str, str], higher: b
             texts[key] = bold(texts[key])
 
 
-def _summary(page: Page, rows: pd.DataFrame, groups: dict[str, list[str]], table: str) -> list[str]:
+def _summary(page: Page, rows: pd.DataFrame, groups: dict[str, list[str]], seeds: dict[str, int], table: str) -> list[str]:
     metrics = [m for m in page.suite.headline if ((rows["metric"] == m) & (rows["subset"] == ALL)).any()]
     if not metrics:
         return []
@@ -136,7 +135,7 @@ def _summary(page: Page, rows: pd.DataFrame, groups: dict[str, list[str]], table
     for metric, spec in specs.items():
         values, column = {}, {}
         for label, members in groups.items():
-            values[label], column[label] = _text(rows, members[0], metric, ALL, spec.scale)
+            values[label], column[label] = _text(rows, members[0], metric, ALL, spec.scale, seeds)
             page.record(f"summary / {table}", label, metric, values[label], spec.scale)
         _bold_best(values, column, spec.higher_is_better, spec.scale)
         for label in groups:
@@ -147,14 +146,14 @@ def _summary(page: Page, rows: pd.DataFrame, groups: dict[str, list[str]], table
     return ["### Summary", "", f"Over all subsets ({notes}).", "", *markdown_table(header, body), ""]
 
 
-def _conditions(page: Page, per: pd.DataFrame, groups: dict[str, list[str]], metric: str, table: str) -> list[str]:
+def _conditions(page: Page, per: pd.DataFrame, groups: dict[str, list[str]], seeds: dict[str, int], metric: str, table: str) -> list[str]:
     spec = page.metric(metric)
     conditions = sorted(per["subset"].unique())
     body, means = [], {label: [] for label in groups}
     for subset in conditions:
         values, texts = {}, {}
         for label, members in groups.items():
-            values[label], texts[label] = _text(per, members[0], metric, subset, spec.scale)
+            values[label], texts[label] = _text(per, members[0], metric, subset, spec.scale, seeds)
             page.record(f"{metric} / {table}", subset, label, values[label], spec.scale)
             means[label].append(values[label])
         _bold_best(values, texts, spec.higher_is_better, spec.scale)
