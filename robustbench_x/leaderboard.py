@@ -56,7 +56,7 @@ from robustbench_x.api import load_factory
 from robustbench_x.bootstrap import interval, not_worse, replicates
 from robustbench_x.pages import Page, atomic_write, bold, fmt, markdown_table, pyplot, slug
 from robustbench_x.registry import get_registry
-from robustbench_x.results import PARTITIONS, RESULT_SCHEMA
+from robustbench_x.results import PARTITIONS, read_results
 
 __all__ = ["render_pages", "write_pages", "check_pages", "standing", "load_results", "metric_cells", "Cell", "DEFAULT_TOLERANCE"]
 
@@ -77,34 +77,19 @@ Warn = Callable[[str], None]
 def load_results(results_dir: str | Path, warn: Warn) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """Every readable result row under ``results_dir``, and the files that were
     not readable (path, reason), each also passed to ``warn``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    bad: list[tuple[Path, str]] = []
 
-    root = Path(results_dir) / "results"
-    files = sorted(p for p in root.rglob("part-*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
-    tables, bad = [], []
-    for path in files:
-        try:
-            table = pq.read_table(path)
-            # Identity columns the file does not carry come from its hive path (suite=…/model=…).
-            for part in path.relative_to(root).parts[:-1]:
-                key, _, value = part.partition("=")
-                if key in PARTITIONS and key not in table.column_names:
-                    table = table.append_column(key, pa.array([urllib.parse.unquote(value)] * table.num_rows, pa.string()))
-            tables.append(table)
-        except Exception as exc:  # truncated, empty or not Parquet: skip, never abort the render
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warn(f"skipped unreadable results file {path} ({reason})")
-            bad.append((path, reason))
-    if not tables:
-        return pd.DataFrame({f.name: pd.Series(dtype=object) for f in RESULT_SCHEMA}), bad
-    # Plain Python strings: the many small selections a page makes are several
-    # times faster on object columns than on Arrow-backed ones.
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    frame = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
+    def skip(path: Path, exc: Exception) -> None:  # truncated, empty or not Parquet: never abort the render
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        warn(f"skipped unreadable results file {path} ({reason})")
+        bad.append((path, reason))
+
+    frame = read_results(results_dir, on_error=skip)
     if "diagnostics" not in frame:
         frame["diagnostics"] = None
-    return frame, bad
+    # Plain Python strings: the many small selections a page makes are several
+    # times faster on object columns than on Arrow-backed ones.
+    return frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])}), bad
 
 
 def standing(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
