@@ -299,7 +299,8 @@ class SuiteSpec:
     evaluator: str | None = None
     #: ``"module:attr"`` of a page renderer that replaces the default
     #: methods × subsets tables for this suite (robustness suites show
-    #: corruptions as rows and severity curves); see ``robustbench_x.leaderboard``.
+    #: corruptions as rows and severity curves): called as ``render(page)`` with a
+    #: :class:`robustbench_x.pages.Page`, it returns the page body's Markdown lines.
     renderer: str | None = None
 
     def __post_init__(self) -> None:

@@ -389,30 +389,30 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
 def leaderboard(
     results_dir: Path = typer.Argument(..., help="The --out directory of `rbx run`."),
     out_dir: Path = typer.Option(Path("leaderboards"), "--out", help="Where to write the pages."),
-    check: bool = typer.Option(False, "--check", help="Do not write: fail (exit 1) with a diff if the pages differ from what is committed."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals when there is a single seed."),
+    check: bool = typer.Option(False, "--check", help="Do not write: compare the values behind the cells with the committed <suite>.cells.json files and list the cells that moved (exit 1 if any)."),
+    tolerance: float = typer.Option(0.5, "--tolerance", help="--check tolerance in units of the last displayed digit (0.5: a cell moved when it changed by more than half a displayed digit)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals and the paired significance marks (0: none)."),
 ) -> None:
-    """Render one Markdown page per suite from a result store."""
-    from robustbench_x.leaderboard import check_pages, render_pages
+    """Render one Markdown page per suite (plus its PNGs and <suite>.cells.json) from a result store."""
+    from robustbench_x.leaderboard import check_pages, render_pages, write_pages
 
     if not (results_dir / "results").is_dir():
         raise UsageError(f"{results_dir} holds no results (expected {results_dir / 'results'}).\n  fix: pass the --out directory of `rbx run`")
-    pages = render_pages(results_dir, n_boot=bootstrap)
+    if not tolerance >= 0:
+        raise UsageError(f"--tolerance must be a number >= 0, got {tolerance}")
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap must be >= 0, got {bootstrap}")
+    pages = render_pages(results_dir, n_boot=bootstrap, warn=lambda message: err.print(f"warning: {message}", markup=False, highlight=False))
     if check:
-        diff = check_pages(pages, out_dir)
-        if diff:
-            out.print(diff, markup=False, highlight=False)
+        problems = check_pages(pages, out_dir, tolerance)
+        if problems:
+            out.print("\n".join(problems), markup=False, highlight=False)
+            out.print(f"{len(problems)} difference(s) between the rendered pages and {out_dir} (tolerance {tolerance:g} displayed digit)", markup=False, highlight=False)
             raise typer.Exit(1)
-        out.print(f"{len(pages)} page(s) match {out_dir}")
+        out.print(f"{sum(n.endswith('.md') for n in pages)} page(s) match {out_dir} (every cell within {tolerance:g} displayed digit)", markup=False, highlight=False)
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, content in pages.items():
-        target = out_dir / name
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(content, encoding="utf-8")
-    out.print(f"wrote {', '.join(sorted(pages))} to {out_dir}")
+    write_pages(pages, out_dir)
+    out.print(f"wrote {', '.join(sorted(pages))} to {out_dir}", markup=False, highlight=False)
 
 
 @app.command("new-plugin")

@@ -1,278 +1,538 @@
 """Markdown leaderboards rendered from the result store, deterministically.
 
-One page per suite: for each headline metric and each model, a table of
-methods × (dataset, subset), the best value of each column in bold. With
-several seeds a cell is ``mean ± std`` (sample std over seeds); with one seed
-it is the value and a percentile bootstrap 95 % interval recomputed from the
-per-sample outputs (ID and OOD samples resampled separately, fixed RNG seed,
-so the page is reproducible). Empty cells say why in a footnote (skipped:
-the planner's reason; failed: the error). The page ends with provenance: rbx
-and plugin versions, config hashes, model and dataset fingerprints. Nothing
-time-dependent is printed, so committed pages can be checked against a fresh
-render (``rbx leaderboard --check``).
+One page per suite (``<suite>.md``), its PNGs, and ``<suite>.cells.json``: the
+value behind every numeric cell, which ``rbx leaderboard --check`` compares.
+
+What a cell is (the page header says it again, for the cells it has):
+
+* **Which results.** The newest job per (suite, model, dataset, method, seed)
+  stands; older jobs of the same identity (another config hash: a changed
+  default or dataset root, another rbx version) are *superseded*, dropped and
+  named in a footnote. The seeds of one cell must share one configuration
+  (method parameters and rbx version): seeds run with another configuration
+  than the newest one are superseded too. A cell never averages across
+  configurations.
+* **One seed**: the value and a percentile bootstrap 95 % interval from the
+  stored per-sample outputs (:mod:`robustbench_x.bootstrap`; ID and OOD
+  resampled separately for OOD metrics; fixed seed; replicates cached by the
+  content of the outputs, so an unchanged store re-renders without
+  recomputing them).
+* **Several seeds**: mean ± sample standard deviation over the seeds that ran.
+  A seed that failed is named in the cell, ``73.0 ± 0.4 (2/3 seeds; seed 2
+  failed[^n])``, with the error in the footnote.
+* **Bold**: the best value of the column and every value equal to it at the
+  displayed precision. **≈**: not significantly worse than the best, by a
+  paired bootstrap over the same samples: replicate ``b`` of both methods uses
+  the same resampled sample indices, and the method is marked when the 95 %
+  percentile interval of ``best − other`` contains 0.
+* Failure and calibration tables start with the accuracy and the number of
+  errors each column rests on (from the ``accuracy`` rows); a method whose
+  predictions differ from the rest shows its own in its cells.
+* Declared ``deviations`` of a method, dataset or model spec, and the
+  diagnostics a job recorded (``Context.record``), are footnotes on that
+  row, column or heading.
+
+Empty cells say why in a footnote (skipped: the planner's reason; failed: the
+error). A results or scores file that cannot be read is skipped with a
+warning and a footnote. The page ends with provenance: rbx and plugin
+versions, config hashes, model and dataset fingerprints. Nothing
+time-dependent is printed. A suite may replace the tables with its own
+renderer (``SuiteSpec.renderer``; see :mod:`robustbench_x.pages`).
 """
 
 from __future__ import annotations
 
-import difflib
-import io
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from robustbench_x.api import load_factory
+from robustbench_x.bootstrap import interval, not_worse, replicates
+from robustbench_x.pages import Page, atomic_write, bold, fmt, markdown_table, pyplot, slug
 from robustbench_x.registry import get_registry
-from robustbench_x.results import read_results, read_scores
+from robustbench_x.results import PARTITIONS, read_results
+
+__all__ = ["render_pages", "write_pages", "check_pages", "standing", "load_results", "metric_cells", "Cell", "DEFAULT_TOLERANCE"]
+
+#: ``--check`` tolerance, in units of the last displayed digit: a value moved
+#: when it differs by more than half a displayed digit (0.05 on a percentage
+#: shown with one decimal, 0.0005 on an NLL shown with three).
+DEFAULT_TOLERANCE = 0.5
+
+IDENTITY = ["suite", "model", "dataset", "method", "seed"]
+NOT_WORSE = "≈"
+
+Warn = Callable[[str], None]
 
 
-def _fmt(value: float, scale: float) -> str:
-    digits = 1 if scale >= 100 else (2 if scale >= 10 else 3)
-    return f"{value * scale:.{digits}f}"
+# --------------------------------------------------------------------------- loading
 
 
-def render_pages(results_dir: str | Path, n_boot: int = 1000) -> dict[str, str | bytes]:
-    frame = read_results(results_dir)
+def load_results(results_dir: str | Path, warn: Warn) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
+    """Every readable result row under ``results_dir``, and the files that were
+    not readable (path, reason), each also passed to ``warn``."""
+    bad: list[tuple[Path, str]] = []
+
+    def skip(path: Path, exc: Exception) -> None:  # truncated, empty or not Parquet: never abort the render
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        warn(f"skipped unreadable results file {path} ({reason})")
+        bad.append((path, reason))
+
+    frame = read_results(results_dir, on_error=skip)
+    if "diagnostics" not in frame:
+        frame["diagnostics"] = None
+    # Plain Python strings: the many small selections a page makes are several
+    # times faster on object columns than on Arrow-backed ones.
+    return frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])}), bad
+
+
+def standing(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows that stand, and one sentence per superseded job.
+
+    Per (suite, model, dataset, method, seed) the newest job (latest
+    ``created_at``, then the larger config hash) stands. Per (suite, model,
+    dataset, method) the seeds must share the newest job's configuration
+    (``params`` and ``rbx_version``); seeds of another one are superseded.
+    """
+    if frame.empty:
+        return frame, []
+    cols = IDENTITY + ["config_hash"]
+    jobs = (
+        frame.assign(params=frame["params"].fillna(""), rbx_version=frame["rbx_version"].fillna(""))
+        .groupby(cols, dropna=False, sort=False)
+        .agg(created=("created_at", "max"), params=("params", "first"), version=("rbx_version", "first"))
+        .reset_index()
+        .sort_values(IDENTITY + ["created", "config_hash"], na_position="first")
+    )
+    newest = jobs.drop_duplicates(IDENTITY, keep="last")
+    cell = ["suite", "model", "dataset", "method"]
+    signature = newest.sort_values(["created", "config_hash"], na_position="first").drop_duplicates(cell, keep="last")[cell + ["params", "version", "config_hash"]]
+    newest = newest.merge(signature, on=cell, suffixes=("", "_cell"))
+    keep = newest[(newest["params"] == newest["params_cell"]) & (newest["version"] == newest["version_cell"])]
+    kept = set(keep["config_hash"])
+    notes = []
+    for _, job in jobs[~jobs["config_hash"].isin(kept)].iterrows():
+        same = keep[(keep[cell] == job[cell]).all(axis=1)]
+        by_seed = same[same["seed"] == job["seed"]]
+        winner = by_seed.iloc[0] if len(by_seed) else (same.iloc[-1] if len(same) else None)
+        why = f"config `{job['config_hash']}` (rbx {job['version'] or '?'})"
+        if winner is None:
+            continue
+        relation = "newer" if len(by_seed) else "the newest configuration of its other seeds:"
+        notes.append(f"`{job['method']}` on {job['model']} / {job['dataset']}, seed {job['seed']}: {why} superseded by {relation} config `{winner['config_hash']}` (rbx {winner['version'] or '?'})")
+    return frame[frame["config_hash"].isin(kept)], sorted(notes)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_pages(results_dir: str | Path, n_boot: int = 1000, warn: Warn | None = None) -> dict[str, str | bytes]:
+    """Every page, PNG and ``<suite>.cells.json`` file name → content."""
+    warn = warn or (lambda message: None)
+    frame, unreadable = load_results(results_dir, warn)
     if frame.empty:
         return {}
     registry = get_registry()
-    pages: dict[str, str | bytes] = {}
+    files: dict[str, str | bytes] = {}
     for suite_name in sorted(frame["suite"].dropna().unique()):
-        rows = frame[frame["suite"] == suite_name]
         try:
             suite = registry.get("suites", suite_name)
         except Exception:
+            warn(f"results of suite '{suite_name}' are not rendered: no installed plugin provides that suite")
             continue
-        page, images = _render_suite(suite, rows, Path(results_dir), n_boot, registry)
-        pages[f"{suite_name}.md"] = page
-        pages.update(images)
-    return pages
+        rows, superseded = standing(frame[frame["suite"] == suite_name])
+        bad = [(p, r) for p, r in unreadable if f"suite={suite_name}" in p.parts or not any(x.startswith("suite=") for x in p.parts)]
+        page = Page(suite=suite, rows=rows, results_dir=Path(results_dir), n_boot=n_boot, registry=registry, warn=warn)
+        files[f"{suite_name}.md"] = _render_suite(page, superseded, bad)
+        files.update(page.images)
+        files[f"{suite_name}.cells.json"] = json.dumps(
+            {"suite": suite_name, "unit": "display units (the value as shown on the page)", "cells": page.cells}, indent=1, sort_keys=True
+        ) + "\n"
+    return files
 
 
-def _bootstrap(results_dir: Path, job: pd.Series, metric_spec, subset: str, n_boot: int) -> tuple[float, float] | None:
-    scores = read_scores(results_dir, job["suite"], job["model"], job["dataset"], job["method"], job["config_hash"])
-    if scores is None or n_boot <= 0:
-        return None
-    fn = load_factory(metric_spec.fn)
-    rng = np.random.default_rng(0)
-    values = []
-    if metric_spec.kind == "ood":
-        s_id = scores.loc[scores["subset"] == "id", "score"].to_numpy()
-        s_ood = scores.loc[scores["subset"] == subset, "score"].to_numpy()
-        if len(s_id) == 0 or len(s_ood) == 0:
-            return None
-        for _ in range(n_boot):
-            values.append(fn(score_id=s_id[rng.integers(0, len(s_id), len(s_id))], score_ood=s_ood[rng.integers(0, len(s_ood), len(s_ood))]))
-    elif metric_spec.name in scores:
-        # The evaluator stored the metric's per-sample values (retrieval: one per query): resample them.
-        column = scores.loc[scores["subset"] == subset, metric_spec.name].dropna().to_numpy(dtype=float)
-        if len(column) == 0:
-            return None
-        values = [float(column[rng.integers(0, len(column), len(column))].mean()) for _ in range(n_boot)]
-    else:
-        part = scores[scores["subset"] == subset]
-        if part.empty:
-            return None
-        n = len(part)
-        label = part["label"].to_numpy()
-        pred = part["prediction"].to_numpy()
-        for _ in range(n_boot):
-            idx = rng.integers(0, n, n)
-            try:
-                if metric_spec.kind == "failure":
-                    values.append(fn(confidence=part["confidence"].to_numpy()[idx], correct=(pred == label)[idx]))
-                elif metric_spec.kind == "calibration":
-                    probs = np.stack(part["probs"].to_numpy())
-                    values.append(fn(probs=probs[idx], labels=label[idx]))
-                else:
-                    values.append(fn(prediction=pred[idx], labels=label[idx]))
-            except ValueError:
-                continue  # a resample with a single class: the metric is undefined there
-    if len(values) < max(10, n_boot // 2):
-        return None
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
+def _render_suite(page: Page, superseded: list[str], unreadable: list[tuple[Path, str]]) -> str:
+    suite = page.suite
+    body: list[str] | None = None
+    if suite.renderer:
+        try:
+            body = load_factory(suite.renderer)(page)
+        except Exception as exc:  # a plugin's renderer must not take the other pages down
+            page.warn(f"suite '{suite.name}': its page renderer {suite.renderer} failed ({type(exc).__name__}: {exc}); the default tables are shown")
+            page.footnotes.clear()
+            page.images.clear()
+            page.cells.clear()
+            page._recorded.clear()
+            body = [f"The suite's page renderer `{suite.renderer}` failed ({type(exc).__name__}: {exc}): these are the default tables.", ""]
+            body += metric_tables(page)
+    if body is None:
+        body = metric_tables(page)
+    if "reliability" in suite.plots:
+        body += _reliability(page)
+    head = [f"# Leaderboard: `{suite.name}`", ""]
+    if suite.summary:
+        head += [suite.summary[:1].upper() + suite.summary[1:] + ".", ""]
+    if superseded:
+        head += [f"Older results of {len(superseded)} job(s) were superseded by newer ones and are not shown{page.note('Superseded (not shown): ' + '; '.join(superseded) + '.')}.", ""]
+    if unreadable:
+        mark = page.note("Unreadable results files, skipped: " + "; ".join(f"{p} ({r}; {_rerun(p)})" for p, r in unreadable) + ".")
+        head += [f"{len(unreadable)} results file(s) could not be read and are not shown{mark}.", ""]
+    if page.unreadable_scores:
+        mark = page.note("Unreadable per-sample outputs: " + "; ".join(f"{p} ({r}; {_rerun(p)})" for p, r in page.unreadable_scores) + ".")
+        head += [f"{len(page.unreadable_scores)} per-sample outputs file(s) could not be read: the cells that need them have no interval or mark{mark}.", ""]
+    tail = ["## Notes", ""] + [f"[^{i}]: {text}" for text, i in page.footnotes.items()] + [""] if page.footnotes else []
+    return "\n".join(head + body + tail + _provenance(page.rows)).rstrip() + "\n"
 
 
-def _render_suite(suite, rows: pd.DataFrame, results_dir: Path, n_boot: int, registry) -> tuple[str, dict[str, bytes]]:
-    ok = rows[(rows["status"] == "ok") & rows["metric"].notna()]
-    problems = rows[(rows["status"] != "ok")]
-    images: dict[str, bytes] = {}
-    lines = [f"# Leaderboard: `{suite.name}`", "", suite.summary[:1].upper() + suite.summary[1:] + "." if suite.summary else "", ""]
-    seeds = sorted(rows["seed"].dropna().unique().tolist())
-    if len(seeds) > 1:
-        lines.append(f"Cells are mean ± standard deviation over seeds {', '.join(map(str, seeds))}.")
-    else:
-        kinds = {registry.get("metrics", m).kind for m in suite.headline}
-        how = "; ID and OOD resampled separately" if "ood" in kinds else ("; queries resampled" if "retrieval" in kinds else "")
-        lines.append(f"Cells are the value and, in brackets, a bootstrap 95 % interval from the per-sample outputs ({n_boot} resamples{how}).")
-    lines += ["Best value per column in bold. ↑ higher is better, ↓ lower is better.", ""]
-    footnotes: dict[str, int] = {}
+def _rerun(path: Path) -> str:
+    """The command that recomputes the job a stored file belongs to."""
+    parts = dict(p.partition("=")[::2] for p in path.parts if "=" in p)
+    if not all(k in parts for k in PARTITIONS):
+        return "fix: re-run its job with `rbx run ... --force`"
+    suite, model, dataset, method = (urllib.parse.unquote(parts[k]) for k in PARTITIONS)
+    return f"fix: `rbx run --suite {suite} --models {model} --datasets {dataset} --methods {method} --force`"
 
-    def note(text: str) -> str:
-        if text not in footnotes:
-            footnotes[text] = len(footnotes) + 1
-        return f"[^{footnotes[text]}]"
 
+@dataclass
+class Cell:
+    """One table cell: its text, the value behind it and its bootstrap replicates."""
+
+    text: str = ""
+    value: float | None = None
+    reps: np.ndarray | None = None
+    suffix: str = ""
+
+
+def metric_cells(page: Page, spec, model: str, columns: list[tuple[str, str]], methods: list[str], stats: set[str]) -> dict[str, dict[tuple[str, str], Cell]]:
+    """Cells of ``spec`` for ``model``: method → (dataset, subset) → :class:`Cell`.
+    ``stats`` collects what the cells show (``interval``, ``no-interval``, ``seeds``)."""
+    rows = page.rows[page.rows["model"] == model]
+    ok = page.ok
+    ok = ok[(ok["model"] == model) & (ok["metric"] == spec.name)]
+    ok = ok[np.isfinite(ok["value"].to_numpy(dtype=float))]
+    problems = page.problems
+    problems = problems[problems["model"] == model]
+    # One grouping each instead of a selection per cell: a page has hundreds of cells.
+    values_of = {k: g.sort_values("seed") for k, g in ok.groupby(["method", "dataset", "subset"], sort=False)}
+    seeds_of = {k: sorted(v) for k, v in rows.groupby(["method", "dataset"], sort=False)["seed"].unique().items()}
+    problems_of = {k: g for k, g in problems.groupby(["method", "dataset"], sort=False)}
+    empty = problems.iloc[0:0]
+    out: dict[str, dict[tuple[str, str], Cell]] = {}
+    for method in methods:
+        out[method] = {}
+        for dataset, subset in columns:
+            seeds = seeds_of.get((method, dataset), [])
+            here = values_of.get((method, dataset, subset), empty)
+            prob = problems_of.get((method, dataset), empty)
+            if here.empty:
+                out[method][(dataset, subset)] = _empty_cell(page, prob, spec.name, subset)
+                continue
+            values = here["value"].to_numpy(dtype=float)
+            reps = [replicates(s, spec, subset, page.n_boot) if (s := page.scores(job)) is not None else None for _, job in here.iterrows()]
+            cell = Cell(value=float(values.mean()))
+            if all(r is not None for r in reps):
+                cell.reps = np.mean(np.stack(reps), axis=0)
+            if len(values) == 1:
+                ci = interval(reps[0])
+                cell.text = fmt(values[0], spec.scale) + (f" [{fmt(ci[0], spec.scale)}, {fmt(ci[1], spec.scale)}]" if ci else "")
+                stats.add("interval" if ci else "no-interval")
+            else:
+                cell.text = f"{fmt(values.mean(), spec.scale)} ± {fmt(values.std(ddof=1), spec.scale)}"
+                stats.add("seeds")
+            failed = [s for s in seeds if s not in set(here["seed"])]
+            if failed:
+                reasons = []
+                for s in failed:
+                    p = prob[(prob["seed"] == s) & (prob["metric"].isna() | ((prob["metric"] == spec.name) & (prob["subset"] == subset)))]
+                    reasons.append(f"seed {s}: " + (_reason(p.iloc[0]) if len(p) else "no value"))
+                mark = page.note(f"`{method}` on {dataset} / {subset}, {spec.name}: " + "; ".join(reasons))
+                cell.suffix = f" ({len(values)}/{len(seeds)} seeds; seed{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} failed{mark})"
+            out[method][(dataset, subset)] = cell
+    return out
+
+
+def _reason(row) -> str:
+    return f"{row['status']}: {(row['error'] or '').splitlines()[0]}" if isinstance(row["error"], str) and row["error"] else str(row["status"])
+
+
+def _empty_cell(page: Page, prob: pd.DataFrame, metric: str, subset: str) -> Cell:
+    """An empty cell's mark and footnote: why there is no value."""
+    whole_job = prob[prob["metric"].isna()]
+    this = prob[(prob["metric"] == metric) & (prob["subset"] == subset)]
+    for part in (this, whole_job):
+        if len(part):
+            p = part.iloc[0]
+            return Cell(text=("–" if p["status"] == "skipped" else "ERR") + page.note(_reason(p)))
+    return Cell()
+
+
+def mark_best(cells: dict[str, Cell], higher_is_better: bool, scale: float) -> None:
+    """Bold the best cell and every cell equal to it at the displayed precision;
+    mark the others that a paired bootstrap cannot tell from the best."""
+    valued = {m: c for m, c in cells.items() if c.value is not None}
+    if not valued:
+        return
+    best = (max if higher_is_better else min)((valued[m] for m in sorted(valued)), key=lambda c: c.value)
+    shown = fmt(best.value, scale)
+    for method, cell in valued.items():
+        if fmt(cell.value, scale) == shown:
+            cell.text = bold(cell.text)
+        elif best.reps is not None and cell.reps is not None and not_worse(best.reps, cell.reps):
+            cell.text = f"{cell.text} {NOT_WORSE}"
+
+
+def _accuracy(page: Page, model: str, columns: list[tuple[str, str]], methods: list[str]) -> tuple[list[str], dict[str, dict[tuple[str, str], str]]]:
+    """The ``accuracy · errors`` row (the value most methods share) and, for the
+    methods whose predictions differ, their own figures per column."""
+    ok = page.ok
+    acc = ok[(ok["model"] == model) & (ok["metric"] == "accuracy")]
+    row, own = [], {m: {} for m in methods}
+    for dataset, subset in columns:
+        col = acc[(acc["dataset"] == dataset) & (acc["subset"] == subset)]
+        texts = {}
+        for method, group in col.groupby("method"):
+            a = group["value"].to_numpy(dtype=float)
+            errors = float(np.mean((1 - a) * group["n"].to_numpy(dtype=float)))
+            page.record("accuracy · errors", str(method), f"{dataset} / {subset}", float(a.mean()), 100)
+            texts[method] = f"acc {fmt(a.mean(), 100)} · {errors:.0f} errors" if abs(errors - round(errors)) < 1e-9 else f"acc {fmt(a.mean(), 100)} · {errors:.1f} errors"
+        if not texts:
+            row.append("")
+            continue
+        common = pd.Series(list(texts.values())).value_counts().sort_index().idxmax()
+        row.append(f"*{common}*")
+        for method, text in texts.items():
+            if text != common and method in own:
+                own[method][(dataset, subset)] = f" ({text})"
+    return row, own
+
+
+def metric_tables(page: Page) -> list[str]:
+    """The default page body: per headline metric and model, methods × (dataset, subset)."""
+    suite = page.suite
+    body: list[str] = []
+    stats: set[str] = set()
     for metric_name in suite.headline:
-        if not (rows["metric"] == metric_name).any():
+        if not (page.rows["metric"] == metric_name).any():
             continue  # e.g. AlexNet-normalised mCE exists only for ImageNet-C
-        spec = registry.get("metrics", metric_name)
+        spec = page.metric(metric_name)
         arrow = "↑" if spec.higher_is_better else "↓"
         scale = f" (×{spec.scale:g})" if spec.scale != 1 else ""
-        lines += [f"## {metric_name} {arrow}{scale}", "", f"{spec.summary}." + (f" Convention: {spec.convention}." if spec.convention else ""), ""]
-        for model in sorted(rows["model"].dropna().unique()):
-            mrows = ok[(ok["model"] == model) & (ok["metric"] == metric_name)]
-            mprob = problems[problems["model"] == model]
-            columns = sorted({(d, s) for d, s in zip(mrows["dataset"], mrows["subset"])})
-            methods = sorted(set(rows.loc[rows["model"] == model, "method"].dropna()))
-            if not methods:
-                continue
-            lines += [f"### model `{model}`", ""]
-            table: dict[str, dict[str, str]] = {}
-            numeric: dict[str, dict[str, float]] = {}
-            for method in methods:
-                table[method], numeric[method] = {}, {}
-                for dataset, subset in columns:
-                    col = f"{dataset} / {subset}"
-                    cell = mrows[(mrows["method"] == method) & (mrows["dataset"] == dataset) & (mrows["subset"] == subset)]
-                    if cell.empty:
-                        table[method][col] = ""
-                        continue
-                    vals = cell["value"].to_numpy(dtype=float)
-                    numeric[method][col] = float(np.mean(vals))
-                    if len(vals) > 1:
-                        table[method][col] = f"{_fmt(np.mean(vals), spec.scale)} ± {_fmt(np.std(vals, ddof=1), spec.scale)}"
-                    else:
-                        ci = _bootstrap(results_dir, cell.iloc[0], spec, subset, n_boot)
-                        text = _fmt(vals[0], spec.scale)
-                        table[method][col] = f"{text} [{_fmt(ci[0], spec.scale)}, {_fmt(ci[1], spec.scale)}]" if ci else text
-                if len(columns) > 1 and len(numeric[method]) == len(columns):
-                    numeric[method]["mean"] = float(np.mean(list(numeric[method].values())))
-                    table[method]["mean"] = _fmt(numeric[method]["mean"], spec.scale)
-                # Empty cells: explain them.
-                prob = mprob[mprob["method"] == method]
-                for _, p in prob.iterrows():
-                    reason = (p["error"] or "").splitlines()[0] if p["error"] else p["status"]
-                    mark = ("–" if p["status"] == "skipped" else "ERR") + note(f"{p['status']}: {reason}")
-                    if p["metric"] is None or pd.isna(p["metric"]):
-                        for dataset, subset in columns:
-                            if dataset == p["dataset"] and not table[method].get(f"{dataset} / {subset}"):
-                                table[method][f"{dataset} / {subset}"] = mark
-                        if not columns:
-                            table[method][f"{p['dataset']}"] = mark
-                    elif p["metric"] == metric_name:
-                        table[method][f"{p['dataset']} / {p['subset']}"] = mark
-            header = [c for c in [f"{d} / {s}" for d, s in columns]] + (["mean"] if len(columns) > 1 else [])
-            extra = sorted({k for t in table.values() for k in t} - set(header))
-            header += extra
-            for col in header:
-                vals = {m: numeric[m][col] for m in methods if col in numeric[m]}
-                if not vals:
-                    continue
-                best = max(vals.values()) if spec.higher_is_better else min(vals.values())
-                for m, v in vals.items():
-                    if np.isclose(v, best):
-                        table[m][col] = f"**{table[m][col]}**"
-            order = sorted(methods, key=lambda m: (_sort_key(numeric[m], header, spec.higher_is_better), m))
-            frame = pd.DataFrame([[table[m].get(c, "") for c in header] for m in order], index=order, columns=header)
-            frame.index.name = "method"
-            lines += [frame.to_markdown(), ""]
-    if "reliability" in suite.plots:
-        lines += _reliability(rows[rows["status"] == "ok"], results_dir, images, suite.name)
-    if footnotes:
-        lines += ["## Notes", ""]
-        lines += [f"[^{i}]: {text}" for text, i in footnotes.items()] + [""]
-    lines += _provenance(rows, registry)
-    return "\n".join(lines).rstrip() + "\n", images
+        body += [f"## {metric_name} {arrow}{scale}", "", f"{spec.summary}." + (f" Convention: {spec.convention}." if spec.convention else ""), ""]
+        for model in sorted(page.rows["model"].dropna().unique()):
+            methods = sorted(set(page.rows.loc[page.rows["model"] == model, "method"].dropna()))
+            if methods:
+                body += _table(page, spec, model, methods, stats)
+    return _header(page, stats) + body
 
 
-def _sort_key(values: dict[str, float], header: list[str], higher: bool) -> float:
-    key = "mean" if "mean" in values else next((c for c in header if c in values), None)
-    if key is None:
+def _table(page: Page, spec, model: str, methods: list[str], stats: set[str]) -> list[str]:
+    rows = page.rows[(page.rows["model"] == model) & (page.rows["metric"] == spec.name)]
+    columns = sorted({(d, s) for d, s in zip(rows["dataset"], rows["subset"]) if isinstance(s, str)})
+    if not columns:  # no job of this model ran: one column per dataset says why
+        columns = [(d, "") for d in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique())]
+    cells = metric_cells(page, spec, model, columns, methods, stats)
+    if len(columns) > 1:
+        for method in methods:
+            parts = [cells[method][c] for c in columns]
+            mean = Cell()
+            if all(c.value is not None for c in parts):
+                mean.value = float(np.mean([c.value for c in parts]))
+                mean.text = fmt(mean.value, spec.scale)
+                if all(c.reps is not None for c in parts):
+                    mean.reps = np.mean(np.stack([c.reps for c in parts]), axis=0)
+            cells[method][("mean", "")] = mean
+    keys = columns + ([("mean", "")] if len(columns) > 1 else [])
+    for key in keys:
+        mark_best({m: cells[m][key] for m in methods}, spec.higher_is_better, spec.scale)
+    table = f"{spec.name} / {model}"
+    for method in methods:
+        for (d, s), cell in cells[method].items():
+            page.record(table, method, f"{d} / {s}" if s else d, cell.value, spec.scale)
+    header = ["method"] + [f"{page.dataset_label(d)} / {s}" if s else d for d, s in keys]
+    first = keys[-1] if len(keys) > 1 else (keys[0] if keys else None)
+    order = sorted(methods, key=lambda m: (_rank(cells[m].get(first), spec.higher_is_better), m))
+    acc_row: list[str] = []
+    own: dict[str, dict] = {m: {} for m in methods}
+    if spec.kind in ("failure", "calibration"):
+        acc_row, own = _accuracy(page, model, columns, methods)
+    body = []
+    if any(acc_row):
+        body.append(["*accuracy · errors*"] + acc_row + ([""] if len(columns) > 1 else []))
+    for m in order:
+        body.append([page.method_label(m)] + [cells[m][k].text + cells[m][k].suffix + own[m].get(k, "") for k in keys])
+    return [page.model_heading(model), "", *markdown_table(header, body), ""]
+
+
+def _rank(cell: Cell | None, higher: bool) -> float:
+    if cell is None or cell.value is None:
         return float("inf")
-    return -values[key] if higher else values[key]
+    return -cell.value if higher else cell.value
 
 
-def _reliability(ok: pd.DataFrame, results_dir: Path, images: dict[str, bytes], suite: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from robustbench_x.metrics.calibration import reliability_bins
-
-    lines = ["## Reliability diagrams", ""]
-    jobs = ok.drop_duplicates(["model", "dataset", "method", "seed"]).sort_values(["model", "dataset", "method", "seed"])
-    for (model, dataset), group in jobs.groupby(["model", "dataset"], sort=True):
-        fig, ax = plt.subplots(figsize=(5, 5), dpi=80)
-        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-        for _, job in group.drop_duplicates(["method"]).iterrows():
-            scores = read_scores(results_dir, job["suite"], model, dataset, job["method"], job["config_hash"])
-            if scores is None or "probs" not in scores:
-                continue
-            part = scores[scores["subset"] == "id"]
-            bins = reliability_bins(np.stack(part["probs"].to_numpy()), part["label"].to_numpy())
-            keep = bins["count"] > 0
-            ax.plot(bins["confidence"][keep], bins["accuracy"][keep], marker="o", linewidth=1, label=job["method"])
-        ax.set_xlabel("confidence (15 equal-width bins)")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"{model} on {dataset}")
-        ax.legend(fontsize=7)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
-        plt.close(fig)
-        name = f"{suite}-reliability-{_slug(model)}-{_slug(dataset)}.png"
-        images[name] = buf.getvalue()
-        lines += [f"![reliability diagram: {model} on {dataset}]({name})", ""]
-    return lines
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
-def _provenance(rows: pd.DataFrame, registry) -> list[str]:
-    lines = ["## Provenance", ""]
-    versions = sorted(rows["rbx_version"].dropna().unique())
-    lines.append(f"- rbx version(s): {', '.join(versions)}")
-    plugins = sorted(rows["plugin"].dropna().unique())
-    lines.append(f"- method plugins: {', '.join(plugins)}")
-    fps = rows[rows["dataset_fingerprint"].notna()]
-    for dataset, group in fps.groupby("dataset", sort=True):
-        per_subset = group.drop_duplicates(["subset", "dataset_fingerprint"])
-        if per_subset.duplicated("subset").any():
-            lines.append(f"- **warning**: dataset `{dataset}` mixes rows computed on different data (several fingerprints for one subset)")
-        lines.append(f"- dataset `{dataset}`: " + ", ".join(f"{s} `{f}`" for s, f in zip(per_subset["subset"], per_subset["dataset_fingerprint"])))
-    for model, group in rows[rows["model_fingerprint"].notna()].groupby("model", sort=True):
-        lines.append(f"- model `{model}`: " + ", ".join(f"`{f}`" for f in sorted(group["model_fingerprint"].unique())))
-    jobs = rows.drop_duplicates(["model", "dataset", "method", "seed", "config_hash"]).sort_values(["model", "dataset", "method", "seed"])
-    lines += ["", "| model | dataset | method | seed | config hash | status |", "|---|---|---|---|---|---|"]
-    statuses = rows.groupby("config_hash")["status"].agg(lambda s: "failed" if (s == "failed").any() and s.isna().all() else s.iloc[0])
-    for _, job in jobs.iterrows():
-        lines.append(f"| {job['model']} | {job['dataset']} | {job['method']} | {job['seed']} | `{job['config_hash']}` | {statuses[job['config_hash']]} |")
+def _header(page: Page, stats: set[str]) -> list[str]:
+    """What the default tables' cells show, for the cells this page has."""
+    kinds = {page.metric(m).kind for m in page.suite.headline if (page.rows["metric"] == m).any()}
+    how = "ID and OOD samples resampled separately" if "ood" in kinds else "samples resampled"
+    lines = []
+    if stats & {"interval", "no-interval"}:
+        text = f"A cell from one seed is the value and, in brackets, a percentile bootstrap 95 % interval from the stored per-sample outputs ({page.n_boot} resamples, {how})"
+        if "no-interval" in stats:
+            text += "; a value without brackets has no interval (no per-sample outputs, or the metric is undefined on most resamples)"
+        lines.append(text + ".")
+    if "seeds" in stats:
+        lines.append("A cell from several seeds is the mean ± sample standard deviation over the seeds that ran; a failed seed is named in its cell.")
+    paired = (
+        f"{NOT_WORSE}: not significantly worse than the best, by a paired bootstrap over the same samples "
+        f"({page.n_boot} resamples, both methods on the same ones; marked when the 95 % interval of best − other contains 0). "
+        if page.n_boot > 0 else ""
+    )
+    lines.append(f"**Bold**: the best value of the column and every value equal to it at the displayed precision. {paired}↑ higher is better, ↓ lower is better.")
     return lines + [""]
 
 
-def check_pages(pages: dict[str, str | bytes], directory: str | Path) -> str:
-    """A readable diff between rendered pages and those in ``directory`` ("" when equal)."""
+# --------------------------------------------------------------------------- reliability
+
+
+def _reliability(page: Page) -> list[str]:
+    """Small multiples: one reliability panel per method with per-bin sample
+    counts and the ECE in its title."""
+    from robustbench_x.metrics.calibration import reliability_bins
+
+    ok = page.ok
+    lines = ["## Reliability diagrams", "", "One panel per method (first seed): accuracy per confidence bin (15 equal-width bins), the number of samples in each bin along the top, ECE (×100) in the title.", ""]
+    jobs = ok.drop_duplicates(["model", "dataset", "method", "seed"]).sort_values(["model", "dataset", "method", "seed"])
+    for (model, dataset), group in jobs.groupby(["model", "dataset"], sort=True):
+        panels = []
+        for _, job in group.drop_duplicates(["method"]).iterrows():
+            scores = page.scores(job)
+            if scores is None or "probs" not in scores:
+                continue
+            part = scores[scores["subset"] == "id"]
+            if part.empty:
+                continue
+            ece = ok[(ok["model"] == model) & (ok["dataset"] == dataset) & (ok["method"] == job["method"]) & (ok["seed"] == job["seed"]) & (ok["metric"] == "ece") & (ok["subset"] == "id")]
+            bins = reliability_bins(np.stack(part["probs"].to_numpy()), part["label"].to_numpy())
+            panels.append({"method": job["method"], "count": bins["count"], "accuracy": bins["accuracy"], "ece": float(ece["value"].iloc[0]) if len(ece) else None})
+        if panels:
+            name = f"{page.suite.name}-reliability-{slug(model)}-{slug(dataset)}.png"
+            lines += page.figure(name, f"reliability diagrams: {model} on {dataset}", panels, lambda p=panels, t=f"{model} on {dataset}": _reliability_figure(p, t))
+    return lines
+
+
+def _reliability_figure(panels: list[dict], title: str):
+    plt = pyplot()
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), dpi=80, squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
+        count, accuracy = np.asarray(panel["count"]), np.asarray(panel["accuracy"])
+        edges = np.linspace(0, 1, len(count) + 1)
+        width = edges[1] - edges[0]
+        keep = count > 0
+        ax.bar(edges[:-1][keep], accuracy[keep], width=width, align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        for left, n in zip(edges[:-1][keep], count[keep]):
+            ax.text(left + width / 2, 1.02, str(int(n)), ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.set_title(panel["method"] + (f" · ECE {panel['ece'] * 100:.1f}" if panel["ece"] is not None else ""), fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.18)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+        ax.tick_params(labelbottom=True)
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _provenance(rows: pd.DataFrame) -> list[str]:
+    lines = ["## Provenance", ""]
+    lines.append(f"- rbx version(s): {', '.join(sorted(rows['rbx_version'].dropna().unique()))}")
+    lines.append(f"- method plugins: {', '.join(sorted(rows['plugin'].dropna().unique()))}")
+    fps = rows[rows["dataset_fingerprint"].notna()]
+    for dataset, group in fps.groupby("dataset", sort=True):
+        per_subset = group.drop_duplicates(["subset", "dataset_fingerprint"]).sort_values("subset")
+        if per_subset.duplicated("subset").any():
+            lines.append(f"- **warning**: dataset `{dataset}` mixes rows computed on different data (several fingerprints for one subset)")
+        pairs = [f"{s} `{f}`" for s, f in zip(per_subset["subset"], per_subset["dataset_fingerprint"])]
+        if len(pairs) > 8:  # a corruption dataset has 76 subsets: one combined fingerprint reads better
+            combined = hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
+            pairs = [f"{len(pairs)} subsets, combined fingerprint `{combined}` (sha256 of the sorted per-subset fingerprints)"]
+        lines.append(f"- dataset `{dataset}`: " + ", ".join(pairs))
+    for model, group in rows[rows["model_fingerprint"].notna()].groupby("model", sort=True):
+        lines.append(f"- model `{model}`: " + ", ".join(f"`{f}`" for f in sorted(group["model_fingerprint"].unique())))
+    lines += ["", "| model | dataset | method | seed | config hash | status |", "|---|---|---|---|---|---|"]
+    for (model, dataset, method, seed, config), job in rows.groupby(["model", "dataset", "method", "seed", "config_hash"], sort=True):
+        whole = job[job["metric"].isna()]
+        status = whole["status"].iloc[0] if len(whole) and (whole["status"] != "ok").all() else "ok"
+        undefined = int((job["metric"].notna() & (job["status"] != "ok")).sum())
+        lines.append(f"| {model} | {dataset} | {method} | {seed} | `{config}` | {status}{f' ({undefined} metric value(s) undefined)' if undefined else ''} |")
+    return lines + [""]
+
+
+# --------------------------------------------------------------------------- writing and checking
+
+
+def write_pages(files: dict[str, str | bytes], directory: str | Path) -> None:
+    """Write every file atomically (temporary name, then rename); leftovers of
+    a killed earlier write are removed first."""
     directory = Path(directory)
-    chunks = []
-    for name, content in sorted(pages.items()):
-        path = directory / name
-        if not path.exists():
-            chunks.append(f"missing: {path} (run `rbx leaderboard ... --out {directory}` and commit it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        for leftover in directory.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+    for name, content in sorted(files.items()):
+        atomic_write(directory / name, content)
+
+
+def check_pages(files: dict[str, str | bytes], directory: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> list[str]:
+    """The cells whose values moved by more than ``tolerance`` displayed digits
+    between ``files`` and the pages committed in ``directory``, plus missing,
+    added, removed and stale pages and cells ([] when everything matches)."""
+    directory = Path(directory)
+    problems = []
+    for name in sorted(n for n in files if n.endswith(".md")):
+        suite = name[: -len(".md")]
+        committed = directory / f"{suite}.cells.json"
+        if not (directory / name).exists() or not committed.exists():
+            problems.append(f"missing: {directory / name if not (directory / name).exists() else committed} (run `rbx leaderboard RESULTS --out {directory}` and commit it)")
             continue
-        if isinstance(content, bytes):
-            if path.read_bytes() != content:
-                chunks.append(f"differs: {path} (image)")
+        try:
+            old = _cells(json.loads(committed.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"unreadable: {committed} ({exc}); re-render and commit it")
             continue
-        old = path.read_text(encoding="utf-8")
-        if old != content:
-            chunks.append("".join(difflib.unified_diff(old.splitlines(True), content.splitlines(True), f"committed/{name}", f"rendered/{name}")))
-    for path in sorted(directory.glob("*.md")) if directory.exists() else []:
-        if path.name not in pages:
-            chunks.append(f"stale: {path} is committed but no longer rendered")
-    return "\n".join(chunks)
+        new = _cells(json.loads(files[f"{suite}.cells.json"]))
+        for key in sorted(old.keys() | new.keys()):
+            where = f"{name} · table {key[0]} · row {key[1]} · column {key[2]}"
+            if key not in new:
+                problems.append(f"removed: {where} (was {old[key][0]})")
+            elif key not in old:
+                problems.append(f"added: {where} (now {new[key][0]})")
+            else:
+                (a, d), (b, _) = old[key], new[key]
+                tol = tolerance * 10.0 ** (-d)
+                if abs(a - b) > tol + 1e-12:
+                    problems.append(f"moved: {where}: {a:.{d}f} → {b:.{d}f} (|Δ| {abs(a - b):.{d + 1}f} > {tol:g})")
+    if directory.exists():
+        for path in sorted(directory.glob("*.md")):
+            if path.name not in files:
+                problems.append(f"stale: {path} is committed but no longer rendered")
+    return problems
+
+
+def _cells(data: dict) -> dict[tuple[str, str, str], tuple[float, int]]:
+    return {(c["table"], c["row"], c["column"]): (float(c["value"]), int(c["digits"])) for c in data["cells"]}

@@ -160,17 +160,25 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("part-*.parquet") if not any(part.startswith((".", "_")) for part in p.parts[len(root.parts):]))
 
 
-def read_results(out: str | os.PathLike):
-    """Every result row under ``out`` as a pandas DataFrame (empty if none)."""
+def read_results(out: str | os.PathLike, on_error=None):
+    """Every result row under ``out`` as a pandas DataFrame (empty if none).
+    ``on_error(path, exc)``, if given, is called for a file that cannot be read,
+    which is then skipped (without it the error propagates)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     root = Path(out) / "results"
-    files = _files(root) if root.exists() else []
-    if not files:
+    tables = []
+    for f in _files(root) if root.exists() else []:
+        try:
+            tables.append(_with_identity(pq.read_table(f), f, root))
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(f, exc)
+    if not tables:
         return pd.DataFrame({f.name: pd.Series(dtype=object) for f in result_schema()})
-    tables = [_with_identity(pq.read_table(f), f, root) for f in files]
     table = pa.concat_tables(tables, promote_options="permissive")
     order = [f.name for f in result_schema() if f.name in table.column_names]
     return table.select(order + [c for c in table.column_names if c not in order]).to_pandas()

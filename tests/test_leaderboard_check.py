@@ -1,6 +1,9 @@
-"""`rbx leaderboard --check`: pages never drift from the code that renders them."""
+"""`rbx leaderboard --check`: the values behind the cells never drift from the
+code that renders them; a drift lists the cells that moved."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -31,9 +34,11 @@ def test_check_passes_on_identical_results_and_fails_readably_when_a_default_cha
     assert cli(*ARGS, "--out", str(tmp_path / "store2")).code == 0
     drift = cli("leaderboard", str(tmp_path / "store2"), "--out", str(tmp_path / "pages"), "--bootstrap", "50", "--check")
     assert drift.code == 1, drift
-    assert "--- committed/ood.md" in drift.out and "+++ rendered/ood.md" in drift.out
-    changed = [line for line in drift.out.splitlines() if line.startswith(("-|", "+|")) and "knn" in line]
-    assert changed, drift.out
+    moved = [line for line in drift.out.splitlines() if line.startswith("moved: ood.md · table ")]
+    assert moved and all("· row knn ·" in line for line in moved), drift.out  # only KNN's cells, old → new
+    assert re.search(r"row knn · column embedded-digits / ood/\S+: [\d.]+ → [\d.]+ \(\|Δ\| [\d.]+ > 0.05\)", drift.out), drift.out
+    # A tolerance wider than the move passes.
+    assert cli("leaderboard", str(tmp_path / "store2"), "--out", str(tmp_path / "pages"), "--bootstrap", "50", "--check", "--tolerance", "1e6").code == 0
 
 
 def test_check_reports_missing_and_stale_pages(cli, tmp_path):

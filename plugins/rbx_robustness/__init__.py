@@ -114,6 +114,7 @@ SUITES = [
         summary="corruption robustness: top-1 error under common corruptions (ImageNet-C protocol), and clean-vs-corrupted detection",
         task=TASK,
         evaluator=f"{_EVAL}:evaluate_corruption",
+        renderer="rbx_robustness.page:render",
     ),
     SuiteSpec(
         "perturbation",
@@ -125,6 +126,7 @@ SUITES = [
         summary="perturbation stability: prediction flips and top-5 distance along perturbation sequences (ImageNet-P protocol)",
         task=TASK,
         evaluator=f"{_EVAL}:evaluate_perturbation",
+        renderer="rbx_robustness.page:render",
     ),
     SuiteSpec(
         "cure",
@@ -136,6 +138,7 @@ SUITES = [
         summary="challenging conditions (CURE-TSR / CURE-OR): accuracy per challenge type and level, and challenge detection",
         task=TASK,
         evaluator=f"{_EVAL}:evaluate_cure",
+        renderer="rbx_robustness.page:render",
     ),
 ]
 

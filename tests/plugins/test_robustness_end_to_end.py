@@ -70,8 +70,11 @@ def test_corruption_suite_on_the_embedded_default(cli, tmp_path):
     pages = cli("leaderboard", str(out), "--out", str(tmp_path / "pages"), "--bootstrap", "20")
     assert pages.code == 0, pages
     page = (tmp_path / "pages" / "corruption.md").read_text()
-    assert "## mce-unnormalised ↓ (×100)" in page and "## corruption-error ↓ (×100)" in page
-    assert "embedded-digits-c / all" in page and "embedded-digits-c / c/fog" in page and "msp" in page
+    # The suite's own page: one column per distinct prediction, corruptions as rows, a severity PNG.
+    assert "| *the model* |" in page and "mce-unnormalised ↓ (×100)" in page and "### corruption-error ↓ (×100)" in page
+    assert "on `embedded-digits-c`" in page and "| fog |" in page and "msp" in page
+    assert "](corruption-severity-builtin-cnn-embedded-digits-c.png)" in page
+    assert (tmp_path / "pages" / "corruption-severity-builtin-cnn-embedded-digits-c.png").read_bytes().startswith(b"\x89PNG")
     assert "## Provenance" in page
 
     again = cli("--quiet", "run", "--suite", "corruption", "--methods", ",".join(METHODS), "--out", str(out), "--format", "json")
@@ -119,5 +122,5 @@ def test_perturbation_suite_on_the_embedded_default(cli, tmp_path):
     pages = cli("leaderboard", str(out), "--out", str(tmp_path / "pages"), "--bootstrap", "20")
     assert pages.code == 0, pages
     page = (tmp_path / "pages" / "perturbation.md").read_text()
-    assert "## mfp-unnormalised ↓ (×100)" in page and "## flip-probability ↓ (×100)" in page and "## mut5d-unnormalised ↓" in page
-    assert "embedded-digits-p / p/translate" in page and "msp" in page
+    assert "mfp-unnormalised ↓ (×100)" in page and "### flip-probability ↓ (×100)" in page and "mut5d-unnormalised ↓" in page
+    assert "| translate |" in page and "msp" in page
