@@ -56,6 +56,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -583,8 +584,9 @@ def _saturate(x, p, g):
 
 def _to_hwc_u8(x: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 (rounded), contiguous."""
-    # in place after one copy, then the transpose on uint8 (4x fewer bytes): ~3x cheaper
-    return x.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    # on the HWC view (elementwise ops keep its strides: no float transpose, and none
+    # at all for channels-last input), in place after one copy, transposed as uint8
+    return x.permute(0, 2, 3, 1).mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).contiguous().numpy()
 
 
 def _from_hwc_u8(arrs, like: torch.Tensor) -> torch.Tensor:
@@ -628,6 +630,17 @@ def _jpeg_pillow(hwc: np.ndarray, quality: int) -> list[np.ndarray]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _nearest_is_box_up(n: int, size: int) -> bool:
+    """Whether Pillow's NEAREST upsampling from ``n`` to ``size`` picks the same source
+    pixels as its BOX upsampling (true for the published sizes, not for every pair)."""
+    from PIL import Image
+
+    row = Image.fromarray(np.arange(n, dtype=np.int32)[None, :], mode="I")
+    picked = np.asarray(row.resize((size, 1), Image.NEAREST))[0]
+    return bool(np.array_equal(picked, _ops.pil_box_matrix(n, size).argmax(dim=1).numpy()))
+
+
 def _pixelate(x, p, g):
     (c,) = p
     b, ch, h, w = x.shape
@@ -641,9 +654,12 @@ def _pixelate(x, p, g):
         # cheaper on the CPU than dense resampling matrices in float
         from PIL import Image
 
-        rh = np.bincount(uh.numpy(), minlength=nh)
-        rw = np.bincount(uw.numpy(), minlength=nw)
-        out = [np.repeat(np.repeat(np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX)), rh, 0), rw, 1) for a in _to_hwc_u8(x)]
+        if _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w):  # e.g. every published size
+            out = [np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX).resize((w, h), Image.NEAREST)) for a in _to_hwc_u8(x)]
+        else:
+            rh = np.bincount(uh.numpy(), minlength=nh)
+            rw = np.bincount(uw.numpy(), minlength=nw)
+            out = [np.repeat(np.repeat(np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX)), rh, 0), rw, 1) for a in _to_hwc_u8(x)]
         return _from_hwc_u8(out, x)
     dh = _ops.pil_box_matrix(h, nh).to(x)
     dw = _ops.pil_box_matrix(w, nw).to(x)
@@ -703,6 +719,9 @@ class CorruptionSpec:
     # numpy corruptions (np.uint8 of a float in 0..255), "round" where the
     # corruption returns a Pillow image (pixelate, jpeg_compression).
     quantize: str = "floor"
+    # Runs image by image through Pillow on the CPU (pixelate, JPEG): takes the
+    # batch in any memory layout, unchunked.
+    pillow_on_cpu: bool = False
 
     def params(self, severity: int) -> tuple:
         if severity not in (1, 2, 3, 4, 5):
@@ -786,11 +805,13 @@ _SPECS = [
                               "in (x, y) order for non-square images"),
     CorruptionSpec("pixelate", "digital", "test", ("factor",),
                    ((0.6,), (0.5,), (0.4,), (0.3,), (0.25,)), _pixelate, stochastic=False, quantize="round",
+                   pillow_on_cpu=True,
                    source=_src("pixelate"),
                    deviations="none on CPU (Pillow BOX resampling of the uint8 image, as published); on other "
                               "devices Pillow's BOX coefficients in float, without its uint8 rounding between the passes"),
     CorruptionSpec("jpeg_compression", "digital", "test", ("quality",),
                    ((25,), (18,), (15,), (10,), (7,)), _jpeg_compression, stochastic=False, quantize="round",
+                   pillow_on_cpu=True,
                    source=_src("jpeg_compression"),
                    deviations="none on CPU (Pillow's JPEG round trip, as published); on GPU nvJPEG through "
                               "torchvision.io when available"),
@@ -874,7 +895,9 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
         raise TypeError("corrupt() expects a float tensor in [0, 1]")
     x = x.to(torch.float32)
     with torch.no_grad(), _ops.cpu_threads(x.device):
-        if x.device.type == "cpu" and x.shape[0] > 1:
+        if x.device.type == "cpu" and spec.pillow_on_cpu and _ops._cpu_kernels(x):
+            out = spec.fn(x, params, generator, **options)
+        elif x.device.type == "cpu" and x.shape[0] > 1:
             # CPU: work on cache-sized chunks (a few 224x224 images): the ops are
             # memory-bound and large temporaries thrash the cache / allocator.
             per = max(1, CPU_CHUNK_PIXELS // (x.shape[-2] * x.shape[-1]))
