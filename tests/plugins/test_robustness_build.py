@@ -163,9 +163,9 @@ def cifar_folder(tmp_path):
 def _benchmark(ds):
     from types import SimpleNamespace
 
-    from robustbench_x.robustness_eval import benchmark_of
+    from rbx_robustness.evaluate import benchmark_of
 
-    return benchmark_of(SimpleNamespace(dataset=ds, job=None))
+    return benchmark_of(SimpleNamespace(dataset=ds, dataset_type=None))
 
 
 def test_cifar_preset_writes_cifar_c_files_the_reader_reads(cifar_folder, tmp_path):
