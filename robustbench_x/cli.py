@@ -463,7 +463,7 @@ def datasets_build(
 @datasets_app.command("build-c")
 def datasets_build_c(
     source: str = typer.Option(..., "--from", help="An ImageFolder (<root>/<class>/<image>) or a dataset name from datasets.yaml (its test split)."),
-    out_dir: Path = typer.Option(..., "--out", help="Where to write <corruption>/<severity>/<class>/<image>."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write <corruption>/<severity>/<class>/<image> (cifar preset: <corruption>.npy + labels.npy)."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Comma-separated (default: all 19)."),
     severities: Optional[str] = typer.Option(None, "--severities", help="Comma-separated 1-5 (default: all)."),
     preset: str = typer.Option("imagenet", "--preset", help="Published parameters: imagenet (224 px), tiny (64 px) or cifar (32 px; writes CIFAR-C .npy files)."),
