@@ -463,16 +463,20 @@ def datasets_build(
 @datasets_app.command("build-c")
 def datasets_build_c(
     source: str = typer.Option(..., "--from", help="An ImageFolder (<root>/<class>/<image>) or a dataset name from datasets.yaml (its test split)."),
-    out_dir: Path = typer.Option(..., "--out", help="Where to write <corruption>/<severity>/<class>/<image>."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write <corruption>/<severity>/<class>/<image> (cifar preset: <corruption>.npy + labels.npy)."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Comma-separated (default: all 19)."),
     severities: Optional[str] = typer.Option(None, "--severities", help="Comma-separated 1-5 (default: all)."),
+    preset: str = typer.Option("imagenet", "--preset", help="Published parameters: imagenet (224 px), tiny (64 px) or cifar (32 px; writes CIFAR-C .npy files)."),
+    resize: Optional[int] = typer.Option(None, "--resize", help="Resize the shorter side first (default: the images' own size; ImageNet-C used 256)."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Centre-crop after resizing (ImageNet-C used 224)."),
     config: Optional[Path] = typer.Option(None, "--config"),
 ) -> None:
-    """Write an ImageNet-C-layout tree from any image dataset (resumable)."""
+    """Write a corrupted tree (ImageNet-C, Tiny-ImageNet-C or CIFAR-C layout) from any image dataset (resumable)."""
     from robustbench_x.api import load_factory
 
     build = load_factory("rbx_robustness.commands:build_c_command")
-    result = build(source, out_dir, corruptions=corruptions, severities=severities, config=config, log=(lambda m: None) if STATE["quiet"] else err.log)
+    result = build(source, out_dir, corruptions=corruptions, severities=severities, config=config, preset=preset, resize=resize, crop=crop,
+                   log=(lambda m: None) if STATE["quiet"] else err.log)
     out.print(f"wrote {result['written']} images ({result['skipped']} already there) to {out_dir}", markup=False)
 
 

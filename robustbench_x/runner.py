@@ -77,6 +77,10 @@ class RunContext(Context):
             # Evaluated over a subset of the classes (ImageNet-A/-R): the others cannot be predicted.
             logits = np.where(np.asarray(mask, dtype=bool)[None, :], np.asarray(outputs.logits), -np.inf).astype(np.float32)
             outputs = Outputs(logits=logits, features=outputs.features, labels=outputs.labels, sample_ids=outputs.sample_ids)
+        # a partial ImageNet-A/-R tree is scored over the official classes: say so in the results
+        note = self.dataset.incomplete(subset) if hasattr(self.dataset, "incomplete") else None
+        if note and type(self).record is not Context.record:
+            self.record(f"incomplete:{subset}", note)
         return outputs
 
     def loader(self, subset: str, batch_size: int = 128) -> Iterator[tuple[Any, Any]]:

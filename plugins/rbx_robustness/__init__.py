@@ -184,6 +184,10 @@ def _datasets() -> list[DatasetSpec]:
     return [
         _reader("imagenet-c", "imagenet_c", {"corruptions"}, "imagenet-1k",
                 "ImageNet-C: <root>/[<category>/]<corruption>/<severity>/<wnid>/*.JPEG; clean_root: the val set (subset id)"),
+        _reader("tiny-imagenet-c", "imagenet_c", {"corruptions"}, None,
+                "Tiny-ImageNet-C: <root>/<corruption>/<severity>/<wnid>/*.JPEG (64 px); unnormalised (no AlexNet baseline)"),
+        _reader("imagefolder-c", "imagenet_c", {"corruptions"}, None,
+                "any other tree <root>/<corruption>/<severity>/<class>/* (e.g. from rbx datasets build-c); unnormalised"),
         _reader("imagenet-p", "imagenet_p", {"perturbations"}, "imagenet-1k",
                 "ImageNet-P: <root>/<perturbation>/<wnid>/*.mp4 (31 frames, translate 41), decoded with PyAV"),
         _reader("cifar-c", "cifar_c", {"corruptions"}, "cifar10", "CIFAR-10-C: <root>/<corruption>.npy + labels.npy (use cifar100-c for CIFAR-100-C)"),

@@ -1,9 +1,16 @@
-"""Build ImageNet-C / ImageNet-P layout trees from your own images (``rbx datasets build``).
+"""Build corrupted trees (ImageNet-C, CIFAR-C, Tiny-ImageNet-C layouts) and ImageNet-P trees from your own images (``rbx datasets build-c`` / ``build-p``).
 
-``build_c_command(source, out, corruptions=None, severities=None, config=None, log=print, **options)``
+``build_c_command(source, out, corruptions=None, severities=None, config=None, log=print, preset="imagenet", **options)``
     Corrupts every image of ``source`` with :func:`rbx_robustness.engine.build_c`
-    into ``<out>/<corruption>/<severity>/<class>/<stem>.JPEG``, the layout the
-    ``imagenet-c`` reader reads.
+    using the parameters of the published generator ``preset``: ``imagenet``
+    (224 px) or ``tiny`` (64 px) into ``<out>/<corruption>/<severity>/<class>/<stem>.JPEG``,
+    ``cifar`` (32 px) into the CIFAR-C files ``<out>/<corruption>.npy`` + ``labels.npy``.
+    The printed ``datasets.yaml`` entry has the type that matches the tree:
+    ``imagenet-c`` only for the ``imagenet`` preset on ImageNet images (label
+    space ``imagenet-1k``, or every class folder a wnid), ``imagefolder-c``
+    for the ``imagenet`` preset on other images, ``tiny-imagenet-c``,
+    ``cifar-c`` / ``cifar100-c``; only ``imagenet-c`` gets AlexNet-normalised
+    mCE rows.
 ``build_p_command(source, out, perturbations=None, config=None, log=print, **options)``
     Builds one perturbation sequence per image with
     :func:`rbx_robustness.engine.build_p` into
@@ -16,16 +23,19 @@ or the name of a dataset in ``datasets.yaml`` (``config``: its path, default
 entry's ``test:`` folder) is read. Class folder names and file stems are kept
 (ImageNet val: ``<wnid>/ILSVRC2012_val_XXXXXXXX``). ``options`` go to the
 engine builder unchanged: ``build_c``: ``fmt`` (``"JPEG"`` as published, or
-``"png"``), ``resize`` (256), ``crop`` (224), ``batch_size``, ``seed``,
-``device``; ``build_p``: ``resize``, ``crop``, ``codec`` (``"lossless"``,
-``"near_lossless"``, ``"published"``), ``seed``, ``difficulty``, ``device``.
+``"png"``), ``resize`` (shorter side; default none: the images' own size),
+``crop`` (centre crop; default none), ``batch_size``, ``seed``, ``device``
+(ImageNet-C itself: ``resize=256, crop=224``); ``build_p``: ``resize``,
+``crop``, ``codec`` (``"lossless"``, ``"near_lossless"``, ``"published"``),
+``seed``, ``difficulty``, ``device``.
 Defaults: the 19 corruptions × severities 1..5; the 14 perturbations. Both are
 deterministic, atomic per file and resumable (existing files are skipped).
 
 Both return a summary dict: ``written``, ``skipped``, ``images`` (source images
 read), ``out`` and ``entry``, a ready ``datasets.yaml`` entry (dict) for the tree
-(``type: imagenet-c`` with ``clean_root`` = the source folder, or ``type:
-imagenet-p``), which ``log`` also prints.
+(folder layouts: ``clean_root`` = the source folder when the corrupted images
+are the same view of it, i.e. no resize/crop or ImageNet's ``256``/``224``;
+``type: imagenet-p`` for sequences), which ``log`` also prints.
 
 Errors are :class:`~robustbench_x.errors.UsageError` (exit code 2) naming what
 was wrong: an unknown corruption (with the closest names), a severity outside
@@ -35,6 +45,7 @@ was wrong: an unknown corruption (with the closest names), a severity outside
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -170,9 +181,26 @@ def _severities(requested) -> list[int]:
     return out
 
 
-def _entry(kind: str, out: Path, src: _Source) -> dict:
+_WNID = re.compile(r"n\d{8}")
+
+
+def _c_kind(preset: str, src: _Source, out: Path) -> str:
+    """The dataset type of a built corrupted tree (module docstring)."""
+    if preset == "cifar":
+        import numpy as np
+
+        labels = np.load(out / "labels.npy", allow_pickle=False)
+        return "cifar100-c" if labels.max(initial=0) >= 10 or src.label_space == "cifar100" else "cifar-c"
+    if preset == "tiny":
+        return "tiny-imagenet-c"
+    classes = {cls for _, cls, _ in src.entries}
+    imagenet = src.label_space == "imagenet-1k" or (src.label_space is None and all(_WNID.fullmatch(c) for c in classes))
+    return "imagenet-c" if imagenet else "imagefolder-c"
+
+
+def _entry(kind: str, out: Path, src: _Source, same_view: bool = True) -> dict:
     entry: dict[str, Any] = {"type": kind, "root": str(out)}
-    if kind == "imagenet-c" and src.root is not None:
+    if kind in ("imagenet-c", "imagefolder-c", "tiny-imagenet-c") and src.root is not None and same_view:
         entry["clean_root"] = str(src.root)
     if src.label_space:
         entry["label_space"] = src.label_space
@@ -191,21 +219,33 @@ def build_c_command(
     severities: Sequence[int] | str | None = None,
     config: str | Path | None = None,
     log: Callable[[str], None] = print,
+    preset: str = "imagenet",
     **options: Any,
 ) -> dict:
-    """Write an ImageNet-C tree of ``source``'s images under ``out`` (module docstring)."""
-    from rbx_robustness.engine import CORRUPTIONS
+    """Write a corrupted tree of ``source``'s images under ``out`` (module docstring)."""
+    from rbx_robustness.engine import CORRUPTIONS, PRESETS
     from rbx_robustness.engine.build import build_c
 
+    if preset not in PRESETS:
+        raise _suggest(preset, list(PRESETS), "preset")
     names = _names(corruptions, list(CORRUPTIONS), "corruption")
     levels = _severities(severities)
+    if preset == "cifar" and levels != [1, 2, 3, 4, 5]:
+        raise UsageError("--preset cifar writes CIFAR-C files, which hold all five severities; fix: drop --severities")
     src = source_items(source, config)
     out = Path(out).expanduser()
     n_names = len(names) if names else len(CORRUPTIONS)
-    log(f"imagenet-c: {len(src)} images of {src.what} x {n_names} corruptions x {len(levels)} severities -> {out}")
-    stats = build_c(iter(src), out, names, levels, **options)
-    entry = _entry("imagenet-c", out, src)
-    log(f"imagenet-c: wrote {stats['written']} images, {stats['skipped']} already present")
+    log(f"{preset} preset ({PRESETS[preset].source}): {len(src)} images of {src.what} x {n_names} corruptions x {len(levels)} severities -> {out}")
+    try:
+        stats = build_c(iter(src), out, names, levels, preset=preset, **options)
+    except ValueError as exc:  # images of the wrong size, class names, a tree built with other settings
+        raise UsageError(str(exc)) from None
+    view = (options.get("resize"), options.get("crop"))
+    same_view = view == (None, None) or (preset == "imagenet" and view == (256, 224))
+    entry = _entry(_c_kind(preset, src, out), out, src, same_view)
+    log(f"{entry['type']}: wrote {stats['written']} images, {stats['skipped']} already present")
+    if not same_view and src.root is not None:
+        log("no clean_root: the corrupted images are resized/cropped views of the source; the clean ones would not match")
     _say_entry(log, entry, f"{out.name}")
     return {**stats, "images": len(src), "out": str(out), "entry": entry}
 

@@ -10,7 +10,10 @@ every other type's:
 * relative paths (``root``, ``clean_root``, a ``classes`` file, a ``labels``
   file) are relative to the ``datasets.yaml`` they are written in, as for
   ``imagefolder``;
-* ``cifar100-c`` / ``cifar100-p`` default ``num_classes`` to 100.
+* ``cifar100-c`` / ``cifar100-p`` default ``num_classes`` to 100;
+* ``tiny-imagenet-c`` and ``imagefolder-c`` read ImageNet-C-layout trees that
+  are not ImageNet-C (``robustness_benchmark`` says so: the evaluator reports
+  them unnormalised, without AlexNet's baseline).
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ def _build(module: str, name: str, options: dict | None, config_file: str | None
 
 def build_imagenet_c(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None):
     return _build("imagenet_c", name, options, config_file)
+
+
+def build_tiny_imagenet_c(name: str = "tiny-imagenet-c", options: dict | None = None, config_file: str | None = None):
+    dataset = _build("imagenet_c", name, options, config_file)
+    dataset.robustness_benchmark = "tiny-imagenet-c"  # not ImageNet-C: no AlexNet normalisation
+    return dataset
+
+
+def build_imagefolder_c(name: str = "imagefolder-c", options: dict | None = None, config_file: str | None = None):
+    dataset = _build("imagenet_c", name, options, config_file)
+    dataset.robustness_benchmark = "imagefolder-c"  # not ImageNet-C: no AlexNet normalisation
+    return dataset
 
 
 def build_imagenet_p(name: str = "imagenet-p", options: dict | None = None, config_file: str | None = None):

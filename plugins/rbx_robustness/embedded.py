@@ -55,8 +55,11 @@ Cache: the generated uint8 arrays are written once per machine to
 ``np.savez`` to a temporary file then ``os.replace`` (atomic; a file lock
 keeps concurrent processes from generating twice), and read back with
 ``allow_pickle=False``. ``<key>`` hashes this module's recipe, the source
-of the engine (``corruptions.py``, ``perturbations.py``, ``_ops.py``) and the
-source digits, so a changed engine regenerates. Generation takes a few
+of the engine (:func:`rbx_robustness.engine.build.engine_digest`), the frost
+photographs (:func:`rbx_robustness.engine.frost_source`: the photographs of
+``torch-uncertainty-assets`` by default) and the source digits, so a changed
+engine or other frost photographs regenerate, and the subsets' fingerprints
+(hashes of the stored pixels) change with them. Generation takes a few
 seconds (fog dominates).
 """
 
@@ -96,7 +99,6 @@ SIZE = 32
 C_IMAGES = 128
 #: Sequences per perturbation (one per digit).
 P_SEQUENCES = 30
-_ENGINE_FILES = ("corruptions.py", "perturbations.py", "_ops.py")
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -130,21 +132,15 @@ def _spaced(n_total: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_total - 1, num=min(k, n_total)).round().astype(np.int64))
 
 
-def _engine_digest() -> str:
-    import rbx_robustness.engine as engine
-
-    h = hashlib.sha256()
-    folder = Path(engine.__file__).parent
-    for name in _ENGINE_FILES:
-        h.update(name.encode())
-        h.update((folder / name).read_bytes())
-    return h.hexdigest()
-
-
 def _cache_key(version: str, recipe: dict, source: ArraySource) -> str:
     h = hashlib.sha256(version.encode())
     h.update(json.dumps(recipe, sort_keys=True).encode())
-    h.update(_engine_digest().encode())
+    from rbx_robustness.engine import frost_source
+    from rbx_robustness.engine.build import engine_digest
+
+    h.update(engine_digest().encode())
+    if "corruptions" in recipe:  # the frost photographs are part of what generated the data
+        h.update(frost_source().encode())
     h.update(np.ascontiguousarray(source.images).tobytes())
     h.update(np.asarray(source.labels, dtype=np.int64).tobytes())
     h.update("\n".join(source.ids).encode())

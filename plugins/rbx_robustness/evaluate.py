@@ -26,14 +26,17 @@ the suite computes ``detection-auroc``.
       mean error over its severities; ``ce`` (ImageNet-C only): CE_c
       normalised by AlexNet;
     * on subset ``all``: ``clean-error`` (the error on ``id``, when the
-      dataset has it); ``mce-unnormalised``, the mean over the ImageNet-C
-      test corruptions present (all present corruptions if none of them is)
-      of the per-corruption mean error: the CIFAR-C convention, emitted on
-      every dataset and never called an mCE; ``mce`` and ``relative-mce``,
-      AlexNet-normalised, **only on ImageNet-C** (``imagenet-c`` type) with all
-      15 test corruptions × 5 severities (``relative-mce`` also needs ``id``,
-      i.e. ``clean_root``; without it the row says so). AlexNet's table is for
-      the full 50,000-image val set and the 1000 classes;
+      dataset has it); ``mce-unnormalised``, the mean over the 15 ImageNet-C
+      test corruptions of the per-corruption mean error: the CIFAR-C
+      convention, emitted on every dataset and never called an mCE; ``mce``
+      and ``relative-mce``, AlexNet-normalised, **only on ImageNet-C**
+      (``imagenet-c`` type; ``relative-mce`` also needs ``id``, i.e.
+      ``clean_root``; without it the row says so). AlexNet's table is for the
+      full 50,000-image val set and the 1000 classes. All three need the
+      complete grid of the 15 test corruptions × severities 1-5: with any cell
+      missing they are ``failed`` rows whose reason lists what is missing (a
+      partial set never reports a value under the benchmark's name), while
+      ``error`` / ``corruption-error`` / ``ce`` stay available for what is there;
     * ``detection-auroc`` per corrupted subset, when the method returns a
       ``score``: AUROC of the score with the clean ``id`` samples positive and
       the corrupted subset's negative (challenging-condition detection; higher
@@ -54,7 +57,8 @@ the suite computes ``detection-auroc``.
     ``mfp-unnormalised`` / ``mut5d-unnormalised`` over the test perturbations
     present (CIFAR-P's list on CIFAR-P, ImageNet-P's otherwise; all present if
     none is), on every dataset; ``mfr`` / ``mt5d`` (÷ AlexNet) only on
-    ImageNet-P with the 10 test perturbations. uT5D needs ≥ 5 classes (else a
+    ImageNet-P, from all 10 test perturbations (a ``failed`` row naming the
+    missing ones otherwise). uT5D needs ≥ 5 classes (else a
     "metric undefined" row). Classes hidden by a class mask (−inf logits) rank
     last.
 
@@ -97,6 +101,7 @@ __all__ = [
     "sequence_grid",
     "top5_rankings",
     "ut5d_from_top5",
+    "missing_corruptions",
     "unnormalised_corruptions",
     "ALL",
 ]
@@ -132,6 +137,21 @@ def benchmark_of(ev: Evaluation) -> str | None:
 
 
 # --------------------------------------------------------------------------- shared rules
+
+
+def missing_corruptions(c_errors: Iterable[str]) -> str:
+    """The cells of the ImageNet-C test grid (15 corruptions x severities 1-5) that
+    ``c_errors`` (subset names ``c/<corruption>/<severity>``) lacks, as text
+    (``"fog (all severities), snow (severity 3)"``); empty when complete."""
+    present = set(c_errors)
+    parts = []
+    for c in IMAGENET_C_TEST:
+        lacking = [s for s in SEVERITIES if f"c/{c}/{s}" not in present]
+        if len(lacking) == len(SEVERITIES):
+            parts.append(f"{c} (all severities)")
+        elif lacking:
+            parts.append(f"{c} (severit{'y' if len(lacking) == 1 else 'ies'} {', '.join(str(s) for s in lacking)})")
+    return ", ".join(parts)
 
 
 def unnormalised_corruptions(present: Iterable[str]) -> list[str]:
@@ -270,27 +290,28 @@ def evaluate_corruption(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np
         if bench == "imagenet-c":
             rows.add("ce", f"c/{corruption}", n, errors=c_errors, corruption=corruption)
 
-    used = unnormalised_corruptions(groups)
-    n_used = sum(sizes[s] for c in used for s in groups[c])
+    n15 = sum(sizes.get(f"c/{c}/{s}", 0) for c in IMAGENET_C_TEST for s in SEVERITIES)
+    missing = missing_corruptions(c_errors)
+    incomplete = (f"needs all {len(IMAGENET_C_TEST)} ImageNet-C test corruptions x severities 1-5; missing {missing}; "
+                  "the per-corruption values are reported") if missing else None
     if c_errors:
-        rows.add("mce-unnormalised", ALL, n_used, errors=c_errors)
+        if incomplete:
+            rows.fail("mce-unnormalised", ALL, n15, incomplete)
+        else:
+            rows.add("mce-unnormalised", ALL, n15, errors=c_errors)
     clean = errors.get("id")
     if clean is not None:
         rows.add("clean-error", ALL, sizes["id"], errors=errors, clean_error=clean)
     if bench == "imagenet-c":
-        from rbx_robustness.tables import IMAGENET_C_TEST, SEVERITIES
-
-        complete = all(f"c/{c}/{s}" in c_errors for c in IMAGENET_C_TEST for s in SEVERITIES)
-        n15 = sum(sizes.get(f"c/{c}/{s}", 0) for c in IMAGENET_C_TEST for s in SEVERITIES)
-        if complete:
+        if incomplete:
+            rows.fail("mce", ALL, n15, incomplete)
+            rows.fail("relative-mce", ALL, n15, incomplete)
+        else:
             rows.add("mce", ALL, n15, errors=c_errors)
             if clean is None:
                 rows.fail("relative-mce", ALL, n15, "relative mCE needs the clean error: the dataset has no 'id' subset (ImageNet-C: set `clean_root:` to the val set)")
             else:
                 rows.add("relative-mce", ALL, n15 + sizes["id"], errors=c_errors, clean_error=clean)
-        else:
-            missing = [f"{c}/{s}" for c in IMAGENET_C_TEST for s in SEVERITIES if f"c/{c}/{s}" not in c_errors]
-            ctx.log(f"mce / relative-mce not computed: ImageNet-C subsets missing ({len(missing)}, e.g. {missing[:3]}); mce-unnormalised is reported")
     _detection(rows, data, corrupted)
     return rows.rows, stack_columns(data)
 
@@ -415,12 +436,16 @@ def evaluate_perturbation(ev: Evaluation) -> tuple[list[MetricValue], dict[str, 
     if ut5ds:
         rows.add("mut5d-unnormalised", ALL, n_used, values=ut5ds, perturbations=[p for p in used if p in ut5ds] or None)
     if bench == "imagenet-p":
-        if all(p in present for p in IMAGENET_P_TEST):
-            n10 = sum(sizes[p] for p in IMAGENET_P_TEST)
+        n10 = sum(sizes.get(p, 0) for p in IMAGENET_P_TEST)
+        lacking = [p for p in IMAGENET_P_TEST if p not in present]
+        if lacking:
+            reason = (f"needs all {len(IMAGENET_P_TEST)} ImageNet-P test perturbations; missing {', '.join(lacking)}; "
+                      "the per-perturbation values are reported")
+            rows.fail("mfr", ALL, n10, reason)
+            rows.fail("mt5d", ALL, n10, reason)
+        else:
             rows.add("mfr", ALL, n10, values=fps)
             rows.add("mt5d", ALL, n10, values=ut5ds)
-        else:
-            ctx.log(f"mfr / mt5d not computed: ImageNet-P test perturbations missing {[p for p in IMAGENET_P_TEST if p not in present]}; unnormalised means are reported")
     return rows.rows, stack_columns(data)
 
 

@@ -55,14 +55,20 @@ Readers.
   (GalLoP ``imagenetv2.py`` maps ``int(dirname)`` the same way).
 
 200-class masking (ImageNet-A / -R). A 1000-way classifier must restrict its
-logits to the classes present before the argmax (hendrycks' ``eval.py``;
+logits to the set's 200 classes before the argmax (hendrycks' ``eval.py``;
 CLIP prompt methods build prompts for those classes only, which is the same
-argmax since CLIP class scores are independent). ``dataset.class_mask(subset)``
+argmax since CLIP class scores are independent). The 200 are the **official
+lists**, shipped in ``imagenet_classes.json`` (``imagenet_a``: the classes of
+``thousand_k_to_200`` in hendrycks/natural-adv-examples ``eval.py`` @0777070;
+``imagenet_r``: ``imagenet_r_wnids`` in hendrycks/imagenet-r ``eval.py``
+@3131cac), never the folders found on disk. ``dataset.class_mask(subset)``
 returns that boolean mask over ``dataset.classes`` (``None`` for unmasked
-subsets); every rbx_vlm method applies it to its ``prediction`` and ``probs``.
-The core runner's default prediction (the argmax of the cached logits, used
-by methods that return no ``prediction``) and third-party methods do not
-consult it: their ImageNet-A/-R accuracy is 1000-way.
+subsets); the runner applies it to the cached logits, and every rbx_vlm
+method to its ``prediction`` and ``probs``. A tree that lacks some of the 200
+classes (a partial download) is still evaluated over the 200 and reported
+incomplete: ``dataset.incomplete(subset)`` says which classes are missing
+(also a warning, and part of the fingerprint); a class folder outside the 200
+is an error.
 
 Fingerprints hash relative paths, sizes, modification times, labels, class
 names and the mask (cheap for millions of files, changes whenever a file does).
@@ -73,6 +79,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +221,7 @@ class _Base(Dataset):
         self._kinds: dict[str, str] = {}
         self._sources: dict[str, FileSource] = {}
         self._masks: dict[str, np.ndarray] = {}
+        self._incomplete: dict[str, str] = {}
         self._fingerprints: dict[str, str] = {}
 
     def _set_classes(self, wnids: list[str]) -> None:
@@ -233,15 +241,44 @@ class _Base(Dataset):
         return list(self._dirs)
 
     def class_mask(self, subset: str) -> np.ndarray | None:
-        """Boolean mask over ``classes`` that predictions must be restricted to, or None."""
-        if self._kinds.get(subset) not in MASKED:
+        """Boolean mask over ``classes`` that predictions must be restricted to (the
+        official 200 of ImageNet-A / -R, whatever the folders present), or None."""
+        kind = self._kinds.get(subset)
+        if kind not in MASKED:
             return None
         if subset not in self._masks:
-            source = self.samples(subset)
             mask = np.zeros(len(self.classes), dtype=bool)
-            mask[np.unique(np.asarray(source.labels, dtype=np.int64))] = True
+            mask[[self._index[w] for w in official_wnids(kind) if w in self._index]] = True
             self._masks[subset] = mask
         return self._masks[subset]
+
+    def incomplete(self, subset: str) -> str | None:
+        """Why an ImageNet-A / -R subset is not the whole official set (missing classes), or None."""
+        kind = self._kinds.get(subset)
+        if kind not in MASKED:
+            return None
+        self.samples(subset)
+        return self._incomplete.get(subset)
+
+    def _check_official(self, subset: str, kind: str, folder: Path, folders: list[str], with_images: set[str]) -> None:
+        official = official_wnids(kind)
+        allowed = set(official)
+        extra = [w for w in folders if w not in allowed]
+        if extra:
+            raise ValueError(f"{self.name} {subset}: class folder '{extra[0]}' in {folder} is not one of the 200 {kind} classes "
+                             f"(hendrycks' evaluation code). fix: remove it; {kind} holds only its 200 wnid folders")
+        missing = [w for w in official if w not in with_images]
+        unknown = [w for w in official if w not in self._index]
+        if missing or unknown:
+            parts = []
+            if missing:
+                shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+                parts.append(f"{len(missing)} of its 200 classes have no images ({shown})")
+            if unknown:
+                parts.append(f"{len(unknown)} of the 200 are not among the dataset's classes and cannot be predicted")
+            note = f"{kind} at {folder} is incomplete: " + "; ".join(parts) + ". Accuracy is over the 200-class problem on the images present."
+            self._incomplete[subset] = note
+            warnings.warn(note, stacklevel=3)
 
     def samples(self, subset: str) -> FileSource:
         if subset not in self._sources:
@@ -254,7 +291,9 @@ class _Base(Dataset):
             elif kind == "imagenet-v2":
                 files, labels = read_v2_tree(folder, self._index, self.extensions)
             else:
-                files, labels, _ = read_wnid_tree(folder, self._index, self.extensions, f"{self.name} {subset}")
+                files, labels, present = read_wnid_tree(folder, self._index, self.extensions, f"{self.name} {subset}")
+                if kind in MASKED:
+                    self._check_official(subset, kind, folder, present, {self.wnids[label] for label in labels})
             if not files:
                 raise ValueError(f"no images under {folder} (extensions {', '.join(self.extensions)})")
             self._sources[subset] = FileSource(files, labels, folder)
@@ -267,6 +306,7 @@ class _Base(Dataset):
             h = hashlib.sha256(f"rbx-vlm-imagenet-v1\n{subset}\n{self._kinds[subset]}\n{'|'.join(self.classes)}\n".encode())
             if mask is not None:
                 h.update(np.packbits(mask).tobytes())
+                h.update((self.incomplete(subset) or "").encode())
             for path, label in zip(source.files, source.labels):
                 stat = path.stat()
                 h.update(f"{path.relative_to(source.root)}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())

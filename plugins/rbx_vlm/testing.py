@@ -20,8 +20,11 @@ TINY_CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 TINY_NAME = "rbx-tiny-clip"
-#: Three real wnids (standard indices 0, 1, 2: tench, goldfish, great white shark).
-WNIDS = ("n01440764", "n01443537", "n01484850")
+#: Three real wnids (standard indices 0, 1, 6: tench, in neither ImageNet-A nor -R; goldfish, in
+#: ImageNet-R; stingray, in both).
+WNIDS = ("n01440764", "n01443537", "n01498041")
+#: Their indices in the standard 1000-class order (ImageNet-V2 folder names).
+STANDARD_INDEX = (0, 1, 6)
 COLOURS = ((220, 40, 40), (40, 200, 60), (40, 60, 220))
 
 
@@ -66,9 +69,10 @@ def make_imagenet_tree(root: Path, *, train: int = 6, val: int = 3, ood: int = 4
 
     ``Imagenet/{train,val}/<wnid>/*.JPEG``; ``ood_data/iNaturalist/images/*.jpg``,
     ``ood_data/dtd/images/<texture>/*.jpg`` (+ DTD's stray ``waffled/.directory``);
-    ``domains/imagenetv2-matched-frequency-format-val/<0|1|2>/*.jpeg``,
-    ``domains/sketch/<wnid>/*.JPEG``, ``domains/imagenet-a/<2 wnids>/*.jpg``,
-    ``domains/imagenet-r/<2 wnids>/*.jpg``.
+    ``domains/imagenetv2-matched-frequency-format-val/<0|1|6>/*.jpeg``,
+    ``domains/sketch/<wnid>/*.JPEG``, ``domains/imagenet-a/<stingray>/*.jpg``,
+    ``domains/imagenet-r/<goldfish, stingray>/*.jpg``: partial A and R trees
+    (the classes of the official 200 among the three).
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -85,11 +89,12 @@ def make_imagenet_tree(root: Path, *, train: int = 6, val: int = 3, ood: int = 4
             _image(paths["imagenet"] / "train" / wnid / f"{wnid}_{i}.JPEG", colour, rng)
         for i in range(val):
             _image(paths["imagenet"] / "val" / wnid / f"ILSVRC2012_val_{c}{i:04d}.JPEG", colour, rng)
-            _image(paths["v2"] / str(c) / f"{c}{i:03d}.jpeg", colour, rng)
+            _image(paths["v2"] / str(STANDARD_INDEX[c]) / f"{c}{i:03d}.jpeg", colour, rng)
             _image(paths["sketch"] / wnid / f"sketch_{i}.JPEG", colour, rng)
-        if c != 1:  # A and R hold a subset of the classes (200 of 1000 in the real sets)
-            for i in range(val):
+        for i in range(val):  # A and R hold 200 of the 1000 classes: here stingray / goldfish and stingray
+            if c == 2:
                 _image(paths["a"] / wnid / f"a_{i}.jpg", colour, rng)
+            if c != 0:
                 _image(paths["r"] / wnid / f"art_{i}.jpg", colour, rng)
     for i in range(ood):
         _noise(paths["ood_root"] / "iNaturalist" / "images" / f"{i:05d}.jpg", rng)

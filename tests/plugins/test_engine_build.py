@@ -61,35 +61,39 @@ def test_build_c_layout_resume_determinism(image_folder, tmp_path):
     from PIL import Image
 
     out = tmp_path / "ImageNet-C"
-    stats = build_c(_iter_folder(image_folder), out, ["gaussian_noise", "pixelate"], [1, 5], batch_size=2)
-    expected = sorted(
+    stats = build_c(_iter_folder(image_folder), out, ["gaussian_noise", "pixelate"], [1, 5], batch_size=2, resize=256, crop=224)
+    expected = sorted([
         f"{c}/{s}/{cls}/{stem}.JPEG"
         for c in ("gaussian_noise", "pixelate") for s in (1, 5)
         for cls, stem in (("n01440764", "ILSVRC2012_val_00000293"), ("n01440764", "ILSVRC2012_val_00002138"),
-                          ("n01443537", "ILSVRC2012_val_00000236")))
+                          ("n01443537", "ILSVRC2012_val_00000236"))] + ["rbx-build.json"])
     assert _files(out) == expected  # exact layout, no temporary files left
     assert stats == {"written": 12, "skipped": 0}
     with Image.open(out / expected[0]) as im:
         assert im.size == (224, 224) and im.format == "JPEG"
     # resumable: nothing to do the second time
-    assert build_c(_iter_folder(image_folder), out, ["gaussian_noise", "pixelate"], [1, 5], batch_size=2) == \
+    assert build_c(_iter_folder(image_folder), out, ["gaussian_noise", "pixelate"], [1, 5], batch_size=2, resize=256, crop=224) == \
         {"written": 0, "skipped": 12}
     # an interrupted build resumes to identical bytes (fixed batches, per-batch seeds)
     victim = out / "gaussian_noise/5/n01440764/ILSVRC2012_val_00002138.JPEG"
     before = victim.read_bytes()
     victim.unlink()
-    stats = build_c(_iter_folder(image_folder), out, ["gaussian_noise", "pixelate"], [1, 5], batch_size=2)
+    stats = build_c(_iter_folder(image_folder), out, ["gaussian_noise", "pixelate"], [1, 5], batch_size=2, resize=256, crop=224)
     assert stats == {"written": 1, "skipped": 11}
     assert victim.read_bytes() == before
 
 
 def test_build_c_png(image_folder, tmp_path):
+    from PIL import Image
+
     out = tmp_path / "c_png"
     build_c(_iter_folder(image_folder), out, ["contrast"], [3], fmt="png")
     files = _files(out)
     assert files == ["contrast/3/n01440764/ILSVRC2012_val_00000293.png",
                      "contrast/3/n01440764/ILSVRC2012_val_00002138.png",
-                     "contrast/3/n01443537/ILSVRC2012_val_00000236.png"]
+                     "contrast/3/n01443537/ILSVRC2012_val_00000236.png", "rbx-build.json"]
+    with Image.open(out / files[0]) as im:
+        assert im.size == (300, 260)  # native resolution unless asked to resize
 
 
 def test_build_p_layout_lossless_resume(image_folder, tmp_path):

@@ -132,7 +132,7 @@ def test_registry_matches_published_tables():
     assert CORRUPTIONS["snow"].params(3) == (0.55, 0.3, 4, 0.9, 12, 8, 0.7)
     assert [len(z[0]) for z in CORRUPTIONS["zoom_blur"].severities] == [12, 16, 11, 13, 11]  # np.arange lengths
     assert CORRUPTIONS["elastic_transform"].params(1) == (244 * 2, 244 * 0.7, 244 * 0.1)
-    assert "STAND-IN" in CORRUPTIONS["frost"].deviations
+    assert "torch-uncertainty-assets" in CORRUPTIONS["frost"].deviations
     with pytest.raises(ValueError):
         CORRUPTIONS["fog"].params(6)
 
@@ -397,42 +397,16 @@ def test_equalize_hist_matches_opencv():
         np.testing.assert_array_equal(ours, cv2.equalizeHist(a))
 
 
-# --------------------------------------------------------------------------- frost stand-in
-
-
-def test_frost_standin_is_deterministic_and_matches_published_colour_stats():
-    photos = C.frost_standin_photos(224, 224)
-    assert [tuple(p.shape[-2:]) for p in photos] == list(C.FROST_PHOTO_SIZES)
-    again = C.frost_standin_photos(224, 224)
-    assert all(torch.equal(a, b) for a, b in zip(photos, again))
-    for p, (mean, std) in zip(photos, C.FROST_STYLE_STATS):
-        np.testing.assert_allclose(p.mean(dim=(1, 2)).numpy(), mean, atol=0.03)
-        np.testing.assert_allclose(p.std(dim=(1, 2)).numpy(), std, rtol=0.25)
-
-
-@pytest.mark.parametrize("sev", SEVERITIES)
-def test_frost_standin_vs_real_photos(sev):
-    """The procedural stand-in vs the same (published) sampling algorithm fed
-    the real photos: MAD within 15 % (stand-in matched on colour statistics)."""
-    pytest.importorskip("imagecorruptions")
-    # same seed: identical photo index and crop offsets on both sides (same
-    # sampling code, same photo sizes), so the comparison is paired
-    standin = _ours_mad("frost", sev, 3)
-    C.set_frost_images(_frost_photo_paths())
-    try:
-        real = _ours_mad("frost", sev, 3)
-    finally:
-        C.set_frost_images(None)
-    assert abs(standin / real - 1) < 0.15, (standin, real)
-
-
 # --------------------------------------------------------------------------- CUDA
 
 
 def test_accelerator_kernels_match_cpu_kernels():
-    """The kernels used on CUDA (depthwise conv2d, FFT motion blur) give the
-    CPU kernels' results (tap loops), exercised here on the CPU."""
-    x = torch.rand(3, 3, 64, 80, generator=torch.Generator().manual_seed(2))
+    """The kernels used on CUDA (depthwise conv2d, FFT motion blur, float BOX
+    matrices for pixelate) give the CPU kernels' results (tap loops, Pillow),
+    exercised here on the CPU.  The input has 8-bit levels, as every image has;
+    pixelate on the CPU rounds to uint8 between its two passes as Pillow does
+    (at most one level apart)."""
+    x = torch.rand(3, 3, 64, 80, generator=torch.Generator().manual_seed(2)).mul(255).round().div(255)
     try:
         for name in CORRUPTIONS:
             for sev in (1, 5):
@@ -440,7 +414,8 @@ def test_accelerator_kernels_match_cpu_kernels():
                 a = corrupt(x, name, sev, torch.Generator().manual_seed(0))
                 _ops._FORCE_GENERIC_KERNELS = True
                 b = corrupt(x, name, sev, torch.Generator().manual_seed(0))
-                assert (a - b).abs().max().item() < 1e-4, (name, sev)
+                tol = 1 / 255 + 1e-4 if name == "pixelate" else 1e-4
+                assert (a - b).abs().max().item() < tol, (name, sev)
     finally:
         _ops._FORCE_GENERIC_KERNELS = False
 

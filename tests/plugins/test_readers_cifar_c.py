@@ -86,10 +86,13 @@ def test_shape_mismatch_names_the_file(tmp_path):
     np.save(root / "spatter.npy", np.zeros((20, 32, 32), np.uint8))
     with pytest.raises(DatasetLayoutError, match=r"spatter.npy' has dtype uint8 and shape \(20, 32, 32\); expected uint8 \(20, 32, 32, 3\)"):
         CifarC(root, n_per_severity=4)
-    # the default test-set size is 10,000 per severity
-    small(tmp_path / "d")
-    with pytest.raises(DatasetLayoutError, match=r"labels.npy' has dtype uint8 and shape \(20,\); expected .*\(50000,\)"):
-        CifarC(tmp_path / "d")
+    # by default the images per severity are a fifth of labels.npy (a build-c --preset cifar tree)
+    assert len(CifarC(small(tmp_path / "d")).samples("c/spatter/5")) == 4
+    # ... and a corruption file of another length is named
+    root = small(tmp_path / "e")
+    np.save(root / "spatter.npy", np.zeros((50000, 32, 32, 3), np.uint8)[:25])
+    with pytest.raises(DatasetLayoutError, match=r"spatter.npy' has dtype uint8 and shape \(25, 32, 32, 3\); expected uint8 \(20, 32, 32, 3\)"):
+        CifarC(root)
 
 
 def test_labels_must_repeat_five_times(tmp_path):

@@ -113,13 +113,27 @@ def test_mce_is_only_normalised_on_complete_imagenet_c():
     assert rows[("all", "mce")][2] is None
     value, _, err = rows[("all", "relative-mce")]
     assert np.isnan(value) and "clean_root" in err
-    # ImageNet-C missing a corruption: no mCE; the unnormalised mean over the 14 present
-    del outputs["c/fog/2"]
-    partial = {k: v for k, v in outputs.items() if not k.startswith("c/fog/")}
-    rows, _, _ = _run("corruption", partial, "imagenet-c")
-    assert ("all", "mce") not in rows
-    present = [c for c in IMAGENET_C_TEST if c != "fog"]
-    assert rows[("all", "mce-unnormalised")][0] == pytest.approx(np.mean([np.mean([errors[(c, s)] for s in range(1, 6)]) for c in present]))
+
+
+def test_a_tree_missing_a_corruption_fails_the_aggregates_naming_it():
+    """mCE, relative mCE and the unnormalised mean need the whole 15 x 5 grid: a partial
+    tree gives failed rows that say what is missing, never a value under the benchmark's
+    name; the per-corruption values stay."""
+    rng = np.random.default_rng(4)
+    outputs, errors = _fake_imagenet_c(rng)
+    partial = {k: v for k, v in outputs.items() if not k.startswith("c/fog/") and k != "c/snow/3"}
+    for bench in ("imagenet-c", "cifar-c"):
+        rows, _, _ = _run("corruption", partial, bench)
+        names = ("mce-unnormalised", "mce", "relative-mce") if bench == "imagenet-c" else ("mce-unnormalised",)
+        for metric in names:
+            value, n, err = rows[("all", metric)]
+            assert np.isnan(value) and err.startswith("metric undefined: needs all 15 ImageNet-C test corruptions x severities 1-5; "
+                                                      "missing snow (severity 3), fog (all severities)"), (bench, metric, err)
+        assert ("all", "mce") not in rows if bench == "cifar-c" else True
+        # per-corruption values stay available, including the one with a missing severity
+        assert rows[("c/snow", "corruption-error")][0] == pytest.approx(np.mean([errors[("snow", s)] for s in (1, 2, 4, 5)]))
+        assert rows[("c/brightness/2", "error")][0] == pytest.approx(errors[("brightness", 2)])
+        assert not any(subset.startswith("c/fog") for subset, _ in rows)
 
 
 def _sequences(rng, name: str, m: int, t: int):
@@ -145,8 +159,10 @@ def test_flip_probability_and_ut5d_through_the_evaluator():
         assert rows[(f"p/{name}", "ut5d")][0] == pytest.approx(ut5d(logits, noise=noise), abs=1e-12)
         assert rows[(f"p/{name}", "flip-rate")][0] == pytest.approx(fp / ALEXNET_FP[name], rel=1e-12)
         assert rows[(f"p/{name}", "flip-probability")][1] == logits.shape[0] * logits.shape[1]
-    # 3 of the 10 test perturbations: unnormalised means only
-    assert ("all", "mfr") not in rows and ("all", "mt5d") not in rows
+    # 3 of the 10 test perturbations: mFR / mT5D are failed rows naming the 7 missing; unnormalised means stay
+    for metric in ("mfr", "mt5d"):
+        value, _, err = rows[("all", metric)]
+        assert np.isnan(value) and "needs all 10 ImageNet-P test perturbations; missing shot_noise, motion_blur, zoom_blur" in err
     fps = [rows[(f"p/{n}", "flip-probability")][0] for n in grids]
     assert rows[("all", "mfp-unnormalised")][0] == pytest.approx(np.mean(fps))
     # noise rule: frame 0 is only a reference; temporal: frame 0 too

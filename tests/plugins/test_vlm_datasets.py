@@ -40,7 +40,7 @@ def test_shipped_class_names_are_clip_s_in_the_standard_order():
 def test_imagenet_tree_subsets_labels_and_names(tree):
     ds = build_imagenet("tiny", _options(tree))
     assert ds.subsets() == ["id", "train", "ood/iNaturalist", "ood/Textures", "dg/imagenet-v2", "dg/imagenet-sketch", "dg/imagenet-a", "dg/imagenet-r"]
-    assert ds.wnids == list(WNIDS) and ds.classes == ["tench", "goldfish", "great white shark"]
+    assert ds.wnids == list(WNIDS) and ds.classes == ["tench", "goldfish", "stingray"]
     assert ds.provides == {"train_split", "ood_subsets"}
     assert ds.samples("id").labels == [0, 0, 1, 1, 2, 2]
     image, label, sid = ds.samples("id")[2]
@@ -62,8 +62,8 @@ def test_mos_ood_layouts(tree):
 def test_imagenet_v2_integer_folders_map_to_the_standard_order(tree, tmp_path):
     ds = build_imagenet("tiny", _options(tree))
     v2 = ds.samples("dg/imagenet-v2")
-    assert [p.parent.name for p in v2.files] == ["0", "0", "1", "1", "2", "2"] and v2.labels == [0, 0, 1, 1, 2, 2]
-    # When the dataset's classes are a subset, folder "2" is still great white shark (standard index 2).
+    assert [p.parent.name for p in v2.files] == ["0", "0", "1", "1", "6", "6"] and v2.labels == [0, 0, 1, 1, 2, 2]
+    # When the dataset's classes are a subset, folder "6" is still stingray (standard index 6).
     val = tmp_path / "in" / "val"
     for wnid in WNIDS[1:]:
         (val / wnid).mkdir(parents=True)
@@ -71,39 +71,71 @@ def test_imagenet_v2_integer_folders_map_to_the_standard_order(tree, tmp_path):
     sub = build_imagenet("sub", {"root": str(tmp_path / "in"), "dg": {"imagenet-v2": str(tree["v2"])}})
     with pytest.raises(ValueError, match="n01440764"):  # folder 0 = tench, not among this dataset's classes
         sub.samples("dg/imagenet-v2")
-    only12 = tmp_path / "v2"
-    for c in ("1", "2"):
-        (only12 / c).mkdir(parents=True)
-        Image.new("RGB", (8, 8)).save(only12 / c / "y.jpeg")
-    sub = build_imagenet("sub", {"root": str(tmp_path / "in"), "dg": {"imagenet-v2": str(only12)}})
-    assert sub.classes == ["goldfish", "great white shark"] and sub.samples("dg/imagenet-v2").labels == [0, 1]
-    (only12 / "n01443537").mkdir()
+    only16 = tmp_path / "v2"
+    for c in ("1", "6"):
+        (only16 / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(only16 / c / "y.jpeg")
+    sub = build_imagenet("sub", {"root": str(tmp_path / "in"), "dg": {"imagenet-v2": str(only16)}})
+    assert sub.classes == ["goldfish", "stingray"] and sub.samples("dg/imagenet-v2").labels == [0, 1]
+    (only16 / "n01443537").mkdir()
     with pytest.raises(ValueError, match="integer class indices"):
-        build_imagenet("bad", {"root": str(tmp_path / "in"), "dg": {"imagenet-v2": str(only12)}}).samples("dg/imagenet-v2")
+        build_imagenet("bad", {"root": str(tmp_path / "in"), "dg": {"imagenet-v2": str(only16)}}).samples("dg/imagenet-v2")
 
 
-def test_imagenet_a_r_keep_imagenet_labels_and_expose_the_mask(tree):
+def test_imagenet_a_r_keep_imagenet_labels_and_expose_the_official_mask(tree):
     ds = build_imagenet("tiny", _options(tree))
-    for subset in ("dg/imagenet-a", "dg/imagenet-r"):
-        assert ds.samples(subset).labels == [0, 0, 2, 2]  # ImageNet indices, not ImageFolder's 0..1
-        np.testing.assert_array_equal(ds.class_mask(subset), [True, False, True])
+    # ImageNet indices, not ImageFolder's 0..k
+    assert ds.samples("dg/imagenet-a").labels == [2, 2] and ds.samples("dg/imagenet-r").labels == [1, 1, 2, 2]
+    # the official 200 among the dataset's classes: A has stingray; R goldfish and stingray; tench is in neither
+    np.testing.assert_array_equal(ds.class_mask("dg/imagenet-a"), [False, False, True])
+    np.testing.assert_array_equal(ds.class_mask("dg/imagenet-r"), [False, True, True])
     assert ds.samples("dg/imagenet-sketch").labels == [0, 0, 1, 1, 2, 2]
     # Stand-alone types classify over the 1000 standard classes.
-    alone = build_imagenet_a("ina", {"root": str(tree["a"])})
-    assert alone.subsets() == ["id"] and len(alone.classes) == 1000
-    assert alone.samples("id").labels == [0, 0, 2, 2] and alone.class_mask("id").sum() == 2
+    with pytest.warns(UserWarning, match="imagenet-a at .* is incomplete: 199 of its 200 classes have no images"):
+        alone = build_imagenet_a("ina", {"root": str(tree["a"])})
+        assert alone.subsets() == ["id"] and len(alone.classes) == 1000
+        assert alone.samples("id").labels == [6, 6]
+    assert alone.class_mask("id").sum() == 200
     v2 = build_imagenet_v2("v2", {"root": str(tree["v2"])})
-    assert v2.samples("id").labels == [0, 0, 1, 1, 2, 2] and v2.class_mask("id") is None
+    assert v2.samples("id").labels == [0, 0, 1, 1, 6, 6] and v2.class_mask("id") is None and v2.incomplete("id") is None
     assert ds.fingerprint("dg/imagenet-a") != ds.fingerprint("dg/imagenet-r")
+
+
+def test_partial_imagenet_r_is_evaluated_over_the_official_200_and_flagged(tmp_path):
+    """A download missing classes keeps the 200-class mask (hendrycks' eval.py) and says what is missing."""
+    from rbx_vlm.datasets import build_imagenet_r
+
+    official = official_wnids("imagenet-r")
+    root = tmp_path / "imagenet-r"
+    for wnid in official[:150]:  # the last 50 classes were not extracted
+        (root / wnid).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / wnid / "art_0.jpg")
+    (root / official[150]).mkdir()  # an empty folder counts as missing
+    with pytest.warns(UserWarning, match=rf"imagenet-r at {root} is incomplete: 50 of its 200 classes have no images \({official[150]}, "):
+        ds = build_imagenet_r("inr", {"root": str(root)})
+        note = ds.incomplete("id")
+    assert "50 of its 200 classes have no images" in note and official[199] not in note  # at most 5 named
+    mask = ds.class_mask("id")
+    assert mask.sum() == 200 and all(mask[ds.wnids.index(w)] for w in official)  # not shrunk to the 150 present
+    # the record of incompleteness is part of the fingerprint: the complete tree differs
+    for wnid in official[150:]:
+        (root / wnid).mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / wnid / "art_0.jpg")
+    complete = build_imagenet_r("inr", {"root": str(root)})
+    assert complete.incomplete("id") is None and complete.class_mask("id").sum() == 200
+    # a class folder outside the 200 is an error, not a silently unpredictable class
+    (root / "n01440764").mkdir()
+    with pytest.raises(ValueError, match="class folder 'n01440764' .* is not one of the 200 imagenet-r classes"):
+        build_imagenet_r("inr", {"root": str(root)}).samples("id")
 
 
 def test_class_name_files_and_configuration_errors(tree, tmp_path):
     coop = tmp_path / "classnames.txt"
     coop.write_text("n01440764 tench fish\nn01443537 goldfish\n")
-    assert build_imagenet("t", _options(tree, classes=str(coop))).classes[:3] == ["tench fish", "goldfish", "great white shark"]
+    assert build_imagenet("t", _options(tree, classes=str(coop))).classes[:3] == ["tench fish", "goldfish", "stingray"]
     index = tmp_path / "imagenet_class_index.json"
-    index.write_text(json.dumps({"0": ["n01440764", "tinca"], "2": ["n01484850", "white_shark"]}))
-    assert build_imagenet("t", _options(tree, classes=str(index))).classes == ["tinca", "goldfish", "white_shark"]
+    index.write_text(json.dumps({"0": ["n01440764", "tinca"], "6": ["n01498041", "sting_ray"]}))
+    assert build_imagenet("t", _options(tree, classes=str(index))).classes == ["tinca", "goldfish", "sting_ray"]
     with pytest.raises(ConfigError, match="unknown dg set"):
         build_imagenet("t", _options(tree, dg={"imagenet-c": str(tree["a"])}))
     with pytest.raises(ConfigError, match="not found"):

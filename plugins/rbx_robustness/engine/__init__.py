@@ -1,4 +1,4 @@
-"""Batched ImageNet-C corruption engine and ImageNet-P sequence generator (pure torch).
+"""Batched ImageNet-C (and CIFAR-C / Tiny-ImageNet-C preset) corruption engine and ImageNet-P sequence generator (pure torch).
 
 ``corrupt(batch, name, severity, generator)`` applies one of the 19 ImageNet-C
 corruptions; ``sequence(image, name, generator)`` builds an ImageNet-P
@@ -7,7 +7,17 @@ trees.  See the module docstrings for the published sources, parameters and
 every deviation from them.
 """
 
-from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, TEST_CORRUPTIONS, CorruptionSpec, corrupt, set_frost_images
+from .corruptions import (
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    PRESETS,
+    TEST_CORRUPTIONS,
+    CorruptionSpec,
+    Preset,
+    corrupt,
+    frost_source,
+    set_frost_images,
+)
 from .perturbations import (
     PERTURBATIONS,
     TEST_PERTURBATIONS,
@@ -22,6 +32,8 @@ __all__ = [
     "CorruptionSpec",
     "EXTRA_CORRUPTIONS",
     "PERTURBATIONS",
+    "PRESETS",
+    "Preset",
     "PerturbationSpec",
     "TEST_CORRUPTIONS",
     "TEST_PERTURBATIONS",
@@ -29,6 +41,7 @@ __all__ = [
     "build_c",
     "build_p",
     "corrupt",
+    "frost_source",
     "sequence",
     "sequence_batch",
     "set_frost_images",

@@ -1,4 +1,4 @@
-"""Batched ImageNet-C corruptions in pure torch.
+"""Batched ImageNet-C / CIFAR-C / Tiny-ImageNet-C corruptions in pure torch.
 
 The 15 test corruptions and the 4 extra ("validation") corruptions of
 Hendrycks & Dietterich, *Benchmarking Neural Network Robustness to Common
@@ -23,28 +23,31 @@ Conventions
   batch gets independent random draws.  The random streams are torch's, so
   outputs are not bit-identical to the numpy-seeded original; deterministic
   corruptions are identical up to float rounding.
-* Image size: the parameters are the published 224x224 ImageNet ones and are
-  applied unchanged (in pixels) at any size; size-dependent loops and crops
+* Image size: the parameters are those of one published generator, chosen
+  with ``preset=`` (:data:`PRESETS`): ``imagenet`` (224 px,
+  ``make_imagenet_c.py``, the default), ``cifar`` (32 px, ``make_cifar_c.py``)
+  or ``tiny`` (64 px, ``make_tinyimagenet_c.py``); see :mod:`.presets`.  They
+  are applied unchanged (in pixels) at any size; size-dependent loops and crops
   (glass-blur sweep, clipped zoom, frost crop, fog map) follow the image size.
-  Fog uses a 256x256 plasma map as published when ``max(H, W) <= 256`` and the
-  next power of two above that.  The CIFAR / Tiny-ImageNet parameter sets are
-  not provided.
+  Fog uses the generator's plasma map size (256 / 32 / 64) when the image fits
+  in it and the next power of two above otherwise.
 
 Not pure torch
 --------------
-* ``jpeg_compression``: JPEG round trip through ``torchvision.io.encode_jpeg`` /
-  ``decode_jpeg`` (libjpeg, same quantisation tables and 4:2:0 chroma
-  subsampling as Pillow's encoder: bit-identical to the published PIL round
-  trip on CPU).  On CUDA the tensors go through nvJPEG when the installed
-  torchvision supports it, else through the CPU.  Input is rounded to uint8
-  first (the original JPEG-encodes the uint8 image).
+* ``pixelate``: on CPU, Pillow's BOX downsampling of the uint8 image as
+  published; elsewhere Pillow's BOX coefficients as matrices, in float.
+* ``jpeg_compression``: on CPU, Pillow's JPEG round trip as published; on CUDA,
+  ``torchvision.io.encode_jpeg`` / ``decode_jpeg`` (nvJPEG when the installed
+  torchvision supports it, else Pillow on the CPU).  Input is rounded to
+  uint8 first (the original JPEG-encodes the uint8 image).
 * Everything else is torch only.
 
-Stand-ins for asset- or library-dependent parts (see each entry's
-``deviations``): frost (procedural texture instead of the six photographs,
-unless real frost images are supplied with :func:`set_frost_images` or
-``RBX_FROST_DIR``), ImageMagick motion blur (re-implemented kernel), spatter's
-OpenCV chain (Canny, distance transform, histogram equalisation re-implemented;
+Frost uses the photographs of the PyPI package ``torch-uncertainty-assets``
+(two of the five drawn are JPEG re-encodings of the originals, see
+:data:`ASSET_FROST_FILES`), or the original files from ``RBX_FROST_DIR``;
+:func:`frost_source` names the source and hashes the photos.  Re-implemented
+library parts (see each entry's ``deviations``): ImageMagick motion blur,
+spatter's OpenCV chain (Canny, distance transform, histogram equalisation;
 exact Euclidean distance instead of OpenCV's 5x5 chamfer approximation).
 """
 
@@ -53,6 +56,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -60,7 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _ops
+from . import _ops, presets
 
 SOURCE_C = "hendrycks/robustness@8190fe3:ImageNet-C/create_c/make_imagenet_c.py"
 
@@ -69,7 +73,10 @@ __all__ = [
     "CorruptionSpec",
     "TEST_CORRUPTIONS",
     "EXTRA_CORRUPTIONS",
+    "PRESETS",
+    "Preset",
     "corrupt",
+    "frost_source",
     "set_frost_images",
 ]
 
@@ -264,122 +271,125 @@ def _snow(x, p, g):
     return snow_composite(x, snow_blur(layer, radius, sigma, angles), blend)
 
 
-# Per-channel (R, G, B) mean and standard deviation of the five frost photographs
-# the published generator draws from (frost1.png .. frost5.jpg, ``randint(5)``),
-# measured from the files shipped in hendrycks/robustness ImageNet-C/create_c/.
-# frost2 and frost3 have identical statistics.  Only these 30 numbers are used.
-FROST_STYLE_STATS = (
-    ((0.305, 0.585, 0.650), (0.106, 0.065, 0.060)),
-    ((0.787, 0.805, 0.841), (0.084, 0.087, 0.089)),
-    ((0.787, 0.805, 0.841), (0.084, 0.087, 0.089)),
-    ((0.540, 0.599, 0.648), (0.112, 0.112, 0.117)),
-    ((0.441, 0.484, 0.528), (0.174, 0.170, 0.163)),
-)
+# The photographs the published generators draw from: ``randint(5)`` over
+# ``[frost1.png, frost2.png, frost3.png, frost4.jpg, frost5.jpg, frost6.jpg]``
+# (make_imagenet_c.py, make_cifar_c.py, make_tinyimagenet_c.py), so frost6.jpg
+# is never used.  They ship in the PyPI package ``torch-uncertainty-assets``
+# (Apache-2.0) as ``frost/frost1.jpg .. frost5.jpg``; measured against the files
+# of hendrycks/robustness: its frost3/4/5.jpg are byte-identical to the
+# originals frost4/5/6.jpg, its frost1.jpg is a JPEG re-encoding of frost1.png
+# (mean absolute difference 4.4 grey levels) and its frost2.jpg one of
+# frost2.png, which is pixel-identical to frost3.png (2.8 levels).  Original
+# index -> packaged file:
+ORIGINAL_FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+ASSET_FROST_FILES = ("frost1.jpg", "frost2.jpg", "frost2.jpg", "frost3.jpg", "frost4.jpg")
 
-_FROST_IMAGES: list[torch.Tensor] | None = None
-_FROST_ENV_LOADED = False
+_FROST: dict = {}  # "source" -> str, "photos" -> list of (3, h, w) tensors, ("scaled", f) -> list
+
+
+def _digest(chunks) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()[:16]
+
+
+def _read_photo(data: bytes) -> torch.Tensor:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as pil:  # cv2.imread(IMREAD_COLOR) also drops alpha
+        arr = np.array(pil.convert("RGB"))
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0).contiguous()
+
+
+def _load_default_frost() -> None:
+    d = os.environ.get("RBX_FROST_DIR")
+    if d:
+        paths = [Path(d) / n for n in ORIGINAL_FROST_FILES]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"RBX_FROST_DIR={d} lacks {', '.join(missing)}; fix: point it at a folder "
+                                    f"holding the original {', '.join(ORIGINAL_FROST_FILES)} or unset it")
+        blobs = [p.read_bytes() for p in paths]
+        source = f"RBX_FROST_DIR:{_digest(blobs)}"
+    else:
+        try:
+            from importlib.resources import files
+
+            folder = files("torch_uncertainty_assets.frost")
+            blobs = [(folder / n).read_bytes() for n in ASSET_FROST_FILES]
+        except (ModuleNotFoundError, FileNotFoundError) as e:
+            raise ModuleNotFoundError(
+                "the frost corruption needs the frost photographs of the package torch-uncertainty-assets "
+                f"({e}); fix: pip install torch-uncertainty-assets, or set RBX_FROST_DIR to a folder holding "
+                f"{', '.join(ORIGINAL_FROST_FILES)}") from None
+        source = f"torch-uncertainty-assets:{_digest(blobs)}"
+    _FROST.update(source=source, photos=[_read_photo(b) for b in blobs])
 
 
 def set_frost_images(images: Sequence | None) -> None:
-    """Use real frost photographs instead of the procedural stand-in.
+    """Use other frost photographs than the default ones.
 
     ``images``: paths, PIL images, uint8 HWC arrays or float (3, h, w) tensors
-    in [0, 1]; ``None`` restores the procedural texture.  The published
-    generator samples ``frost1.png .. frost5.jpg`` (``np.random.randint(5)``, so
-    ``frost6.jpg`` is never used); pass those five to reproduce it.  Each image
-    is picked uniformly and a random crop of the target size taken; a photo
-    smaller than the target is first upscaled (bilinear) to cover it.
-    The environment variable ``RBX_FROST_DIR`` (a folder holding
-    ``frost1.png`` .. ``frost5.jpg``) has the same effect.
+    in [0, 1], drawn from as the originals are (uniform index, random crop);
+    ``None`` restores the default: the folder ``RBX_FROST_DIR`` (holding the
+    original ``frost1.png .. frost5.jpg``) when set, else the photographs of
+    ``torch-uncertainty-assets`` (see :data:`ASSET_FROST_FILES`).
     """
-    global _FROST_IMAGES
+    _FROST.clear()
     if images is None:
-        _FROST_IMAGES = None
         return
     out = []
     for im in images:
         if isinstance(im, (str, os.PathLike)):
-            from PIL import Image
-
-            with Image.open(im) as pil:
-                im = np.array(pil.convert("RGB"))
-        if not torch.is_tensor(im):
+            im = _read_photo(Path(im).read_bytes())
+        elif not torch.is_tensor(im):
             arr = np.array(im.convert("RGB")) if hasattr(im, "convert") else np.array(im)
             im = torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
         out.append(im.float().contiguous())
-    _FROST_IMAGES = out
+    source = "custom:" + _digest(t.mul(255).round().to(torch.uint8).numpy().tobytes() for t in out)
+    _FROST.update(source=source, photos=out)
 
 
-def _frost_images_from_env():
-    global _FROST_ENV_LOADED
-    if _FROST_ENV_LOADED or _FROST_IMAGES is not None:
-        return
-    _FROST_ENV_LOADED = True
-    d = os.environ.get("RBX_FROST_DIR")
-    if d:
-        names = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg"]
-        paths = [Path(d) / n for n in names]
-        if all(p.exists() for p in paths):
-            set_frost_images(paths)
+def frost_source() -> str:
+    """Where the frost photographs come from, with a hash of their content
+    (``torch-uncertainty-assets:<sha>``, ``RBX_FROST_DIR:<sha>`` or
+    ``custom:<sha>``): part of the fingerprint of data generated with frost."""
+    if "source" not in _FROST:
+        _load_default_frost()
+    return _FROST["source"]
 
 
-def frost_texture(h: int, w: int, style: int, g, device) -> torch.Tensor:
-    """One procedural frost "photograph", (3, h, w) in [0, 1]. NOT a published frost image.
-
-    Colour: the per-channel mean and std of published photo ``style``
-    (:data:`FROST_STYLE_STATS`).  Luminance: ice-crystal-like pattern made of
-    three families of needle streaks at 60 degree steps (hexagonal ice
-    symmetry; sparse random seeds smeared with line kernels), a finer needle
-    family, and a low-frequency plasma "cloudiness", standardised to zero mean
-    and unit variance.  Deterministic given the generator.
-    """
-    means = torch.tensor(FROST_STYLE_STATS[style][0], device=device).view(3, 1, 1)
-    stds = torch.tensor(FROST_STYLE_STATS[style][1], device=device).view(3, 1, 1)
-    base = float(_ops.uniform((1,), 0.0, 180.0, g, "cpu", torch.float64))
-    needles = torch.zeros(1, 1, h, w, device=device)
-    for k, (density, radius, weight) in enumerate(((0.004, 9, 1.0), (0.004, 9, 1.0), (0.004, 9, 1.0), (0.02, 3, 0.6))):
-        seeds = (_ops.rand((1, 1, h, w), g, device) < density).float() * _ops.rand((1, 1, h, w), g, device)
-        ang = torch.tensor([base + 60.0 * (k % 3) + (17.0 if k == 3 else 0.0)], dtype=torch.float64)
-        streak = _ops.motion_blur(seeds, radius, radius * 0.8, ang)
-        streak = streak + _ops.motion_blur(seeds, radius, radius * 0.8, ang + 180.0)
-        needles += weight * streak
-    needles = torch.sqrt(needles.clamp_min(0.0))  # compress the dynamic range of overlaps
-    cloud = _ops.plasma_fractal(1, 256, 2.0, g, device).unsqueeze(1)  # low-frequency: 256 map, resized
-    cloud = F.interpolate(cloud, size=(h, w), mode="bilinear", align_corners=False)
-
-    def _std(t):
-        t = t - t.mean()
-        return t / t.std().clamp_min(1e-6)
-
-    lum = _std(_std(needles) + 0.7 * _std(cloud))[0]
-    return (means + stds * lum).clamp_(0.0, 1.0)
-
-
-# Sizes (h, w) of the published frost1..frost5 photographs.
-FROST_PHOTO_SIZES = ((600, 900), (315, 560), (315, 560), (350, 527), (495, 660))
-FROST_STANDIN_SEED = 20190506
-_FROST_STANDIN_CACHE: dict = {}
-
-
-def frost_standin_photos(min_h: int = 0, min_w: int = 0) -> list[torch.Tensor]:
-    """The five procedural stand-in "photographs" (CPU tensors), generated once
-    from the fixed seed :data:`FROST_STANDIN_SEED` at the published photos'
-    sizes (all scaled up together when a target image would not fit), i.e.
-    fixed assets like the published ones.  Cached."""
-    s = 1.0
-    for fh, fw in FROST_PHOTO_SIZES:
-        s = max(s, (min_h + 1) / fh, (min_w + 1) / fw)
-    s = math.ceil(s * 4) / 4  # few distinct cache keys
-    if s not in _FROST_STANDIN_CACHE:
-        g = torch.Generator().manual_seed(FROST_STANDIN_SEED)
-        _FROST_STANDIN_CACHE[s] = [frost_texture(int(fh * s), int(fw * s), i, g, "cpu")
-                                   for i, (fh, fw) in enumerate(FROST_PHOTO_SIZES)]
-    return _FROST_STANDIN_CACHE[s]
+def _scaled_photos(scale: float | None) -> list[torch.Tensor]:
+    """The photographs, shrunk as ``cv2.resize(frost, (0, 0), fx=scale, fy=scale)``
+    (bilinear, half-pixel centres, replicated border, output side
+    ``round(side * scale)``, 8-bit output) for the CIFAR / Tiny generators."""
+    frost_source()
+    if scale is None:
+        return _FROST["photos"]
+    key = ("scaled", float(scale))
+    if key not in _FROST:
+        out = []
+        for ph in _FROST["photos"]:
+            fh, fw = ph.shape[-2:]
+            oh, ow = int(round(fh * scale)), int(round(fw * scale))
+            py = ((torch.arange(oh, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(0, fh - 1)
+            px = ((torch.arange(ow, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(0, fw - 1)
+            yy, xx = torch.meshgrid(py, px, indexing="ij")
+            small = _ops.sample_bilinear_pixels(ph[None], yy[None], xx[None], "border")[0]
+            out.append(torch.round(small.clamp(0.0, 1.0) * 255.0) / 255.0)
+        _FROST[key] = out
+    return _FROST[key]
 
 
 def _frost_crops(imgs: list[torch.Tensor], b, h, w, g, device):
     """Published sampling: photo ``randint(len)``, crop offsets ``randint(0, fh - h)``,
-    ``randint(0, fw - w)``."""
+    ``randint(0, fw - w)``; a photo too small for the image (only above the
+    published sizes) is first upscaled (bilinear) to cover it."""
     idx = _ops.randint(0, len(imgs), (b,), g, "cpu").tolist()
     out = []
     for i in idx:
@@ -395,20 +405,19 @@ def _frost_crops(imgs: list[torch.Tensor], b, h, w, g, device):
     return torch.stack(out).to(device)
 
 
-def _frost(x, p, g):
+def _frost(x, p, g, photo_scale: float | None = None):
     a, bw = p
     b, _, h, w = x.shape
-    _frost_images_from_env()
-    photos = _FROST_IMAGES if _FROST_IMAGES else frost_standin_photos(h, w)
-    tex = _frost_crops(photos, b, h, w, g, x.device)
+    tex = _frost_crops(_scaled_photos(photo_scale), b, h, w, g, x.device)
     return (a * x + bw * tex).clamp_(0.0, 1.0)
 
 
-def _fog(x, p, g):
+def _fog(x, p, g, mapsize: int = 256):
     strength, decay = p
     b, _, h, w = x.shape
     size = max(h, w)
-    msize = 256 if size <= 256 else 1 << (size - 1).bit_length()
+    # the map is cropped to the image: grow it (next power of two) when the image is larger
+    msize = mapsize if size <= mapsize else 1 << (size - 1).bit_length()
     fractal = _ops.plasma_fractal(b, msize, decay, g, x.device)[:, :h, :w].unsqueeze(1)
     maxv = x.amax(dim=(1, 2, 3), keepdim=True)
     return ((x + strength * fractal) * maxv / (maxv + strength)).clamp_(0.0, 1.0)
@@ -573,52 +582,89 @@ def _saturate(x, p, g):
     return _ops.hsv_saturation_affine(x, mul, add).clamp_(0.0, 1.0)
 
 
+def _to_hwc_u8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 (rounded), contiguous."""
+    # on the HWC view (elementwise ops keep its strides: no float transpose, and none
+    # at all for channels-last input), in place after one copy, transposed as uint8
+    return x.permute(0, 2, 3, 1).mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).contiguous().numpy()
+
+
+def _from_hwc_u8(arrs, like: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype).mul_(1.0 / 255.0)
+
+
 def _jpeg_compression(x, p, g):
     (quality,) = p
-    u8 = torch.round(x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
-    dev = x.device
-    try:
-        import warnings
+    if _ops._cpu_kernels(x):
+        # Pillow, the published encoder, on the uint8 image: libjpeg(-turbo) is
+        # per image anyway, and Pillow's round trip is the cheapest one
+        return _from_hwc_u8(_jpeg_pillow(_to_hwc_u8(x), int(quality)), x)
+    import warnings
 
-        from torchvision.io import decode_jpeg, encode_jpeg
-    except ImportError:  # torchvision without image io: Pillow, the published encoder
-        return _jpeg_pillow(u8, int(quality)).to(dev, x.dtype) / 255.0
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    u8 = torch.round(x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
     imgs = list(u8.unbind(0))
+    dev = x.device
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 points to TorchCodec
         try:
             dec = decode_jpeg(encode_jpeg(imgs, quality=int(quality)), device=dev)
-        except (RuntimeError, TypeError, NotImplementedError):  # e.g. no nvJPEG: go through the CPU
-            dec = decode_jpeg(encode_jpeg([t.cpu() for t in imgs], quality=int(quality)))
+        except (RuntimeError, TypeError, NotImplementedError):  # e.g. no nvJPEG: Pillow on the CPU
+            return _from_hwc_u8(_jpeg_pillow(_to_hwc_u8(x.cpu()), int(quality)), x)
     return torch.stack([d.to(dev) for d in dec]).to(x.dtype) / 255.0
 
 
-def _jpeg_pillow(u8: torch.Tensor, quality: int) -> torch.Tensor:
+def _jpeg_pillow(hwc: np.ndarray, quality: int) -> list[np.ndarray]:
     import io
 
     from PIL import Image
 
     out = []
-    for t in u8.cpu():
+    for a in hwc:
         buf = io.BytesIO()
-        Image.fromarray(t.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=quality)
+        Image.fromarray(a).save(buf, "JPEG", quality=quality)
         buf.seek(0)
         with Image.open(buf) as im:
-            out.append(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
-    return torch.stack(out).float()
+            out.append(np.asarray(im))  # an RGB JPEG decodes to RGB
+    return out
+
+
+@lru_cache(maxsize=64)
+def _nearest_is_box_up(n: int, size: int) -> bool:
+    """Whether Pillow's NEAREST upsampling from ``n`` to ``size`` picks the same source
+    pixels as its BOX upsampling (true for the published sizes, not for every pair)."""
+    from PIL import Image
+
+    row = Image.fromarray(np.arange(n, dtype=np.int32)[None, :], mode="I")
+    picked = np.asarray(row.resize((size, 1), Image.NEAREST))[0]
+    return bool(np.array_equal(picked, _ops.pil_box_matrix(n, size).argmax(dim=1).numpy()))
 
 
 def _pixelate(x, p, g):
     (c,) = p
     b, ch, h, w = x.shape
     nh, nw = int(h * c), int(w * c)
+    # Pillow BOX upsampling has exactly one non-zero tap per output pixel, in order
+    uh = _ops.pil_box_matrix(nh, h).argmax(dim=1)
+    uw = _ops.pil_box_matrix(nw, w).argmax(dim=1)
+    if _ops._cpu_kernels(x):
+        # Pillow's BOX downsampling on the uint8 image, as published (so with its
+        # rounding between the passes), then the upsampling as run lengths: far
+        # cheaper on the CPU than dense resampling matrices in float
+        from PIL import Image
+
+        if _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w):  # e.g. every published size
+            out = [np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX).resize((w, h), Image.NEAREST)) for a in _to_hwc_u8(x)]
+        else:
+            rh = np.bincount(uh.numpy(), minlength=nh)
+            rw = np.bincount(uw.numpy(), minlength=nw)
+            out = [np.repeat(np.repeat(np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX)), rh, 0), rw, 1) for a in _to_hwc_u8(x)]
+        return _from_hwc_u8(out, x)
     dh = _ops.pil_box_matrix(h, nh).to(x)
     dw = _ops.pil_box_matrix(w, nw).to(x)
     small = torch.matmul(torch.matmul(dh, x), dw.T)
-    # Pillow BOX upsampling has exactly one non-zero tap per output pixel
-    uh = _ops.pil_box_matrix(nh, h).argmax(dim=1).to(x.device)
-    uw = _ops.pil_box_matrix(nw, w).argmax(dim=1).to(x.device)
-    return small.index_select(2, uh).index_select(3, uw).clamp_(0.0, 1.0)
+    return small.index_select(2, uh.to(x.device)).index_select(3, uw.to(x.device)).clamp_(0.0, 1.0)
 
 
 def _elastic_transform(x, p, g):
@@ -643,7 +689,9 @@ def _elastic_transform(x, p, g):
     warped = _ops.sample_bilinear_pixels(x, sy, sx, "reflection", align_corners=True)
     # smooth random displacement field (skimage gaussian, mode='reflect', truncate=3)
     fields = _ops.uniform((b, 2, h, w), -1.0, 1.0, g, dev)
-    fields = _ops.gaussian_filter(fields, sigma, mode="reflect", truncate=3.0) * alpha
+    if sigma > 0:  # sigma 0 (CIFAR severity 1) is scipy's identity filter
+        fields = _ops.gaussian_filter(fields, sigma, mode="reflect", truncate=3.0)
+    fields = fields * alpha
     dx, dy = fields[:, 0], fields[:, 1]
     # scipy map_coordinates(order=1, mode='reflect') at (y + dy, x + dx)
     py = ys.to(x.dtype) + dy
@@ -671,6 +719,9 @@ class CorruptionSpec:
     # numpy corruptions (np.uint8 of a float in 0..255), "round" where the
     # corruption returns a Pillow image (pixelate, jpeg_compression).
     quantize: str = "floor"
+    # Runs image by image through Pillow on the CPU (pixelate, JPEG): takes the
+    # batch in any memory layout, unchunked.
+    pillow_on_cpu: bool = False
 
     def params(self, severity: int) -> tuple:
         if severity not in (1, 2, 3, 4, 5):
@@ -729,11 +780,9 @@ _SPECS = [
     CorruptionSpec("frost", "weather", "test", ("image_weight", "frost_weight"),
                    ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)), _frost,
                    source=_src("frost"),
-                   deviations="STAND-IN, not the published frost: the frost photographs are not bundled; five "
-                              "procedural ice textures (fixed seed, published photo sizes, each matched to one "
-                              "published photo's per-channel mean/std) replace them, sampled as published "
-                              "(photo randint(5), random crop) and blended with the published weights. Real "
-                              "photos can be supplied (set_frost_images / RBX_FROST_DIR)"),
+                   deviations="the photographs of torch-uncertainty-assets: 3 of the 5 drawn are the original "
+                              "files, frost1.png and frost2.png/frost3.png are JPEG re-encodings (mean abs "
+                              "difference 4.4 and 2.8 grey levels); RBX_FROST_DIR selects the original files"),
     CorruptionSpec("fog", "weather", "test", ("strength", "wibbledecay"),
                    ((1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)), _fog,
                    source=_src("fog"),
@@ -756,13 +805,16 @@ _SPECS = [
                               "in (x, y) order for non-square images"),
     CorruptionSpec("pixelate", "digital", "test", ("factor",),
                    ((0.6,), (0.5,), (0.4,), (0.3,), (0.25,)), _pixelate, stochastic=False, quantize="round",
+                   pillow_on_cpu=True,
                    source=_src("pixelate"),
-                   deviations="none: Pillow BOX down/up-sampling coefficients reproduced exactly, in float "
-                              "(Pillow rounds to uint8 between its two passes)"),
+                   deviations="none on CPU (Pillow BOX resampling of the uint8 image, as published); on other "
+                              "devices Pillow's BOX coefficients in float, without its uint8 rounding between the passes"),
     CorruptionSpec("jpeg_compression", "digital", "test", ("quality",),
                    ((25,), (18,), (15,), (10,), (7,)), _jpeg_compression, stochastic=False, quantize="round",
+                   pillow_on_cpu=True,
                    source=_src("jpeg_compression"),
-                   deviations="not pure torch: torchvision.io libjpeg round trip (bit-identical to Pillow's)"),
+                   deviations="none on CPU (Pillow's JPEG round trip, as published); on GPU nvJPEG through "
+                              "torchvision.io when available"),
     CorruptionSpec("speckle_noise", "noise", "extra", ("sigma",),
                    ((0.15,), (0.2,), (0.35,), (0.45,), (0.6,)), _speckle_noise,
                    source=_src("speckle_noise"), deviations="none (torch RNG)"),
@@ -788,11 +840,39 @@ TEST_CORRUPTIONS = tuple(s.name for s in _SPECS if s.split == "test")
 EXTRA_CORRUPTIONS = tuple(s.name for s in _SPECS if s.split == "extra")
 
 
+@dataclass(frozen=True)
+class Preset:
+    """The parameters of one published generator (:mod:`.presets`): the image
+    side it was written for, its per-corruption severity tables and the
+    keyword options of the corruption functions that differ between generators."""
+
+    name: str
+    size: int
+    source: str
+    tables: dict = field(repr=False)
+    options: dict = field(default_factory=dict, repr=False)
+
+    def params(self, name: str, severity: int) -> tuple:
+        if severity not in (1, 2, 3, 4, 5):
+            raise ValueError(f"severity must be 1..5, got {severity}")
+        return self.tables[name][severity - 1]
+
+
+PRESETS: dict[str, Preset] = {
+    "imagenet": Preset("imagenet", 224, SOURCE_C, {s.name: s.severities for s in _SPECS}),
+    "cifar": Preset("cifar", 32, presets.SOURCE_CIFAR, presets.CIFAR_TABLE, presets.CIFAR_OPTIONS),
+    "tiny": Preset("tiny", 64, presets.SOURCE_TINY, presets.TINY_TABLE, presets.TINY_OPTIONS),
+}
+
+
 CPU_CHUNK_PIXELS = 4 * 224 * 224
 
 
-def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply ImageNet-C corruption ``name`` at ``severity`` (1-5) to a batch.
+def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None,
+            preset: str = "imagenet") -> torch.Tensor:
+    """Apply corruption ``name`` at ``severity`` (1-5) to a batch, with the
+    parameters of generator ``preset`` (:data:`PRESETS`: ``imagenet`` 224 px,
+    ``cifar`` 32 px, ``tiny`` 64 px; applied unchanged, in pixels, at any size).
 
     ``batch``: (B, 3, H, W) or (3, H, W) float tensor in [0, 1], any device.
     Returns a tensor of the same shape, dtype and device, in [0, 1].
@@ -801,8 +881,11 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
     """
     if name not in CORRUPTIONS:
         raise KeyError(f"unknown corruption {name!r}; known: {sorted(CORRUPTIONS)}")
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
     spec = CORRUPTIONS[name]
-    params = spec.params(int(severity))
+    params = PRESETS[preset].params(name, int(severity))
+    options = PRESETS[preset].options.get(name, {})
     single = batch.dim() == 3
     x = batch.unsqueeze(0) if single else batch
     if x.dim() != 4 or x.shape[1] != 3:
@@ -812,12 +895,14 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
         raise TypeError("corrupt() expects a float tensor in [0, 1]")
     x = x.to(torch.float32)
     with torch.no_grad(), _ops.cpu_threads(x.device):
-        if x.device.type == "cpu" and x.shape[0] > 1:
+        if x.device.type == "cpu" and spec.pillow_on_cpu and _ops._cpu_kernels(x):
+            out = spec.fn(x, params, generator, **options)
+        elif x.device.type == "cpu" and x.shape[0] > 1:
             # CPU: work on cache-sized chunks (a few 224x224 images): the ops are
             # memory-bound and large temporaries thrash the cache / allocator.
             per = max(1, CPU_CHUNK_PIXELS // (x.shape[-2] * x.shape[-1]))
-            out = torch.cat([spec.fn(c.contiguous(), params, generator) for c in x.split(per)])
+            out = torch.cat([spec.fn(c.contiguous(), params, generator, **options) for c in x.split(per)])
         else:
-            out = spec.fn(x.contiguous(), params, generator)
+            out = spec.fn(x.contiguous(), params, generator, **options)
     out = out.to(dtype)
     return out[0] if single else out

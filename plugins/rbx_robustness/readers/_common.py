@@ -215,5 +215,12 @@ def fingerprint(version: str, subset: str, ids: Sequence[str], labels: np.ndarra
     return h.hexdigest()[:16]
 
 
+def provenance(root: Path) -> bytes:
+    """The ``rbx-build.json`` a tree built by ``rbx datasets build-c`` carries (preset,
+    frost photographs, seed, engine digest), for the fingerprint; empty otherwise."""
+    path = Path(root) / "rbx-build.json"
+    return path.read_bytes() if path.is_file() else b""
+
+
 def unknown_subset(dataset: str, subset: str, known: Sequence[str]) -> KeyError:
     return KeyError(f"{dataset} has no subset {subset!r}.{suggestion(subset, known)} It has {list(known)}")

@@ -14,6 +14,8 @@ extract to a folder with one file per corruption plus the labels::
 corruptions are the 15 ImageNet-C test corruptions plus ``speckle_noise``,
 ``gaussian_blur``, ``spatter`` and ``saturate``. Rows are **severity-major**:
 rows ``[10000·(s−1), 10000·s)`` are severity ``s``, each the test set in order.
+Trees written by ``rbx datasets build-c --preset cifar`` have the same layout
+with N source images instead of 10,000 (N = a fifth of ``labels.npy``).
 
 Subsets ``c/<corruption>/<s>`` for ``s`` in 1..5. Sample id
 ``<corruption>/<s>/<i>`` with ``i`` the CIFAR test-set index (0..9999), so the
@@ -40,6 +42,7 @@ from rbx_robustness.readers._common import (
     check_options,
     fingerprint,
     index,
+    provenance,
     require_dir,
     select,
     suggestion,
@@ -98,19 +101,23 @@ class CifarC(Dataset):
         corruptions=None,
         num_classes: int | None = None,
         name: str = "cifar-10-c",
-        n_per_severity: int = N_PER_SEVERITY,
+        n_per_severity: int | None = None,
     ) -> None:
-        """``n_per_severity`` is the test-set size (10,000 for CIFAR-10/100; change it only for synthetic test files)."""
+        """``n_per_severity`` is the number of source images (10,000 for the distributed
+        CIFAR-10/100-C); by default a fifth of ``labels.npy``'s length, so trees written by
+        ``rbx datasets build-c --preset cifar`` from other images read too."""
         self.name = name
         self.root = require_dir(root, "CIFAR-C", FIX_ROOT)
-        self.n = int(n_per_severity)
-        total = self.n * len(SEVERITIES)
         labels_path = self.root / "labels.npy"
         if not labels_path.is_file():
             nested = [p.name for p in self.root.iterdir() if p.is_dir() and (p / "labels.npy").is_file()]
             fix = f"set `root:` to '{self.root / nested[0]}'" if nested else FIX_ROOT
             raise DatasetLayoutError(f"'{labels_path}' does not exist", key="root", fix=fix)
         labels = open_npy(labels_path)
+        if n_per_severity is None:
+            n_per_severity = labels.shape[0] // len(SEVERITIES) if labels.ndim == 1 and labels.shape[0] % len(SEVERITIES) == 0 else N_PER_SEVERITY
+        self.n = int(n_per_severity)
+        total = self.n * len(SEVERITIES)
         if labels.shape != (total,) or labels.dtype.kind not in "iu":
             raise DatasetLayoutError(
                 f"'{labels_path}' has dtype {labels.dtype} and shape {labels.shape}; expected integer labels of shape ({total},)",
@@ -184,7 +191,7 @@ class CifarC(Dataset):
         source = self.samples(subset)
         rows = spaced(source.start, source.start + source.n)
         digest = sample_digest(source._array.array, rows, source._array.path)
-        return fingerprint(VERSION, subset, source.ids, source.labels, extra=digest + "\n".join(self.classes).encode())
+        return fingerprint(VERSION, subset, source.ids, source.labels, extra=digest + "\n".join(self.classes).encode() + provenance(self.root))
 
 
 def build(name: str = "cifar-10-c", options: dict | None = None, config_file: str | None = None) -> CifarC:

@@ -64,6 +64,7 @@ from rbx_robustness.readers._common import (
     fingerprint,
     image_files,
     load_class_list,
+    provenance,
     require_dir,
     select,
     subdirs,
@@ -254,7 +255,8 @@ class ImageNetC(Dataset):
 
     def fingerprint(self, subset: str) -> str:
         source = self.samples(subset)
-        return fingerprint(VERSION, subset, source.ids, source.labels, source.sizes, "\n".join(self.classes).encode())
+        extra = "\n".join(self.classes).encode() + (provenance(self.root) if subset != "id" else b"")
+        return fingerprint(VERSION, subset, source.ids, source.labels, source.sizes, extra)
 
 
 def build(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None) -> ImageNetC:
