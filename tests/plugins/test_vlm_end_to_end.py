@@ -69,6 +69,11 @@ def test_dg_suite_reports_accuracy_on_shifted_imagenets(cli, setup, tmp_path):
         a, r = scores[scores.subset == "dg/imagenet-a"], scores[scores.subset == "dg/imagenet-r"]
         assert len(a) == 3 and set(a["prediction"]) == {2}, method
         assert len(r) == 6 and not (r["prediction"] == 0).any(), method
+    # the partial A / R trees are flagged in the results: a job diagnostic naming the missing classes
+    for diagnostics in frame["diagnostics"]:
+        recorded = json.loads(diagnostics)
+        assert "199 of its 200 classes have no images" in recorded["incomplete:dg/imagenet-a"]
+        assert "198 of its 200 classes have no images" in recorded["incomplete:dg/imagenet-r"]
 
 
 def test_vlm_methods_are_skipped_with_the_hint_on_the_embedded_default(cli, tmp_path):
