@@ -12,6 +12,7 @@ function counts as much as one at the top of a module.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from robustbench_x.api import is_public_module
@@ -22,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def imported_modules(path: Path) -> list[tuple[int, str]]:
     """``(line, module)`` of every absolute import in a file; ``from pkg import name``
     counts as ``pkg.name`` when that is a module of the core (``from robustbench_x
-    import cache`` imports the private ``robustbench_x.cache``)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    import cache`` imports the private ``robustbench_x.cache``). A scaffold
+    template (``*.py.tmpl``) is read with its ``{{placeholders}}`` filled in."""
+    text = path.read_text(encoding="utf-8")
+    if path.name.endswith(".tmpl"):
+        text = re.sub(r"\{\{(\w+)\}\}", r"placeholder_\1", text)
+    tree = ast.parse(text, filename=str(path))
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -43,10 +48,11 @@ def _is_core_module(module: str) -> bool:
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
-def private_core_imports(plugins_root: Path) -> list[str]:
-    """``file:line: module`` for every import of a non-public core module under ``plugins_root``."""
+def private_core_imports(plugins_root: Path, pattern: str = "*.py") -> list[str]:
+    """``file:line: module`` for every import of a non-public core module in the files
+    matching ``pattern`` under ``plugins_root``."""
     bad = []
-    for path in sorted(plugins_root.rglob("*.py")):
+    for path in sorted(plugins_root.rglob(pattern)):
         for line, module in imported_modules(path):
             if module.split(".")[0] == "robustbench_x" and not is_public_module(module):
                 bad.append(f"{path.relative_to(plugins_root.parent)}:{line}: {module}")
@@ -70,6 +76,14 @@ def test_first_party_plugins_import_only_the_public_core():
         + "\n  ".join(bad)
         + "\nfix: use what robustbench_x.api re-exports, or make the module public on purpose (PUBLIC_MODULES + docs/tasks.md)"
     )
+
+
+def test_scaffold_templates_import_only_the_public_core():
+    """What `rbx new-plugin` writes is a third party's plugin: the same rule holds."""
+    templates = ROOT / "robustbench_x" / "templates"
+    assert list(templates.rglob("*.py.tmpl")), "no template found: the test would check nothing"
+    bad = private_core_imports(templates, "*.py.tmpl")
+    assert not bad, "scaffold templates import private core modules:\n  " + "\n  ".join(bad)
 
 
 def test_the_core_imports_no_plugin():
