@@ -67,6 +67,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "robustbench_x.errors",  # the exception hierarchy plugins raise (ConfigError, PluginError, JobError…)
     "robustbench_x.evaluation",  # what a suite's evaluator gets (Evaluation) and shares with the default one
     "robustbench_x.metrics.*",  # the metric families every classification suite uses
+    "robustbench_x.pages",  # what a suite's leaderboard page renderer works with (Page, markdown_table…)
     "robustbench_x.sources",  # file-backed sample sources for dataset readers
     "robustbench_x.testing.*",  # test doubles and the conformance kit
 )
