@@ -470,7 +470,13 @@ class Context:
     def rng(self) -> "np.random.Generator":
         raise NotImplementedError
 
-    def fitted(self, build: Callable[[], dict[str, "np.ndarray"]], **key: Any) -> dict[str, "np.ndarray"]:
+    def fitted(self, build: Callable[[], dict[str, "np.ndarray"]], *, shared: bool = False, **key: Any) -> dict[str, "np.ndarray"]:
+        """Return ``build()``'s arrays, cached on disk by the model, the train /
+        val data, the seed and ``key``. By default the job's method name and
+        parameters are part of the cache key too; ``shared=True`` drops them,
+        so several methods that fit the same component (HEAT's single-energy
+        variants and their composition) train it once. With ``shared=True``
+        ``key`` must name everything the state depends on, ``method=`` first."""
         raise NotImplementedError
 
     def log(self, message: str) -> None:

@@ -96,15 +96,18 @@ class RunContext(Context):
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
 
-    def fitted(self, build: Callable[[], dict[str, np.ndarray]], **key: Any) -> dict[str, np.ndarray]:
+    def fitted(self, build: Callable[[], dict[str, np.ndarray]], *, shared: bool = False, **key: Any) -> dict[str, np.ndarray]:
         from safetensors.numpy import save_file
 
         from robustbench_x.cachedir import cached_file
 
         subsets = [s for s in ("train", "val") if s in self.dataset.subsets()]
+        if shared and "method" not in key:
+            raise TypeError("ctx.fitted(shared=True) needs method=<a name for the shared state> in its key")
+        owner = str(key["method"]) if shared else self.job.method
         payload = {
-            "method": self.job.method,
-            "params": self.job.params,
+            "method": owner,
+            "params": None if shared else self.job.params,
             "seed": self.seed,
             "model": self.model.fingerprint(),
             "data": {s: self.dataset.fingerprint(s) for s in subsets},
@@ -124,7 +127,7 @@ class RunContext(Context):
             fitted.update({k: np.ascontiguousarray(np.asarray(v)) for k, v in state.items()})
             save_file(fitted, str(tmp), metadata={_DIAGNOSTICS_KEY: json.dumps(captured, sort_keys=True)})
 
-        path, built = cached_file(cache_root() / "fitted" / f"{self.job.method}-{digest}.safetensors", write)
+        path, built = cached_file(cache_root() / "fitted" / f"{owner}-{digest}.safetensors", write)
         if built:
             self.log(f"{self.job.method}: fitted state saved {path.name}")
             return fitted

@@ -40,6 +40,17 @@ def test_recorded_values_are_on_every_row_and_survive_a_reused_fitted_state(cli,
     assert _diagnostics(tmp_path / "b", "recorder") == recorded  # ...and what its build recorded is still there
 
 
+def test_shared_fitted_state_is_built_once_for_methods_with_different_names_and_params(cli, test_plugins, tmp_path):
+    test_plugins("diagnostic_methods")
+    result = cli("--quiet", "run", "--suite", "ood", "--methods", "sharer-a,sharer-b", "--out", str(tmp_path))
+    assert result.code == 0, result
+    assert len(sys.modules["diagnostic_methods"].SHARED_BUILDS) == 1
+    frame = read_results(tmp_path)
+    a = frame[(frame["method"] == "sharer-a") & (frame["metric"] == "auroc")]["value"].to_numpy()
+    b = frame[(frame["method"] == "sharer-b") & (frame["metric"] == "auroc")]["value"].to_numpy()
+    assert len(a) == len(b) > 0
+
+
 def test_a_method_without_diagnostics_has_a_null_column(cli, tmp_path):
     result = cli("--quiet", "run", "--suite", "ood", "--methods", "energy", "--out", str(tmp_path))
     assert result.code == 0, result

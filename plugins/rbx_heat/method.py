@@ -424,7 +424,8 @@ class HEAT(Method):
                     head = ctx.model.linear_head() if e == "el" else (None, None)
                     return fit_energy(e, self._train_features(ctx), s, head, ctx.seed, log=ctx.log)
 
-                states[e] = ctx.fitted(build, method="heat-energy", energy=e, settings=s.key(), seed=int(ctx.seed), standardise_batch=STANDARDISE_BATCH)
+                # shared: heat, heat-gmm, heat-el and heat-gmm-std train each energy once between them.
+                states[e] = ctx.fitted(build, shared=True, method="heat-energy", energy=e, settings=s.key(), seed=int(ctx.seed), standardise_batch=STANDARDISE_BATCH)
                 ctx.record(f"steps/{e}", int(_scalar(states[e]["train/steps"])))
         self.states = states
         self._train_feats = None

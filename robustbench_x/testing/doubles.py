@@ -69,7 +69,7 @@ class ArrayContext(Context):
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
 
-    def fitted(self, build: Callable[[], dict[str, np.ndarray]], **key: Any) -> dict[str, np.ndarray]:
+    def fitted(self, build: Callable[[], dict[str, np.ndarray]], *, shared: bool = False, **key: Any) -> dict[str, np.ndarray]:
         self.builds += 1
         return build()
 
