@@ -8,7 +8,9 @@ Usage::
 Runs every ImageNet-C corruption on the same N natural 224x224 images
 (scikit-image samples and random crops of them) with
 
-* ours: ``rbx_robustness.engine.corrupt`` on one (N, 3, 224, 224) float batch;
+* ours: ``rbx_robustness.engine.corrupt`` on one (N, 3, 224, 224) batch, uint8
+  in and uint8 out by default (like the reference; ``--input float`` times
+  float [0, 1] in and out instead);
 * reference: ``imagecorruptions.corrupt`` (package ``imagecorruptions-imaug``, an
   independent numpy/OpenCV implementation) called image by image on uint8
   arrays, as it is designed to be used.
@@ -131,6 +133,8 @@ def main() -> None:
                          "reference; 0 = torch's default")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--corruptions", default="", help="comma list (default: all 19)")
+    ap.add_argument("--input", choices=("uint8", "float"), default="uint8",
+                    help="dtype of our batch: uint8 (default, like the reference's uint8 arrays in and out) or float [0, 1]")
     ap.add_argument("--skip-32", action="store_true", help="skip the 32 px CIFAR-preset table")
     args = ap.parse_args()
 
@@ -148,13 +152,14 @@ def main() -> None:
         ref_corrupt = None
 
     print(f"{args.n} images, severities {sevs}, {args.repeats} interleaved repeats (minimum kept), device {dev}, "
-          f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, torch {torch.__version__}")
+          f"our input {args.input}, torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, torch {torch.__version__}")
     print(f"reference: {'imagecorruptions (imagecorruptions-imaug), per image on uint8 arrays' if ref_corrupt else 'not installed'}")
     for size, preset in ((224, "imagenet"), (32, "cifar")):
         if size == 32 and args.skip_32:
             continue
         imgs = natural_images(args.n, size)
-        batch = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255.0).to(dev)
+        batch = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+        batch = (batch if args.input == "uint8" else batch.float().div(255.0)).to(dev)
         print(f"\n{size} px, engine preset '{preset}'" + (" (the reference applies its own ImageNet parameters: a timing comparison only)" if size == 32 else ""))
         tot_ours, tot_ref = table(names, sevs, imgs, batch, dev, preset, args.repeats, ref_corrupt)
         print(f"total time: ours {tot_ours:.2f} s" + (f", reference {tot_ref:.2f} s" if ref_corrupt else ""))

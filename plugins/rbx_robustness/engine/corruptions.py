@@ -36,10 +36,10 @@ Not pure torch
 --------------
 * ``pixelate``: on CPU, Pillow's BOX downsampling of the uint8 image as
   published; elsewhere Pillow's BOX coefficients as matrices, in float.
-* ``jpeg_compression``: on CPU, Pillow's JPEG round trip as published; on CUDA,
-  ``torchvision.io.encode_jpeg`` / ``decode_jpeg`` (nvJPEG when the installed
-  torchvision supports it, else Pillow on the CPU).  Input is rounded to
-  uint8 first (the original JPEG-encodes the uint8 image).
+* ``jpeg_compression``: ``torchvision.io.encode_jpeg`` / ``decode_jpeg``: on
+  CPU the libjpeg round trip of Pillow as published (pixel-identical), on CUDA
+  nvJPEG when the installed torchvision supports it, else the CPU codec.
+  Input is rounded to uint8 first (the original JPEG-encodes the uint8 image).
 * Everything else is torch only.
 
 Frost uses the photographs of the PyPI package ``torch-uncertainty-assets``
@@ -595,39 +595,36 @@ def _from_hwc_u8(arrs, like: torch.Tensor) -> torch.Tensor:
 
 def _jpeg_compression(x, p, g):
     (quality,) = p
-    if _ops._cpu_kernels(x):
-        # Pillow, the published encoder, on the uint8 image: libjpeg(-turbo) is
-        # per image anyway, and Pillow's round trip is the cheapest one
-        return _from_hwc_u8(_jpeg_pillow(_to_hwc_u8(x), int(quality)), x)
+    # libjpeg(-turbo) through torchvision.io on (C, H, W) uint8: on the CPU the
+    # same codec, settings and bytes as Pillow's round trip (the published
+    # encoder; checked pixel-identical) without Pillow's HWC layout, so the only
+    # extra work is the float <-> uint8 conversion; on CUDA nvJPEG when the
+    # installed torchvision supports it, else the CPU codec.
     import warnings
 
     from torchvision.io import decode_jpeg, encode_jpeg
 
-    u8 = torch.round(x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
-    imgs = list(u8.unbind(0))
+    u8 = quantize_u8(x, "round")
+    imgs = list(u8.contiguous().unbind(0))
     dev = x.device
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 points to TorchCodec
         try:
             dec = decode_jpeg(encode_jpeg(imgs, quality=int(quality)), device=dev)
-        except (RuntimeError, TypeError, NotImplementedError):  # e.g. no nvJPEG: Pillow on the CPU
-            return _from_hwc_u8(_jpeg_pillow(_to_hwc_u8(x.cpu()), int(quality)), x)
-    return torch.stack([d.to(dev) for d in dec]).to(x.dtype) / 255.0
+        except (RuntimeError, TypeError, NotImplementedError):  # e.g. no nvJPEG: the CPU codec
+            cpu = [i.cpu() for i in imgs]
+            dec = decode_jpeg(encode_jpeg(cpu, quality=int(quality)))
+    out = torch.empty(x.shape, dtype=x.dtype, device=dev)
+    for o, d in zip(out, dec):
+        o.copy_(d)
+    return out if x.dtype == torch.uint8 else out.mul_(1.0 / 255.0)
 
 
-def _jpeg_pillow(hwc: np.ndarray, quality: int) -> list[np.ndarray]:
-    import io
-
-    from PIL import Image
-
-    out = []
-    for a in hwc:
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, "JPEG", quality=quality)
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out.append(np.asarray(im))  # an RGB JPEG decodes to RGB
-    return out
+@lru_cache(maxsize=64)
+def _box_up_index(n: int, size: int) -> torch.Tensor:
+    """Source pixel of each output pixel of Pillow's BOX upsampling from ``n`` to
+    ``size`` (it has exactly one non-zero tap per output pixel, in order)."""
+    return _ops.pil_box_matrix(n, size).argmax(dim=1)
 
 
 @lru_cache(maxsize=64)
@@ -638,29 +635,33 @@ def _nearest_is_box_up(n: int, size: int) -> bool:
 
     row = Image.fromarray(np.arange(n, dtype=np.int32)[None, :], mode="I")
     picked = np.asarray(row.resize((size, 1), Image.NEAREST))[0]
-    return bool(np.array_equal(picked, _ops.pil_box_matrix(n, size).argmax(dim=1).numpy()))
+    return bool(np.array_equal(picked, _box_up_index(n, size).numpy()))
 
 
 def _pixelate(x, p, g):
     (c,) = p
     b, ch, h, w = x.shape
     nh, nw = int(h * c), int(w * c)
-    # Pillow BOX upsampling has exactly one non-zero tap per output pixel, in order
-    uh = _ops.pil_box_matrix(nh, h).argmax(dim=1)
-    uw = _ops.pil_box_matrix(nw, w).argmax(dim=1)
+    uh, uw = _box_up_index(nh, h), _box_up_index(nw, w)
     if _ops._cpu_kernels(x):
         # Pillow's BOX downsampling on the uint8 image, as published (so with its
-        # rounding between the passes), then the upsampling as run lengths: far
-        # cheaper on the CPU than dense resampling matrices in float
+        # rounding between the passes), then the upsampling (one source pixel per
+        # output pixel): Pillow's NEAREST when it picks the same pixels (every
+        # published size), else an index gather.  Image by image, so float input
+        # is converted in cache; uint8 input stays uint8.
         from PIL import Image
 
-        if _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w):  # e.g. every published size
-            out = [np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX).resize((w, h), Image.NEAREST)) for a in _to_hwc_u8(x)]
-        else:
-            rh = np.bincount(uh.numpy(), minlength=nh)
-            rw = np.bincount(uw.numpy(), minlength=nw)
-            out = [np.repeat(np.repeat(np.asarray(Image.fromarray(a).resize((nw, nh), Image.BOX)), rh, 0), rw, 1) for a in _to_hwc_u8(x)]
-        return _from_hwc_u8(out, x)
+        nearest = _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w)
+        out = torch.empty_like(x)
+        for o, a in zip(out, x):
+            u8 = quantize_u8(a, "round").permute(1, 2, 0).contiguous().numpy()
+            small = Image.fromarray(u8).resize((nw, nh), Image.BOX)
+            if nearest:
+                o.copy_(torch.from_numpy(np.asarray(small.resize((w, h), Image.NEAREST))).permute(2, 0, 1))
+            else:
+                sm = torch.from_numpy(np.asarray(small)).permute(2, 0, 1)
+                o.copy_(sm.index_select(1, uh).index_select(2, uw))
+        return out if x.dtype == torch.uint8 else out.mul_(1.0 / 255.0)
     dh = _ops.pil_box_matrix(h, nh).to(x)
     dw = _ops.pil_box_matrix(w, nw).to(x)
     small = torch.matmul(torch.matmul(dh, x), dw.T)
@@ -813,8 +814,8 @@ _SPECS = [
                    ((25,), (18,), (15,), (10,), (7,)), _jpeg_compression, stochastic=False, quantize="round",
                    pillow_on_cpu=True,
                    source=_src("jpeg_compression"),
-                   deviations="none on CPU (Pillow's JPEG round trip, as published); on GPU nvJPEG through "
-                              "torchvision.io when available"),
+                   deviations="none on CPU (libjpeg through torchvision.io, pixel-identical to Pillow's round "
+                              "trip as published); on GPU nvJPEG through torchvision.io when available"),
     CorruptionSpec("speckle_noise", "noise", "extra", ("sigma",),
                    ((0.15,), (0.2,), (0.35,), (0.45,), (0.6,)), _speckle_noise,
                    source=_src("speckle_noise"), deviations="none (torch RNG)"),
@@ -874,8 +875,11 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
     parameters of generator ``preset`` (:data:`PRESETS`: ``imagenet`` 224 px,
     ``cifar`` 32 px, ``tiny`` 64 px; applied unchanged, in pixels, at any size).
 
-    ``batch``: (B, 3, H, W) or (3, H, W) float tensor in [0, 1], any device.
-    Returns a tensor of the same shape, dtype and device, in [0, 1].
+    ``batch``: (B, 3, H, W) or (3, H, W) tensor, any device: float in [0, 1],
+    or uint8 (0..255).  Returns a tensor of the same shape, dtype and device:
+    float in [0, 1], or for uint8 input uint8 quantised as the published
+    pipeline did (:attr:`CorruptionSpec.quantize`; pixelate and JPEG then stay
+    in uint8 on the CPU, as the published Pillow code does).
     On CPU the batch is processed in chunks of ``CPU_CHUNK_PIXELS`` pixels with
     ``_ops.CPU_THREADS`` (default 1) intra-op threads.
     """
@@ -891,18 +895,33 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected (B, 3, H, W) or (3, H, W), got {tuple(batch.shape)}")
     dtype = x.dtype
-    if not dtype.is_floating_point:
-        raise TypeError("corrupt() expects a float tensor in [0, 1]")
-    x = x.to(torch.float32)
+    if not (dtype.is_floating_point or dtype == torch.uint8):
+        raise TypeError(f"corrupt() expects a float tensor in [0, 1] or a uint8 tensor, got {dtype}")
     with torch.no_grad(), _ops.cpu_threads(x.device):
         if x.device.type == "cpu" and spec.pillow_on_cpu and _ops._cpu_kernels(x):
-            out = spec.fn(x, params, generator, **options)
-        elif x.device.type == "cpu" and x.shape[0] > 1:
-            # CPU: work on cache-sized chunks (a few 224x224 images): the ops are
-            # memory-bound and large temporaries thrash the cache / allocator.
-            per = max(1, CPU_CHUNK_PIXELS // (x.shape[-2] * x.shape[-1]))
-            out = torch.cat([spec.fn(c.contiguous(), params, generator, **options) for c in x.split(per)])
+            # uint8 in, uint8 out (Pillow / libjpeg work on uint8): no float round trip
+            out = spec.fn(x if dtype == torch.uint8 else x.to(torch.float32), params, generator, **options)
         else:
-            out = spec.fn(x.contiguous(), params, generator, **options)
-    out = out.to(dtype)
+            x = x.to(torch.float32)
+            if dtype == torch.uint8:
+                x = x.mul_(1.0 / 255.0)
+            if x.device.type == "cpu" and x.shape[0] > 1:
+                # CPU: work on cache-sized chunks (a few 224x224 images): the ops are
+                # memory-bound and large temporaries thrash the cache / allocator.
+                per = max(1, CPU_CHUNK_PIXELS // (x.shape[-2] * x.shape[-1]))
+                out = torch.cat([spec.fn(c.contiguous(), params, generator, **options) for c in x.split(per)])
+            else:
+                out = spec.fn(x.contiguous(), params, generator, **options)
+        out = quantize_u8(out, spec.quantize) if dtype == torch.uint8 else out.to(dtype)
     return out[0] if single else out
+
+
+def quantize_u8(x: torch.Tensor, mode: str = "floor") -> torch.Tensor:
+    """Float [0, 1] -> uint8 as the published pipeline did: ``floor`` truncates
+    like ``np.uint8(x * 255)`` (the numpy corruptions), ``round`` for the
+    Pillow-based ones; uint8 input is returned as is."""
+    if x.dtype == torch.uint8:
+        return x
+    v = x.clamp(0.0, 1.0).mul_(255.0)
+    v = v.round_() if mode == "round" else v.add_(1e-4).floor_()
+    return v.to(torch.uint8)
