@@ -158,7 +158,8 @@ def main() -> None:
         if size == 32 and args.skip_32:
             continue
         imgs = natural_images(args.n, size)
-        batch = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+        # the HWC arrays seen as (N, 3, H, W) (channels-last strides), as a decoded batch is
+        batch = torch.from_numpy(imgs).permute(0, 3, 1, 2)
         batch = (batch if args.input == "uint8" else batch.float().div(255.0)).to(dev)
         print(f"\n{size} px, engine preset '{preset}'" + (" (the reference applies its own ImageNet parameters: a timing comparison only)" if size == 32 else ""))
         tot_ours, tot_ref = table(names, sevs, imgs, batch, dev, preset, args.repeats, ref_corrupt)

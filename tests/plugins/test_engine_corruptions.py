@@ -433,3 +433,24 @@ def test_cuda_path(name):
         cpu = corrupt(x.cpu(), name, sev, torch.Generator().manual_seed(0))
         m_gpu, m_cpu = (y - x).abs().mean().item(), (cpu - x.cpu()).abs().mean().item()
         assert abs(m_gpu - m_cpu) <= 0.25 * m_cpu + 1e-3, (name, sev, m_gpu, m_cpu)
+
+
+@pytest.mark.parametrize("name", ["pixelate", "jpeg_compression", "contrast", "gaussian_noise"])
+def test_uint8_input_gives_the_quantised_float_result(name):
+    """uint8 in, uint8 out: the float result quantised as the published pipeline
+    did (floor, or round for the Pillow corruptions), for contiguous and for
+    channels-last input (a numpy HWC batch seen through permute), same seed."""
+    u8_cl = torch.from_numpy(IMAGES[:2]).permute(0, 3, 1, 2)  # channels-last strides
+    assert not u8_cl.is_contiguous()
+    y_float = corrupt(_batch(IMAGES[:2]), name, 3, torch.Generator().manual_seed(1)).double() * 255.0
+    want = torch.round(y_float) if CORRUPTIONS[name].quantize == "round" else torch.floor(y_float + 1e-4)
+    for u8 in (u8_cl, u8_cl.contiguous()):
+        got = corrupt(u8, name, 3, torch.Generator().manual_seed(1))
+        assert got.dtype == torch.uint8 and got.shape == u8.shape
+        assert (got.double() - want).abs().max().item() <= 1.0  # float rounding at level boundaries only
+        assert (got.double() - want).abs().mean().item() < 1e-3
+
+
+def test_corrupt_rejects_other_integer_dtypes():
+    with pytest.raises(TypeError, match="uint8"):
+        corrupt(torch.zeros(1, 3, 8, 8, dtype=torch.int32), "contrast", 1)

@@ -304,15 +304,16 @@ def fft_correlate(x: torch.Tensor, kernels: torch.Tensor, anchor: tuple[int, int
     n, c, h, w = x.shape
     kh, kw = kernels.shape[-2:]
     ay, ax = anchor
-    xp = pad2d(x, ay, kh - 1 - ay, ax, kw - 1 - ax, mode)
-    hp, wp = xp.shape[-2:]
-    sh, sw = _fast_len(hp), _fast_len(wp)
-    X = torch.fft.rfft2(xp, s=(sh, sw))
+    sh, sw = _fast_len(h + kh - 1), _fast_len(w + kw - 1)
+    # Border-extend straight to the FFT size: the circular convolution of that
+    # size is exact on the outputs kept (they never wrap around), and the
+    # transform needs no zero-padded copy.
+    xp = pad2d(x, ay, sh - h - ay, ax, sw - w - ax, mode)
+    X = torch.fft.rfft2(xp)
     kf = torch.flip(kernels.to(x.dtype), dims=(-2, -1)).unsqueeze(1)  # convolution kernel
-    K = torch.fft.rfft2(kf, s=(sh, sw))
-    X.mul_(K)
+    X.mul_(torch.fft.rfft2(kf, s=(sh, sw)))
     y = torch.fft.irfft2(X, s=(sh, sw))
-    return y[..., kh - 1: kh - 1 + h, kw - 1: kw - 1 + w].contiguous()
+    return y[..., kh - 1: kh - 1 + h, kw - 1: kw - 1 + w]
 
 
 # --------------------------------------------------------------------------- ImageMagick motion blur

@@ -605,7 +605,9 @@ def _jpeg_compression(x, p, g):
     from torchvision.io import decode_jpeg, encode_jpeg
 
     u8 = quantize_u8(x, "round")
-    imgs = list(u8.contiguous().unbind(0))
+    # channels-last input (e.g. a numpy HWC batch seen through permute) is handed
+    # to the codec without any transpose: it wants HWC rows
+    imgs = list(u8.unbind(0))
     dev = x.device
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 points to TorchCodec
@@ -614,7 +616,7 @@ def _jpeg_compression(x, p, g):
         except (RuntimeError, TypeError, NotImplementedError):  # e.g. no nvJPEG: the CPU codec
             cpu = [i.cpu() for i in imgs]
             dec = decode_jpeg(encode_jpeg(cpu, quality=int(quality)))
-    out = torch.empty(x.shape, dtype=x.dtype, device=dev)
+    out = torch.empty_like(x, device=dev)
     for o, d in zip(out, dec):
         o.copy_(d)
     return out if x.dtype == torch.uint8 else out.mul_(1.0 / 255.0)
@@ -648,7 +650,8 @@ def _pixelate(x, p, g):
         # rounding between the passes), then the upsampling (one source pixel per
         # output pixel): Pillow's NEAREST when it picks the same pixels (every
         # published size), else an index gather.  Image by image, so float input
-        # is converted in cache; uint8 input stays uint8.
+        # is converted in cache; uint8 input stays uint8, and channels-last input
+        # (e.g. a numpy HWC batch seen through permute) is used without transposes.
         from PIL import Image
 
         nearest = _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w)
@@ -657,7 +660,7 @@ def _pixelate(x, p, g):
             u8 = quantize_u8(a, "round").permute(1, 2, 0).contiguous().numpy()
             small = Image.fromarray(u8).resize((nw, nh), Image.BOX)
             if nearest:
-                o.copy_(torch.from_numpy(np.asarray(small.resize((w, h), Image.NEAREST))).permute(2, 0, 1))
+                o.permute(1, 2, 0).copy_(torch.from_numpy(np.asarray(small.resize((w, h), Image.NEAREST))))
             else:
                 sm = torch.from_numpy(np.asarray(small)).permute(2, 0, 1)
                 o.copy_(sm.index_select(1, uh).index_select(2, uw))
@@ -901,18 +904,25 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
         if x.device.type == "cpu" and spec.pillow_on_cpu and _ops._cpu_kernels(x):
             # uint8 in, uint8 out (Pillow / libjpeg work on uint8): no float round trip
             out = spec.fn(x if dtype == torch.uint8 else x.to(torch.float32), params, generator, **options)
+            out = out if dtype == torch.uint8 else out.to(dtype)
         else:
-            x = x.to(torch.float32)
-            if dtype == torch.uint8:
-                x = x.mul_(1.0 / 255.0)
+            def run(c):
+                # float32, (B, 3, H, W)-contiguous: one pass for uint8 / channels-last input
+                c = c.to(torch.float32, memory_format=torch.contiguous_format)
+                if dtype == torch.uint8:
+                    y = spec.fn(c.mul_(1.0 / 255.0), params, generator, **options)
+                    return quantize_u8(y, spec.quantize)
+                return spec.fn(c, params, generator, **options).to(dtype)
+
             if x.device.type == "cpu" and x.shape[0] > 1:
                 # CPU: work on cache-sized chunks (a few 224x224 images): the ops are
                 # memory-bound and large temporaries thrash the cache / allocator.
                 per = max(1, CPU_CHUNK_PIXELS // (x.shape[-2] * x.shape[-1]))
-                out = torch.cat([spec.fn(c.contiguous(), params, generator, **options) for c in x.split(per)])
+                out = torch.empty(x.shape, dtype=dtype)
+                for i, c in zip(range(0, x.shape[0], per), x.split(per)):
+                    out[i: i + c.shape[0]] = run(c)
             else:
-                out = spec.fn(x.contiguous(), params, generator, **options)
-        out = quantize_u8(out, spec.quantize) if dtype == torch.uint8 else out.to(dtype)
+                out = run(x)
     return out[0] if single else out
 
 
@@ -922,6 +932,7 @@ def quantize_u8(x: torch.Tensor, mode: str = "floor") -> torch.Tensor:
     Pillow-based ones; uint8 input is returned as is."""
     if x.dtype == torch.uint8:
         return x
-    v = x.clamp(0.0, 1.0).mul_(255.0)
-    v = v.round_() if mode == "round" else v.add_(1e-4).floor_()
-    return v.to(torch.uint8)
+    v = x.mul(255.0)
+    # the uint8 cast truncates: clamping to [0, 255] first makes it a floor
+    v = v.round_() if mode == "round" else v.add_(1e-4)
+    return v.clamp_(0.0, 255.0).to(torch.uint8)
