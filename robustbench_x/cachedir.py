@@ -193,9 +193,9 @@ def check(entry: Path, *, full: bool = False) -> str | None:
         try:
             st = path.stat()
         except FileNotFoundError:
-            return f"{path} is missing"
+            return f"{name} is missing"
         if st.st_size != meta["size"]:
-            return f"{path} has {st.st_size} bytes, expected {meta['size']} (truncated or overwritten)"
+            return f"{name} has {st.st_size} bytes, expected {meta['size']} (truncated or overwritten)"
         stats[name] = (st.st_size, st.st_mtime_ns)
     signature = tuple(sorted(stats.items()))
     if not full and _checked.get(str(entry)) == signature:
@@ -207,7 +207,7 @@ def check(entry: Path, *, full: bool = False) -> str | None:
         else:
             actual, expected = _sampled(path), meta["sampled_sha256"]
         if actual != expected:
-            return f"{path} does not match its checksum (corrupted)"
+            return f"{name} does not match its checksum (corrupted)"
     _checked[str(entry)] = signature
     return None
 

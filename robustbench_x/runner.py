@@ -229,9 +229,9 @@ def run_group(
     except BaseException as exc:  # a plugin's SystemExit must not end the run: only Ctrl-C does
         if isinstance(exc, KeyboardInterrupt):
             raise
-        error = _describe(exc)
+        cause = _describe(exc)
         for job in pending:
-            error = _write_failed(store, job, f"could not build model or dataset: {error}")
+            error = _write_failed(store, job, f"could not build model or dataset: {cause}")
             outcomes.append(Outcome(job.key, "failed", error))
             if on_job:
                 on_job(job, "failed")
