@@ -1,4 +1,4 @@
-"""The built-in model: a small CNN trained on the dataset it is evaluated on.
+"""The built-in model: a small CNN, shipped trained for the embedded datasets.
 
 It exists so that every suite runs on a fresh machine with no weights to
 download. Architecture (ResNet-like head, so that feature-space methods see the
@@ -8,18 +8,44 @@ to 64-d penultimate features, dropout (p = 0.3, for MC Dropout), a linear
 classifier. Inputs are grayscale, resized to 8×8 (the resolution of the
 embedded digits).
 
-Training: Adam (lr 3e-3), batch 64, 12 epochs, light shift augmentation,
-seeded, on one thread; on the embedded digits this takes about 2 s of CPU and
-reaches ≈ 99 % test accuracy (seed 0: 98.96 % on the 383 ID test digits). Weights are cached as safetensors under
-``$RBX_CACHE_DIR/models`` keyed by (dataset train fingerprint, seed, recipe),
-so training happens once per machine; ensembles train one member per seed.
+Weights, in the order they are looked for:
+
+1. **Shipped** (``rbx_models/weights/``, listed in its ``manifest.json``):
+   the embedded digits 0–5 (``embedded-digits`` and its ``-c`` / ``-p``
+   variants, which share its train split) for seeds 0, 1000, 2000, 3000 and
+   4000 (the evaluated model at seed 0 and the four other members of a
+   ``K = 5`` Deep Ensemble), and the ten digits of ``embedded-digits-hier``
+   for seed 0. ``tools/train_builtin.py`` produces them (see its docstring
+   for the command); they are read with safetensors after their sha256 is
+   checked against the manifest. Because every machine loads the same bytes,
+   the fingerprint is the same everywhere, and so are the committed pages.
+2. **Cached**: weights trained earlier on this machine, under
+   ``$RBX_CACHE_DIR/models``, checked against their cache manifest (damaged
+   ones are reported, removed and retrained).
+3. **Trained at first use** on the evaluated dataset's train split, with the
+   same recipe (:mod:`rbx_models.training`; about 2 s of CPU on the digits),
+   then cached. This happens for any dataset or seed without shipped weights:
+   a user's ``imagefolder`` dataset (``label_space=None``: the model is
+   always trained for the dataset it is evaluated on, never reused across
+   label spaces), or ``--seeds 1``. Such weights are deterministic on one
+   machine but may differ in the last bits on another CPU, so their
+   fingerprint (and the cells built on them) can differ between machines.
+
+Which weights apply is decided by a key hashing the recipe, the train split's
+fingerprint, the seed and the number of classes: shipped weights are used
+exactly when the train split they were trained on is the one being evaluated.
+The fingerprint hashes the weights and the input transform.
+
+Recipe (Adam, lr 3e-3, batch 64, 12 epochs, one-pixel shifts, seeded, one
+thread): on the embedded digits the shipped seed-0 model is 98.96 % accurate
+on the 383 ID test digits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +57,12 @@ from robustbench_x.api import cache_root, cached_file
 WIDTH = 64
 RECIPE = {"arch": "smallcnn-v2", "epochs": 12, "lr": 3e-3, "batch_size": 64, "dropout": 0.3, "size": 8}
 MEAN, STD = 0.5, 0.25
+#: What :func:`transform` does; part of the fingerprint (same weights, another transform = another model).
+TRANSFORM = {"mode": "L", "size": RECIPE["size"], "resize": "bilinear", "mean": MEAN, "std": STD}
+#: Ensemble members ``m`` train with seed ``seed + MEMBER_STRIDE * m``.
+MEMBER_STRIDE = 1000
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 
 class SmallCNN(nn.Module):
@@ -119,79 +151,70 @@ class BuiltinCNN(Model):
         return [self] + [self._trainer(member=i) for i in range(1, k)]
 
 
-def _stack(dataset: Dataset, subset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    source = dataset.samples(subset)
-    xs, ys = [], []
-    for i in range(len(source)):
-        image, label, _ = source[i]
-        xs.append(transform(image))
-        ys.append(label)
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+def weights_key(train_fingerprint: str, seed: int, num_classes: int) -> str:
+    """What identifies one set of weights: recipe, train split, seed, number of classes."""
+    payload = {"recipe": RECIPE, "train": train_fingerprint, "seed": int(seed), "classes": int(num_classes)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_smallcnn(dataset: Dataset, seed: int, num_classes: int, log=print) -> SmallCNN:
-    """Train the built-in CNN on ``dataset``'s train split, deterministically."""
-    x, y = _stack(dataset, "train")
-    # One thread: float reductions then happen in one order, so the weights are
-    # bit-identical on every machine and executor (and a tiny net gains nothing from more).
-    from robustbench_x.api import torch_threads
-
-    with torch_threads(1):
-        return _train(x, y, seed, num_classes)
-
-
-def _train(x: torch.Tensor, y: torch.Tensor, seed: int, num_classes: int) -> SmallCNN:
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = SmallCNN(num_classes, RECIPE["dropout"])
-    opt = torch.optim.Adam(net.parameters(), lr=RECIPE["lr"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=RECIPE["epochs"])
-    bs = RECIPE["batch_size"]
-    for _epoch in range(RECIPE["epochs"]):
-        net.train()
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), bs):
-            idx = order[start : start + bs]
-            xb = x[idx]
-            # One-pixel random shifts: the digits are tiny, so this is the only augmentation that helps.
-            shift = torch.randint(-1, 2, (2,), generator=generator).tolist()
-            xb = torch.roll(xb, shifts=(shift[0], shift[1]), dims=(2, 3))
-            loss = nn.functional.cross_entropy(net(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-    return net.eval()
-
-
-def _weights_hash(net: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
+def fingerprint_of(state: dict[str, torch.Tensor]) -> str:
+    """``smallcnn-<hash of the weights and the input transform>``."""
+    h = hashlib.sha256(json.dumps(TRANSFORM, sort_keys=True).encode())
+    for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return f"smallcnn-{h.hexdigest()[:16]}"
+
+
+def shipped_manifest() -> dict:
+    if not MANIFEST.is_file():
+        return {"weights": []}
+    return json.loads(MANIFEST.read_text())
+
+
+def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
+    """The shipped state dict for ``key``, after checking its sha256; None when none is shipped."""
+    from safetensors.torch import load
+
+    entry = next((e for e in shipped_manifest()["weights"] if e["key"] == key), None)
+    if entry is None:
+        return None
+    path = WEIGHTS_DIR / entry["file"]
+    fix = "reinstall robustbench_x, or regenerate the weights with `python tools/train_builtin.py`"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: listed in {MANIFEST.name} but missing; {fix}")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ValueError(f"{path}: sha256 {digest[:16]}… does not match {MANIFEST.name} ({entry['sha256'][:16]}…); the file is damaged or stale: {fix}")
+    return load(data)
 
 
 def build(arch: str | None = None, options: dict | None = None, dataset: Dataset | None = None, seed: int = 0, log=print) -> BuiltinCNN:
-    """Factory of the ``builtin-cnn`` model spec: load cached weights or train."""
+    """Factory of the ``builtin-cnn`` model spec: shipped weights, else cached, else trained (module docstring)."""
     from safetensors.torch import load_file, save_file
 
     if dataset is None:
-        raise ValueError("builtin-cnn is trained on the dataset it is evaluated on; a dataset is required")
+        raise ValueError("builtin-cnn is trained for the dataset it is evaluated on; a dataset is required")
     num_classes = len(dataset.classes)
     base_seed = int((options or {}).get("seed", seed))
 
     def make(member: int = 0) -> BuiltinCNN:
-        member_seed = base_seed + 1000 * member
-        key = hashlib.sha256(
-            json.dumps({"recipe": RECIPE, "train": dataset.fingerprint("train"), "seed": member_seed, "classes": num_classes}, sort_keys=True).encode()
-        ).hexdigest()[:16]
+        member_seed = base_seed + MEMBER_STRIDE * member
+        key = weights_key(dataset.fingerprint("train"), member_seed, num_classes)
+        state = load_shipped(key)
+        if state is not None:
+            net = SmallCNN(num_classes, RECIPE["dropout"])
+            net.load_state_dict(state)
+            return BuiltinCNN(net.eval(), fingerprint=fingerprint_of(net.state_dict()), name="builtin-cnn", trainer=make)
         path = cache_root() / "models" / f"smallcnn-{key}.safetensors"
         trained: dict[str, SmallCNN] = {}
 
         def train(tmp) -> None:
-            log(f"builtin-cnn: training on {dataset.name} train split (seed {member_seed}), cached as {path.name}")
-            trained["net"] = train_smallcnn(dataset, member_seed, num_classes, log)
+            from rbx_models.training import train_smallcnn
+
+            log(f"builtin-cnn: no shipped weights for {dataset.name} (seed {member_seed}); training on its train split, cached as {path.name}")
+            trained["net"] = train_smallcnn(dataset, member_seed, num_classes)
             save_file({k: v.contiguous() for k, v in trained["net"].state_dict().items()}, str(tmp))
 
         # cached_file checks the weights against their manifest: damaged ones are reported, removed and retrained.
@@ -203,6 +226,6 @@ def build(arch: str | None = None, options: dict | None = None, dataset: Dataset
             net.load_state_dict(load_file(str(path)))
             log(f"builtin-cnn: loaded cached weights {path.name}")
         net.eval()
-        return BuiltinCNN(net, fingerprint=f"smallcnn-{_weights_hash(net)}", name="builtin-cnn", trainer=make)
+        return BuiltinCNN(net, fingerprint=fingerprint_of(net.state_dict()), name="builtin-cnn", trainer=make)
 
     return make(0)
