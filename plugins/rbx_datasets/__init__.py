@@ -13,10 +13,13 @@ def rbx_datasets():
             provides={"train_split", "val_split", "ood_subsets"},
             builtin=True,
             label_space="embedded-digits-0to5",
-            summary="digits 0-5 (scikit-learn) vs held-out digits, photo and texture patches; no download",
+            summary="digits 0-5 (scikit-learn) vs held-out digits, photo and texture patches; noise/blur/contrast and "
+            "new-class shifted test sets (shift/*); no download",
             deviations=(
                 "Not a published benchmark: ood/photos and ood/textures are 8×8 patches of the sample photographs and "
                 "textures shipped with scikit-learn and scikit-image, standing in for far-OOD sets such as Places and DTD.",
+                "shift/covariate and shift/new-class follow FD-Shifts' study types with stand-ins, not its datasets: noise, "
+                "blur and contrast at severities chosen for 8×8 digits, and the held-out digits 6-9 as the new classes.",
             ),
         ),
         DatasetSpec(

@@ -11,6 +11,21 @@ packages, so every suite runs on a fresh machine with no download.
 * ``ood/textures`` (far-OOD): 8×8 patches of scikit-image's brick, grass and
   gravel textures (``skimage.data``).
 
+Shifted test sets for failure prediction and calibration, after FD-Shifts'
+study types (Jaeger et al., "A Call to Reflect on Evaluation Practices for
+Failure Detection in Image Classification", ICLR 2023, §3: i.i.d.,
+covariate shift, new-class shift); the i.i.d. set is ``id``:
+
+* ``shift/covariate``: the 383 ID test digits, each under Gaussian noise, blur
+  and low contrast (:mod:`rbx_datasets.shifts`; 1,149 images, severity 1–3
+  cycling along the test set, seeded with :data:`SHIFT_SEED`). Labels are the
+  digits': a failure is a misclassification.
+* ``shift/new-class``: the ID test digits together with the held-out digits
+  6–9 (383 + 717 images). The held-out ones have label −1, a class the model
+  does not know, so every one of them is a failure whatever it predicts; as in
+  FD-Shifts' new-class studies the i.i.d. samples are mixed in, so that the
+  failure ranking has correct predictions to rank against.
+
 Patches are crops of side 16–64 px at seeded random positions, resized to 8×8
 with bilinear filtering and stretched to the digits' intensity range, so that
 the far-OOD sets are not trivially separable by brightness alone.
@@ -32,6 +47,7 @@ from robustbench_x.api import Dataset, SampleSource
 ID_CLASSES = (0, 1, 2, 3, 4, 5)
 SPLIT_SEED = 20240607
 PATCHES_PER_SET = 400
+SHIFT_SEED = 20261207
 VERSION = "embedded-digits-v1"
 
 
@@ -69,6 +85,20 @@ def _patches(photos: list[np.ndarray], n: int, rng: np.random.Generator) -> np.n
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         out[i] = np.round(arr).astype(np.uint8)
     return out
+
+
+def _shifted(test: ArraySource, new_class: ArraySource) -> dict[str, ArraySource]:
+    from rbx_datasets.shifts import covariate_set
+
+    images, meta = covariate_set(test.images, SHIFT_SEED)
+    labels = np.asarray([test.labels[i] for _, _, i in meta])
+    ids = [f"{kind}/{severity}/{test.ids[i]}" for kind, severity, i in meta]
+    mixed = ArraySource(
+        np.concatenate([test.images, new_class.images]),
+        np.concatenate([test.labels, new_class.labels]),
+        [*test.ids, *new_class.ids],
+    )
+    return {"shift/covariate": ArraySource(images, labels, ids), "shift/new-class": mixed}
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -111,6 +141,7 @@ class EmbeddedDigits(Dataset):
         for name, pool in (("photos", photos), ("textures", textures)):
             patches = _patches(pool, PATCHES_PER_SET, rng)
             subsets[f"ood/{name}"] = ArraySource(patches, np.full(len(patches), -1), [f"{name}/{i}" for i in range(len(patches))])
+        subsets.update(_shifted(subsets["id"], subsets["ood/digits-6to9"]))
         return subsets
 
     def subsets(self) -> list[str]:

@@ -13,7 +13,8 @@ from robustbench_x.api import ExecutorSpec, MetricSpec, SuiteSpec
 _M = "robustbench_x.metrics"
 
 METRICS = [
-    MetricSpec("accuracy", "classification", f"{_M}.classification:accuracy", True, 100, "top-1 accuracy"),
+    MetricSpec("accuracy", "classification", f"{_M}.classification:accuracy", True, 100, "top-1 accuracy", "a label -1 (a class the model does not know) is never correct"),
+    MetricSpec("errors", "classification", f"{_M}.classification:errors", False, 1, "number of wrong predictions: what a failure or calibration column rests on", "a label -1 (new-class shift) is always an error"),
     # OOD detection, ID positive, score higher for ID (the OOD papers' convention).
     MetricSpec("auroc", "ood", f"{_M}.ood:auroc", True, 100, "area under the ROC curve, ID vs each OOD set", "ties count 1/2"),
     MetricSpec("fpr@95tpr", "ood", f"{_M}.ood:fpr_at_95_tpr", False, 100, "fraction of OOD accepted when 95% of ID is accepted", "ID positive (ODIN/Energy/KNN/GalLoP papers)"),
@@ -53,19 +54,23 @@ SUITES = [
     SuiteSpec(
         "failure",
         method_output="confidence",
-        metrics=("accuracy", "failure-auroc", "ap-error", "ap-success", "failure-fpr@95tpr", "aurc", "e-aurc", "augrc", "aurc-per-sample", "auac", "aufc"),
+        metrics=("accuracy", "errors", "failure-auroc", "ap-error", "ap-success", "failure-fpr@95tpr", "aurc", "e-aurc", "augrc", "aurc-per-sample", "auac", "aufc"),
         headline=("aurc", "failure-auroc", "ap-error"),
-        subsets=("id",),
-        summary="failure prediction: does the confidence rank wrong predictions below right ones",
+        # FD-Shifts' study types: i.i.d. (id), covariate and new-class shift (shift/covariate, shift/new-class)
+        # where the dataset has them; new-class samples (label -1) are failures whatever the prediction.
+        subsets=("id", "shift/*"),
+        summary="failure prediction on i.i.d. and shifted test sets: does the confidence rank wrong predictions below right ones",
     ),
     SuiteSpec(
         "calibration",
         method_output="probs",
-        metrics=("accuracy", "ece", "nll", "brier"),
+        metrics=("accuracy", "errors", "ece", "nll", "brier"),
         headline=("ece", "nll", "brier"),
-        subsets=("id",),
+        # Calibration under covariate shift as well (Ovadia et al., NeurIPS 2019); not under new-class
+        # shift, where no probability over the known classes can be right and NLL is undefined.
+        subsets=("id", "shift/covariate"),
         plots=("reliability",),
-        summary="calibration of predicted probabilities on the in-distribution test set",
+        summary="calibration of predicted probabilities on the in-distribution test set and under covariate shift",
     ),
 ]
 

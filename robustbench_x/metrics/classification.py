@@ -1,11 +1,14 @@
-"""Classification metrics: top-1 accuracy.
+"""Classification metrics: top-1 accuracy and the number of errors.
 
 Conventions (docs: ``docs/metrics.md#conventions``):
-``labels`` are non-negative integer class indices (OOD samples, which some
-peers label -1, are not part of an accuracy computation and are rejected).
-Returns a fraction as a Python ``float`` (display x100). Bad input raises
-``ValueError``. Source: top-1 accuracy as in OpenOOD
-``openood/evaluators/metrics.py::acc`` restricted to ID samples.
+``labels`` are integer class indices, or ``-1`` for a sample of a class the
+model does not know (FD-Shifts' new-class shift, where such samples are
+failures by definition): it is counted as wrong whatever the prediction, as
+scikit-learn's ``accuracy_score`` / ``zero_one_loss`` count it. Any other
+negative label is rejected, and so is a negative prediction. ``accuracy``
+returns a fraction (display x100), ``errors`` a count (display x1), both as
+Python ``float``. Bad input raises ``ValueError``. Source: top-1 accuracy as in
+OpenOOD ``openood/evaluators/metrics.py::acc``.
 
 ``_as_labels`` is shared with :mod:`robustbench_x.metrics.calibration`.
 """
@@ -14,7 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["accuracy"]
+__all__ = ["accuracy", "errors", "UNKNOWN_CLASS"]
+
+#: The label of a sample of no class the model knows (new-class shift, OOD).
+UNKNOWN_CLASS = -1
 
 
 def _as_labels(x, name: str = "labels", n_classes: int | None = None) -> np.ndarray:
@@ -39,15 +45,31 @@ def _as_labels(x, name: str = "labels", n_classes: int | None = None) -> np.ndar
 
 
 def accuracy(prediction, labels) -> float:
-    """Top-1 accuracy, ``mean(prediction == labels)``.
+    """Top-1 accuracy, ``mean(prediction == labels)`` (a label ``-1`` is never matched).
 
     ``prediction`` is either a 1-D array of predicted class indices or a 2-D
     ``(N, C)`` array of scores (logits or probabilities), in which case the
     prediction is ``argmax`` over classes, ties going to the lowest class
     index (``np.argmax``). ``labels`` is a 1-D array of class indices in
-    ``[0, C)`` (``[0, inf)`` for 1-D predictions). Higher is better.
+    ``[0, C)`` (``[0, inf)`` for 1-D predictions), or ``-1``. Higher is better.
     """
-    y = _as_labels(labels, "labels")
+    pred, y = _predictions(prediction, labels)
+    return float(np.count_nonzero(pred == y) / y.size)
+
+
+def errors(prediction, labels) -> float:
+    """Number of wrong predictions, ``sum(prediction != labels)``; every label ``-1`` is one.
+
+    Same inputs as :func:`accuracy`; ``errors == (1 − accuracy) · N``. Lower is better.
+    """
+    pred, y = _predictions(prediction, labels)
+    return float(np.count_nonzero(pred != y))
+
+
+def _predictions(prediction, labels) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.asarray(labels)
+    unknown = raw == UNKNOWN_CLASS if raw.dtype.kind in "iuf" else np.zeros(raw.shape, dtype=bool)
+    y = _as_labels(np.where(unknown, 0, raw) if raw.ndim == 1 else raw, "labels")
     pred = np.asarray(prediction)
     if pred.ndim not in (1, 2):
         raise ValueError(
@@ -68,4 +90,4 @@ def accuracy(prediction, labels) -> float:
         raise ValueError(
             f"prediction and labels must have the same length, got {pred.size} and {y.size}"
         )
-    return float(np.count_nonzero(pred == y) / y.size)
+    return pred, np.where(unknown, UNKNOWN_CLASS, y)

@@ -52,7 +52,7 @@ datasets
 ``check_dataset_config_validation``    datasets.yaml rejects an unknown key and a missing required key for
                                        the type (a built-in dataset is rejected as a type)
 ``check_dataset_subsets``              the built dataset has subsets, each non-empty, ``id`` among them
-``check_dataset_samples``              samples are (PIL.Image, int, str); labels in range, −1 on ``ood/*``
+``check_dataset_samples``              samples are (PIL.Image, int, str); labels in range, −1 on ``ood/*`` (allowed on ``shift/new-class*``)
 ``check_dataset_fingerprint_stable``   the same data gives the same fingerprint, build after build
 ``check_dataset_fingerprint_tracks_files``  (file-backed: options with a ``root``) changing a file
                                        changes a fingerprint
@@ -1487,7 +1487,7 @@ def check_dataset_subsets(spec: DatasetSpec, env: CheckEnv | None = None) -> Non
 
 
 def check_dataset_samples(spec: DatasetSpec, env: CheckEnv | None = None) -> None:
-    """Samples are ``(PIL.Image, int, str)``; labels in ``[0, len(classes))``, ``-1`` on ``ood/*``."""
+    """Samples are ``(PIL.Image, int, str)``; labels in ``[0, len(classes))``, ``-1`` on ``ood/*`` (and allowed on ``shift/new-class*``)."""
     from PIL import Image
 
     env = env or default_env()
@@ -1508,7 +1508,8 @@ def check_dataset_samples(spec: DatasetSpec, env: CheckEnv | None = None) -> Non
                     _fail(f"{env.who(spec)}: samples({s!r})[{i}] sample id {sid!r} must be a non-empty str")
                 if s.startswith("ood/") and label != -1:
                     _fail(f"{env.who(spec)}: OOD subset {s!r} has label {label}; OOD samples must be labelled -1")
-                if spec.task == "classification" and not s.startswith("ood/") and n_classes and not 0 <= label < n_classes:
+                new_class = s.startswith("shift/new-class") and label == -1  # a class the model does not know (FD-Shifts)
+                if spec.task == "classification" and not s.startswith("ood/") and not new_class and n_classes and not 0 <= label < n_classes:
                     _fail(f"{env.who(spec)}: samples({s!r})[{i}] label {label} is outside [0, {n_classes}) (len(classes))")
 
 

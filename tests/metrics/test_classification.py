@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, zero_one_loss
 
-from robustbench_x.metrics.classification import accuracy
+from robustbench_x.metrics.classification import accuracy, errors
 
 
 def test_accuracy_hand():
@@ -45,7 +45,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="same length, got 3 and 2"):
         accuracy([0, 1, 2], [0, 1])
     with pytest.raises(ValueError, match="labels out of range"):
-        accuracy([0, 1], [0, -1])
+        accuracy([0, 1], [0, -2])
+    with pytest.raises(ValueError, match="labels out of range"):
+        errors([0, 1], [0, -2])
     with pytest.raises(ValueError, match="prediction out of range"):
         accuracy([0, -1], [0, 1])
     with pytest.raises(ValueError, match=r"labels out of range: got values in \[0, 3\], expected \[0, 3\)"):
@@ -60,3 +62,22 @@ def test_bad_input():
         accuracy(np.zeros((2, 2, 2)), [0, 1])
     with pytest.raises(ValueError, match="labels must be a 1-D array"):
         accuracy([0, 1], [[0, 1]])
+
+
+def test_errors_hand():
+    # Wrong at positions 1 and 3; the label -1 (a class the model does not know) is always wrong.
+    assert errors([0, 1, 2, 2, 3], [0, 2, 2, -1, 3]) == 2.0
+    assert errors(np.array([[0.0, 1.0], [1.0, 0.0]]), [1, -1]) == 1.0
+
+
+@pytest.mark.parametrize("seed,n", [(0, 1), (1, 100), (2, 10_000)])
+def test_errors_and_accuracy_count_new_class_samples_as_failures_like_sklearn(seed, n):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    pred = np.where(rng.uniform(size=n) < 0.7, labels, rng.integers(0, 10, n))
+    labels = np.where(rng.uniform(size=n) < 0.3, -1, labels)  # new-class samples
+    got = errors(pred, labels)
+    assert isinstance(got, float)
+    assert got == zero_one_loss(labels, pred, normalize=False) >= np.count_nonzero(labels == -1)
+    assert accuracy(pred, labels) == pytest.approx(accuracy_score(labels, pred), abs=1e-15)
+    assert got == pytest.approx((1 - accuracy(pred, labels)) * n, abs=1e-9)
