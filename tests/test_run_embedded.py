@@ -131,6 +131,11 @@ def test_failure_and_calibration_suites_run_on_the_embedded_default(cli, tmp_pat
     if suite == "failure":  # a trained method stores the epoch it kept with its rows
         (diagnostics,) = set(frame.loc[frame["method"] == "confidnet", "diagnostics"])
         assert json.loads(diagnostics)["chosen_epoch"] > 1
+    # i.i.d. and shifted test sets; calibration only under covariate shift (new-class samples have no true class)
+    expected = {"id", "shift/covariate", "shift/new-class"} if suite == "failure" else {"id", "shift/covariate"}
+    assert set(frame.loc[frame["status"] == "ok", "subset"]) == expected
+    counted = frame[(frame["status"] == "ok") & frame["metric"].isin(["accuracy", "errors"])]
+    assert (counted.groupby(["method", "subset"]).size() == 2).all()  # every column has its accuracy and error count
     pages = cli("leaderboard", str(tmp_path), "--out", str(tmp_path / "pages"), "--bootstrap", "20")
     assert pages.code == 0
     assert f"## {metric}" in (tmp_path / "pages" / f"{suite}.md").read_text()
@@ -147,3 +152,26 @@ def test_suite_all_runs_every_suite_that_has_something_to_run(cli, tmp_path):
     assert {"ood", "failure", "calibration", "corruption", "perturbation"} <= ran
     assert "retrieval" not in ran  # msp gives no embedding
     assert all(s["failed"] == 0 for s in summaries)
+
+
+def test_failure_suite_rests_on_hundreds_of_errors_and_new_class_samples_are_failures(cli, tmp_path):
+    result = cli("--quiet", "run", "--suite", "failure", "--methods", "msp", "--out", str(tmp_path), "--format", "json")
+    assert result.code == 0, result
+    frame = read_results(tmp_path)
+    ok = frame[frame["status"] == "ok"]
+    errors = ok[ok["metric"] == "errors"].set_index("subset")["value"]
+    accuracy = ok[ok["metric"] == "accuracy"].set_index("subset")["value"]
+    assert set(errors.index) == {"id", "shift/covariate", "shift/new-class"}
+    assert errors.sum() >= 100, errors
+    assert errors["shift/covariate"] >= 100  # the covariate shift alone, before any new-class sample
+    for subset in errors.index:
+        assert {"failure-auroc", "aurc", "ap-error", "augrc"} <= set(ok.loc[ok["subset"] == subset, "metric"])
+    # the stored counts are those of the stored per-sample outputs
+    scores = pq.read_table(next((tmp_path / "scores").rglob("part-*.parquet"))).to_pandas()
+    for subset, part in scores.groupby("subset"):
+        wrong = int((part["prediction"] != part["label"]).sum())
+        assert errors[subset] == wrong and accuracy[subset] == pytest.approx(1 - wrong / len(part))
+    new = scores[(scores["subset"] == "shift/new-class") & (scores["label"] == -1)]
+    assert len(new) == 714 and (new["prediction"] >= 0).all()
+    iid_errors = int((scores.loc[scores["subset"] == "id", "prediction"] != scores.loc[scores["subset"] == "id", "label"]).sum())
+    assert errors["shift/new-class"] == len(new) + iid_errors  # every new-class sample is a failure

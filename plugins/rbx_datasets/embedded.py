@@ -21,7 +21,7 @@ covariate shift, new-class shift); the i.i.d. set is ``id``:
   cycling along the test set, seeded with :data:`SHIFT_SEED`). Labels are the
   digits': a failure is a misclassification.
 * ``shift/new-class``: the ID test digits together with the held-out digits
-  6–9 (383 + 717 images). The held-out ones have label −1, a class the model
+  6–9 (383 + 714 images). The held-out ones have label −1, a class the model
   does not know, so every one of them is a failure whatever it predicts; as in
   FD-Shifts' new-class studies the i.i.d. samples are mixed in, so that the
   failure ranking has correct predictions to rank against.
