@@ -21,7 +21,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def embedded_model(tmp_path_factory):
-    """The built-in CNN on the embedded digits, trained once per session into a cache of the plugin tests."""
+    """The built-in CNN on the embedded digits (its shipped weights), with a cache of the plugin tests."""
     cache = tmp_path_factory.getbasetemp() / "rbx-heat-gradients-cache"
     previous = os.environ.get("RBX_CACHE_DIR")
     os.environ["RBX_CACHE_DIR"] = str(cache)
