@@ -16,7 +16,7 @@ def rbx_models():
             label_space=None,
             requires={"train_split"},
             default=True,
-            summary="small CNN trained on the evaluated dataset on first use (seconds on CPU), cached",
+            summary="small CNN; shipped weights for the embedded datasets, otherwise trained on the evaluated dataset on first use (seconds on CPU), cached",
         ),
         ModelSpec(
             "timm",
