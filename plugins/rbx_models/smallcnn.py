@@ -190,6 +190,15 @@ def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
     return load(data)
 
 
+def _why_not_shipped(dataset: Dataset) -> str:
+    """Say so when weights ship for this dataset's name but for other training data (another scikit-learn's digits?)."""
+    made_for = {e["train_fingerprint"] for e in shipped_manifest()["weights"] if e["dataset"] == dataset.name}
+    train = dataset.fingerprint("train")
+    if made_for and train not in made_for:
+        return f": the shipped ones were trained on train split {sorted(made_for)[0]}, this one is {train}, so cells will not match the committed pages"
+    return ""
+
+
 def build(arch: str | None = None, options: dict | None = None, dataset: Dataset | None = None, seed: int = 0, log=print) -> BuiltinCNN:
     """Factory of the ``builtin-cnn`` model spec: shipped weights, else cached, else trained (module docstring)."""
     from safetensors.torch import load_file, save_file
@@ -213,7 +222,7 @@ def build(arch: str | None = None, options: dict | None = None, dataset: Dataset
         def train(tmp) -> None:
             from rbx_models.training import train_smallcnn
 
-            log(f"builtin-cnn: no shipped weights for {dataset.name} (seed {member_seed}); training on its train split, cached as {path.name}")
+            log(f"builtin-cnn: no shipped weights for {dataset.name} (seed {member_seed}){_why_not_shipped(dataset)}; training on its train split, cached as {path.name}")
             trained["net"] = train_smallcnn(dataset, member_seed, num_classes)
             save_file({k: v.contiguous() for k, v in trained["net"].state_dict().items()}, str(tmp))
 

@@ -28,8 +28,8 @@ about 83 % on the pipeline's clean ``id`` against 99 % on the raw 8×8 test
 digits (seed 0).
 
 ``train`` / ``val`` are the embedded default's own sources, untouched, so the
-built-in CNN trains on the same data and its cached weights are shared with
-``embedded-digits`` (``fingerprint("train")`` is the same), and the label space
+built-in CNN is the same network as on ``embedded-digits`` (its shipped weights
+are keyed by ``fingerprint("train")``, which is the same), and the label space
 is the same (``embedded-digits-0to5``).
 
 ``embedded-digits-c``

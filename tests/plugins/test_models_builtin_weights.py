@@ -167,3 +167,15 @@ def test_the_script_reproduces_the_shipped_weights(tmp_path):
         with torch.no_grad():
             agree = (nets[0](x).argmax(1) == nets[1](x).argmax(1)).float().mean().item()
         assert agree >= 0.98, f"{entry['file']}: retrained network agrees on {agree:.1%} of the ID test digits"
+
+
+def test_a_changed_embedded_train_split_trains_and_says_why(tmp_path, monkeypatch):
+    from rbx_datasets.embedded import EmbeddedDigits
+
+    monkeypatch.setenv("RBX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("rbx_models.training.train_smallcnn", lambda dataset, seed, classes: smallcnn.SmallCNN(classes))
+    dataset = EmbeddedDigits()
+    monkeypatch.setattr(dataset, "fingerprint", lambda subset: "changed-digits")
+    said: list[str] = []
+    smallcnn.build(dataset=dataset, seed=0, log=said.append)
+    assert "shipped ones were trained on train split 8205eadb4104faee, this one is changed-digits" in said[0]
