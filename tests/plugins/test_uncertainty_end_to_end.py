@@ -81,7 +81,9 @@ def test_confidnet_phase3_finetunes_a_clone(ctx):
     method = ConfidNet(epochs=2, finetune_epochs=1, finetune_lr=1e-4)
     method.fit(ctx)
     assert any(k.startswith("encoder.") for k in method.state)
-    assert method.state["finetune_val_metric"].shape == (2,)  # epoch 0 (phase-2 head) and epoch 1
+    assert method.state["finetune_val_ap_error"].shape == (2,)  # epoch 0 (phase-2 head) and epoch 1
+    assert method.state["finetune_val_loss"].shape == (2,)
+    assert int(method.state["finetune_selected_epoch"][0]) in (0, 1)
     for key, value in net.state_dict().items():
         assert torch.equal(value, before[key]), key  # the classifier is untouched
     out = method.score(ctx, "id")
