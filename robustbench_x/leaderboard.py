@@ -487,15 +487,23 @@ def _provenance(rows: pd.DataFrame) -> list[str]:
 
 
 def write_pages(files: dict[str, str | bytes], directory: str | Path) -> None:
-    """Write every file atomically (temporary name, then rename); leftovers of
-    a killed earlier write are removed first."""
+    """Write every file atomically (temporary name, then rename) unless it is
+    already there with the same bytes; leftovers of a killed earlier write are
+    removed first."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name in files:
         for leftover in directory.glob(f".{name}.*.tmp"):
             leftover.unlink(missing_ok=True)
     for name, content in sorted(files.items()):
-        atomic_write(directory / name, content)
+        target = directory / name
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        try:
+            if target.stat().st_size == len(data) and target.read_bytes() == data:
+                continue  # unchanged: no write, no fsync
+        except OSError:
+            pass
+        atomic_write(target, data)
 
 
 def check_pages(files: dict[str, str | bytes], directory: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> list[str]:
