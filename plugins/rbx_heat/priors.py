@@ -113,6 +113,16 @@ class GMMPrior:
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         return -torch.logsumexp(self.component_log_prob(z) + self.log_weights[None, :], dim=1)
 
+    def energy_grad(self, z: torch.Tensor) -> torch.Tensor:
+        """``∇_z E`` per row, float64: ``Σ_c r_c Σ⁻¹(z − μ_c)`` with ``r`` the component responsibilities.
+
+        In whitened coordinates ``w = L⁻¹z`` this is ``(w − Σ_c r_c L⁻¹μ_c) L⁻¹``; the
+        ``clamp_min(0)`` of :meth:`component_log_prob` only guards rounding and is ignored.
+        """
+        w = z.to(torch.float64) @ self.inv_tril.T
+        resp = torch.softmax(self.component_log_prob(z) + self.log_weights[None, :], dim=1)
+        return (w - resp @ self.white_means) @ self.inv_tril
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` draws: component ``c ~ π`` then ``μ_c + L ε`` (the code's ``base_dist`` proposal)."""
         comp = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
@@ -136,6 +146,10 @@ class ELPrior:
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         return -torch.logsumexp(z.to(torch.float64) @ self.weight.T + self.bias, dim=1)
+
+    def energy_grad(self, z: torch.Tensor) -> torch.Tensor:
+        """``∇_z E = −softmax(W z + b) W`` per row, float64."""
+        return -torch.softmax(z.to(torch.float64) @ self.weight.T + self.bias, dim=1) @ self.weight
 
 
 def gmm_energy_numpy(z: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:

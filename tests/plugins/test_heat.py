@@ -19,7 +19,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import rbx_heat
-from rbx_heat.ebm import EnergySettings, ResidualMLP, cd_loss, polynomial_decay, project, sgld, train_residual
+from rbx_heat.ebm import EnergySettings, ResidualMLP, cd_loss, polynomial_decay, prior_grad_fn, project, residual_input_grad, sgld, train_residual
 from rbx_heat.method import HEAT, PRESETS, compose, for_data, official_steps, settings_for, standardisation_stats
 from rbx_heat.priors import ELPrior, GMMPrior, fit_gmm
 from robustbench_x.api import CAPABILITIES, METHOD_OUTPUTS, load_factory
@@ -150,6 +150,35 @@ def test_el_energy_is_minus_logsumexp_of_the_head():
     w, b, h = rng.normal(size=(4, 3)), rng.normal(size=4), rng.normal(size=(6, 3))
     got = ELPrior(w, b).energy(torch.as_tensor(h)).numpy()
     np.testing.assert_allclose(got, -logsumexp(h @ w.T + b, axis=1), rtol=1e-12)
+
+
+def _autograd_input_grad(energy, z):
+    x = z.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy(x).sum(), [x])
+    return grad
+
+
+def test_closed_form_prior_gradients_equal_autograd():
+    rng = np.random.default_rng(3)
+    z, y, _ = _toy_2d(rng)
+    state = fit_gmm(z, y)
+    gmm = GMMPrior(state["means"], state["scale_tril"], state["log_weights"])
+    q = torch.as_tensor(rng.normal(scale=3.0, size=(9, 2)))
+    torch.testing.assert_close(gmm.energy_grad(q), _autograd_input_grad(gmm.energy, q), rtol=1e-10, atol=1e-12)
+    el = ELPrior(rng.normal(size=(4, 3)), rng.normal(size=4))
+    h = torch.as_tensor(rng.normal(size=(6, 3)))
+    torch.testing.assert_close(el.energy_grad(h), _autograd_input_grad(el.energy, h), rtol=1e-10, atol=1e-12)
+    # float32 input: the gradient comes back in the input's dtype.
+    assert prior_grad_fn(el)(h.to(torch.float32)).dtype == torch.float32
+
+
+def test_hand_written_residual_input_gradient_equals_autograd():
+    torch.manual_seed(0)
+    net = ResidualMLP(input_dim=5, width=16, n_hidden=3, temperature=2.0)
+    z = torch.randn(11, 5)
+    z[0] = 0.0  # pre-activations equal to the bias: exercises both LeakyReLU branches
+    torch.testing.assert_close(residual_input_grad(net, z), _autograd_input_grad(net, z), rtol=1e-5, atol=1e-6)
+    assert all(p.grad is None for p in net.parameters())  # SGLD leaves the parameters untouched
 
 
 # ----------------------------------------------------------------------------- residual MLP
