@@ -79,9 +79,12 @@ ReLU (+ L2 normalisation for GMM/GMM-std). ``preset="cifar100"`` takes the
   script's lr a 128-wide residual stays untrained and HEAT equals its prior.
   SGLD steps, step sizes, noise, λ, T_prior and proposals stay the script's.
   The fit runs single-threaded (small matrices on a shared CPU are slower
-  with several threads). Cost: about 45 ms of CPU per EL step at batch 64
-  (50 SGLD steps each), so the three energies take a few minutes of CPU on
-  the embedded default, EL most of it.
+  with several threads). SGLD takes its gradients in closed form rather than
+  through autograd (:class:`rbx_heat.ebm.ResidualGrad`), which halves the
+  cost; what is left is mostly the MLP's matrix products. Cost: about 27 ms
+  of CPU per EL or GMM step at batch 64 (50 or 40 SGLD steps each), so the
+  three energies take about two minutes of CPU on the embedded default, EL
+  most of it.
 
 Every fit records, per energy, the optimiser steps it ran (diagnostic
 ``steps/<energy>``) and, when the ID test split is scored,

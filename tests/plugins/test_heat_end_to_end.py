@@ -2,7 +2,7 @@
 
 The CNN trains once per session into a temporary ``RBX_CACHE_DIR`` shared by
 the ``test_gradients_*`` files. The fits here run :data:`EPOCHS` epochs (the
-default cpu budget runs the official script's step count, minutes of CPU:
+default cpu budget runs the official script's step count, about two minutes of CPU:
 its step arithmetic is checked in ``test_heat.py``); the fit is run twice to
 check determinism with the same seed.
 """
