@@ -660,9 +660,10 @@ def _pixelate(x, p, g):
             u8 = quantize_u8(a, "round").permute(1, 2, 0).contiguous().numpy()
             small = Image.fromarray(u8).resize((nw, nh), Image.BOX)
             if nearest:
-                o.permute(1, 2, 0).copy_(torch.from_numpy(np.asarray(small.resize((w, h), Image.NEAREST))))
+                # np.array, not asarray: PIL's buffer is read-only and torch warns on wrapping it (a 150 kB copy).
+                o.permute(1, 2, 0).copy_(torch.from_numpy(np.array(small.resize((w, h), Image.NEAREST))))
             else:
-                sm = torch.from_numpy(np.asarray(small)).permute(2, 0, 1)
+                sm = torch.from_numpy(np.array(small)).permute(2, 0, 1)
                 o.copy_(sm.index_select(1, uh).index_select(2, uw))
         return out if x.dtype == torch.uint8 else out.mul_(1.0 / 255.0)
     dh = _ops.pil_box_matrix(h, nh).to(x)
