@@ -52,6 +52,7 @@ __all__ = [
     "resolve_path",
     "cache_root",
     "cached_file",
+    "atomic_write",
     "torch_threads",
     "DatasetEntry",
     "configured_datasets",
@@ -535,6 +536,16 @@ def cache_root() -> Path:
     from robustbench_x.cachedir import cache_root as root
 
     return root()
+
+
+def atomic_write(path: str | os.PathLike, content: "str | bytes | Callable[[Any], None]") -> Path:
+    """Write a file whole or not at all: ``content`` (text, bytes, or a function
+    writing to a binary file handle) goes to a dot-prefixed temporary name
+    beside ``path``, is fsynced and renamed; a kill or a full disk never leaves a
+    partial file."""
+    from robustbench_x.files import atomic_write as write
+
+    return write(path, content)
 
 
 def cached_file(path: str | os.PathLike, build: Callable[[Path], None]) -> tuple[Path, bool]:

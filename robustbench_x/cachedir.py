@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_x.errors import JobError
+from robustbench_x.files import atomic_write
 
 log = logging.getLogger("robustbench_x.cache")
 
@@ -154,16 +155,7 @@ def _describe_files(files: list[Path]) -> dict:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, json.dumps(data))
 
 
 def seal_directory(directory: Path) -> None:

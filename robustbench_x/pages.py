@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ import pandas as pd
 
 from robustbench_x.api import MetricSpec
 from robustbench_x.cachedir import cache_root
+from robustbench_x.files import atomic_write  # noqa: F401  (public here: renderers write their files with it)
 
 __all__ = ["Page", "digits", "fmt", "markdown_table", "atomic_write", "png_bytes", "slug", "bold", "job_key"]
 
@@ -79,21 +78,6 @@ def markdown_table(header: list[str], rows: list[list[str]], align: str = "") ->
     return [line(header), "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|", *(line(r) for r in rows)]
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path``, fsync and rename: a
-    reader (or a kill) never sees a partial file."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def png_bytes(fig) -> bytes:

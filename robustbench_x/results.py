@@ -33,9 +33,10 @@ from __future__ import annotations
 import functools
 import os
 import urllib.parse
-import uuid
 from pathlib import Path
 from typing import Any
+
+from robustbench_x.files import atomic_write
 
 # pyarrow and numpy are imported where they are used: `rbx run` into a finished
 # store decides that there is nothing to do from file names alone, without them.
@@ -143,17 +144,7 @@ class ResultStore:
 def _atomic_write(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 
 def _files(root: Path) -> list[Path]:

@@ -67,8 +67,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from functools import cached_property
 from pathlib import Path
 
@@ -76,7 +74,7 @@ import numpy as np
 from PIL import Image
 
 from rbx_datasets.embedded import ArraySource, EmbeddedDigits
-from robustbench_x.api import Dataset
+from robustbench_x.api import Dataset, atomic_write
 from rbx_robustness.tables import IMAGENET_C_TEST, IMAGENET_P_TEST, SEVERITIES
 
 __all__ = [
@@ -170,16 +168,7 @@ def _load_or_generate(path: Path, generate, expected: set[str]) -> dict[str, np.
         if arrays is not None:
             return arrays
         arrays = generate()
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
     return arrays
 
 
