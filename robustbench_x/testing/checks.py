@@ -52,7 +52,7 @@ datasets
 ``check_dataset_config_validation``    datasets.yaml rejects an unknown key and a missing required key for
                                        the type (a built-in dataset is rejected as a type)
 ``check_dataset_subsets``              the built dataset has subsets, each non-empty, ``id`` among them
-``check_dataset_samples``              samples are (PIL.Image, int, str); labels in range, −1 on ``ood/*`` (allowed on ``shift/new-class*``)
+``check_dataset_samples``              samples are (PIL.Image, int, str); labels in range, −1 on ``ood/*`` (allowed on ``shift/new-class*``); dense tasks: (H, W) int masks
 ``check_dataset_fingerprint_stable``   the same data gives the same fingerprint, build after build
 ``check_dataset_fingerprint_tracks_files``  (file-backed: options with a ``root``) changing a file
                                        changes a fingerprint
@@ -1487,7 +1487,8 @@ def check_dataset_subsets(spec: DatasetSpec, env: CheckEnv | None = None) -> Non
 
 
 def check_dataset_samples(spec: DatasetSpec, env: CheckEnv | None = None) -> None:
-    """Samples are ``(PIL.Image, int, str)``; labels in ``[0, len(classes))``, ``-1`` on ``ood/*`` (and allowed on ``shift/new-class*``)."""
+    """Samples are ``(PIL.Image, int, str)``; labels in ``[0, len(classes))``, ``-1`` on ``ood/*`` (and allowed on ``shift/new-class*``);
+    a dense task's label may be an ``(H, W)`` integer mask of the image's size."""
     from PIL import Image
 
     env = env or default_env()
@@ -1502,10 +1503,18 @@ def check_dataset_samples(spec: DatasetSpec, env: CheckEnv | None = None) -> Non
                 image, label, sid = item
                 if not isinstance(image, Image.Image):
                     _fail(f"{env.who(spec)}: samples({s!r})[{i}][0] is {type(image).__name__}; expected a PIL.Image (decoded, not a path)")
-                if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+                if spec.task != "classification" and isinstance(label, np.ndarray):
+                    # a dense task's label is a mask (docs/tasks.md): integer, at most the image's size per axis
+                    if not np.issubdtype(label.dtype, np.integer) or label.ndim != 2:
+                        _fail(f"{env.who(spec)}: samples({s!r})[{i}] label is a {label.ndim}-D {label.dtype} array; a dense task's label is an (H, W) integer mask")
+                    if label.shape != image.size[::-1]:
+                        _fail(f"{env.who(spec)}: samples({s!r})[{i}] mask shape {label.shape} differs from the image's (H, W) {image.size[::-1]}")
+                elif isinstance(label, bool) or not isinstance(label, (int, np.integer)):
                     _fail(f"{env.who(spec)}: samples({s!r})[{i}] label {label!r} is {type(label).__name__}; expected int")
                 if not isinstance(sid, str) or not sid:
                     _fail(f"{env.who(spec)}: samples({s!r})[{i}] sample id {sid!r} must be a non-empty str")
+                if isinstance(label, np.ndarray):
+                    continue
                 if s.startswith("ood/") and label != -1:
                     _fail(f"{env.who(spec)}: OOD subset {s!r} has label {label}; OOD samples must be labelled -1")
                 new_class = s.startswith("shift/new-class") and label == -1  # a class the model does not know (FD-Shifts)
