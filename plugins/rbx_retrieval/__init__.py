@@ -89,6 +89,41 @@ METHODS = [
     ),
 ]
 
+_HEAD_DEVIATION = (
+    "head-only: a linear 512-d head trained on the frozen backbone's cached train-split features "
+    "(the paper fine-tunes a ResNet-50 end to end); the SOP optimiser, schedule and epoch count are kept"
+)
+_SMALL_BATCH = (
+    "batches hold every class of the two drawn super-classes, 4 images each, when the train split has fewer "
+    "classes than the SOP batch asks for (24 or 28 images on the embedded digits instead of 128 / 256)"
+)
+
+
+def _head(name: str, loss: str, summary: str, paper: str, code: str) -> MethodSpec:
+    return MethodSpec(
+        name=name,
+        factory="rbx_retrieval.heads:RankLossHead",
+        requires={"features", "train_split", "hierarchy"},
+        outputs={"embedding"},
+        params={"loss": loss},
+        summary=summary,
+        paper=f"{paper}; code {code}",
+        deviations=(_HEAD_DEVIATION, _SMALL_BATCH),
+    )
+
+
+METHODS += [
+    _head("roadmap-head", "roadmap", "linear head trained with ROADMAP (SupAP + calibration loss) on frozen features",
+          "Ramzi et al., Robust and Decomposable Average Precision for Image Retrieval, NeurIPS 2021, Sec. 3",
+          "elias-ramzi/ROADMAP@fed37d7"),
+    _head("happier-head", "happier", "linear head trained with HAPPIER (H-AP surrogate + cluster loss) on frozen features",
+          "Ramzi et al., Hierarchical Average Precision Training for Pertinent Image Retrieval, ECCV 2022, Sec. 3",
+          "elias-ramzi/HAPPIER@5af91b3"),
+    _head("smoothap-head", "smoothap", "linear head trained with SmoothAP (sigmoid ranks, tau 0.01) on frozen features: the baseline",
+          "Brown et al., Smooth-AP: Smoothing the Path Towards Large-Scale Image Retrieval, ECCV 2020, Eq. 7",
+          "elias-ramzi/ROADMAP@fed37d7 (SmoothAP)"),
+]
+
 DATASETS = [
     DatasetSpec(
         "embedded-digits-hier",

@@ -1,0 +1,211 @@
+"""Retrieval heads trained with rank losses on frozen embeddings: ROADMAP,
+HAPPIER and SmoothAP (the losses and their sources: :mod:`.rank_losses`).
+
+Each method trains a linear projection head (``dim`` outputs, L2-normalised,
+as the papers' ``fc`` after the backbone) on the model's cached penultimate
+features of the dataset's ``train`` split, with batches from
+:func:`.samplers.hierarchical` (both papers' SOP configs use pytorch-metric-
+learning's hierarchical sampler), and embeds ``query`` and ``gallery`` with it.
+The backbone never changes: the papers fine-tune a ResNet-50 end to end, so
+these rows measure what the loss does to a head on frozen features, and say
+so (``deviations``).
+
+Defaults, from the official SOP configurations:
+
+========== ============================================ =================================================
+loss       ``roadmap`` (ROADMAP, NeurIPS 2021)          ``happier`` (HAPPIER, ECCV 2022)
+========== ============================================ =================================================
+objective  SupAP + calibration, weights 1 / 1           H-AP (SupAP step, exact H-rank) 0.9 + cluster 0.1
+head       512-d ``fc``, Adam lr 2e-5, wd 1e-4          512-d ``fc``, Adam lr 1e-4 (2 x 5e-5), wd 1e-4
+schedule   MultiStepLR [30, 70], gamma 0.3, 100 epochs  cosine to 0 over 100 epochs; proxies Adam lr 10,
+                                                        wd 0, cosine to 0.1
+batches    128 images, 4 per class, 10 per super pair   256 images, 4 per class, 2 super-classes, 5 per pair
+========== ============================================ =================================================
+
+(``roadmap/config/{loss/roadmap.yaml, optimizer/sop.yaml, dataset/sop.yaml}``
+with ``experience.max_iter=100`` from its README; ``happier/config/{loss/
+HAPPIER_SOP.yaml, optimizer/sop.yaml, dataset/sop.yaml, experience/
+default.yaml}``.) ``smoothap`` uses ROADMAP's SmoothAP (tau 0.01) with
+ROADMAP's optimiser and batches. An epoch is, as in pytorch-metric-learning's
+sampler, ``batches_per_pair`` batches for every pair of super-classes.
+
+The head is initialised like ``torch.nn.Linear`` from the job's seed; the
+fit is cached (``ctx.fitted``) and records the training loss and the train
+split's exact mean AP (query excluded) before and after training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from robustbench_x.api import Context, Method, torch_threads
+from robustbench_x.errors import JobError
+
+from .methods import l2_normalize
+
+__all__ = ["RankLossHead", "LOSSES"]
+
+#: Per-loss defaults (see the module docstring for their sources).
+LOSSES = {
+    "roadmap": dict(lr=2e-5, weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10),
+    "happier": dict(lr=1e-4, weight_decay=1e-4, schedule="cosine", batch_size=256, batches_per_pair=5),
+    "smoothap": dict(lr=2e-5, weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10),
+}
+
+
+def _mean_ap(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Exact mean AP of every sample against the others (query excluded), the evaluation convention."""
+    from .definitions import average_precision
+
+    sims = embeddings @ embeddings.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :-1]  # the query itself sorts last
+    relevant = labels[order] == labels[:, None]
+    return float(np.nanmean(average_precision(relevant)))
+
+
+class RankLossHead(Method):
+    """A linear head trained on frozen features with a rank loss (``loss``)."""
+
+    def __init__(
+        self,
+        loss: str = "roadmap",
+        dim: int = 512,
+        epochs: int = 100,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        batch_size: int | None = None,
+        samples_per_class: int = 4,
+        batches_per_pair: int | None = None,
+        include_self: bool = True,
+    ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        d = LOSSES[loss]
+        self.loss, self.dim, self.epochs = loss, int(dim), int(epochs)
+        self.lr = float(d["lr"] if lr is None else lr)
+        self.weight_decay = float(d["weight_decay"] if weight_decay is None else weight_decay)
+        self.batch_size = int(d["batch_size"] if batch_size is None else batch_size)
+        self.m = int(samples_per_class)
+        self.batches_per_pair = int(d["batches_per_pair"] if batches_per_pair is None else batches_per_pair)
+        self.include_self = bool(include_self)
+        super().__init__(
+            loss=loss, dim=self.dim, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+            batch_size=self.batch_size, samples_per_class=self.m, batches_per_pair=self.batches_per_pair,
+            include_self=self.include_self,
+        )
+        self.state: dict[str, np.ndarray] | None = None
+
+    # -- training -----------------------------------------------------------------
+
+    def fit(self, ctx: Context) -> None:
+        if "train" not in ctx.dataset.subsets():
+            raise JobError(
+                f"{self.loss}-head trains on the dataset's 'train' split, and {ctx.dataset.name} has none "
+                f"(subsets: {ctx.dataset.subsets()}); pick a dataset with a labelled train split"
+            )
+        self.state = ctx.fitted(lambda: self._train(ctx))
+
+    def _train(self, ctx: Context) -> dict[str, np.ndarray]:
+        import torch
+
+        from . import rank_losses as rl
+        from .samplers import hierarchical
+
+        features = np.asarray(ctx.outputs("train").features, dtype=np.float32)
+        hierarchy = np.asarray(ctx.dataset.hierarchy("train"), dtype=np.int64)
+        if hierarchy.shape[1] < 2:
+            raise JobError(f"{self.loss}-head batches by super-class (hierarchy column 1); {ctx.dataset.name} has one level")
+        seed = int(ctx.seed)
+        n_pairs = max(math.comb(len(np.unique(hierarchy[:, 1])), 2), 1)
+        steps_per_epoch = n_pairs * self.batches_per_pair
+        total = self.epochs * steps_per_epoch
+        rng = np.random.default_rng(seed)
+        draw = lambda n: hierarchical(hierarchy, batch_size=self.batch_size, m=self.m, super_per_batch=2, n_batches=n, rng=rng)  # noqa: E731
+        probe = draw(steps_per_epoch)  # one epoch's batches, the same before and after training
+        batches = draw(total)
+
+        with torch_threads(1):
+            torch.manual_seed(seed)
+            head = torch.nn.Linear(features.shape[1], self.dim)
+            params = [{"params": head.parameters(), "lr": self.lr, "weight_decay": self.weight_decay}]
+            opt = torch.optim.Adam(params)
+            sched = self._scheduler(opt, steps_per_epoch, eta_min=0.0)
+            proxies = proxy_opt = proxy_sched = None
+            if self.loss == "happier":
+                n_fine = int(hierarchy[:, 0].max()) + 1
+                proxies = torch.nn.Parameter(torch.empty(n_fine, self.dim).uniform_(-1 / math.sqrt(self.dim), 1 / math.sqrt(self.dim)))
+                proxy_opt = torch.optim.Adam([proxies], lr=10.0, weight_decay=0.0)
+                proxy_sched = self._scheduler(proxy_opt, steps_per_epoch, eta_min=0.1)
+            x_all = torch.from_numpy(features.copy())
+            h_all = torch.from_numpy(hierarchy)
+
+            def parts(idx: np.ndarray) -> dict[str, torch.Tensor]:
+                """The weighted terms of the paper's objective on one batch."""
+                e = torch.nn.functional.normalize(head(x_all[idx]), dim=1)
+                s = e @ e.T
+                h = h_all[idx]
+                if self.loss == "roadmap":
+                    return {
+                        "supap": 1 - rl.sup_ap(s, h[:, 0], include_self=self.include_self).mean(),
+                        "calibration": rl.calibration_loss(s, h[:, 0]),
+                    }
+                if self.loss == "smoothap":
+                    return {"smoothap": 1 - rl.smooth_ap(s, h[:, 0], include_self=self.include_self).mean()}
+                return {
+                    "hap": 0.9 * (1 - rl.h_ap(s, h, include_self=self.include_self).mean()),
+                    "cluster": 0.1 * rl.cluster_loss(e, proxies, h[:, 0]),
+                }
+
+            def probe_losses() -> dict[str, float]:
+                with torch.no_grad():
+                    rows = [{k: float(v) for k, v in parts(b).items()} for b in probe]
+                out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                out["total"] = sum(out.values())
+                return out
+
+            def train_map() -> float:
+                with torch.no_grad():
+                    e = torch.nn.functional.normalize(head(x_all), dim=1).numpy()
+                return _mean_ap(e, hierarchy[:, 0])
+
+            before, map_before = probe_losses(), train_map()
+            for step, idx in enumerate(batches):
+                opt.zero_grad()
+                if proxy_opt is not None:
+                    proxy_opt.zero_grad()
+                loss = sum(parts(idx).values())
+                loss.backward()
+                opt.step()
+                if proxy_opt is not None:
+                    proxy_opt.step()
+                if (step + 1) % steps_per_epoch == 0:
+                    sched.step()
+                    if proxy_sched is not None:
+                        proxy_sched.step()
+            after, map_after = probe_losses(), train_map()
+        ctx.record("steps", total)
+        for key in before:
+            ctx.record(f"loss/{key}", f"{before[key]:.4f} -> {after[key]:.4f}")
+        ctx.record("train_map", f"{map_before:.4f} -> {map_after:.4f}")
+        return {"weight": head.weight.detach().numpy().copy(), "bias": head.bias.detach().numpy().copy()}
+
+    def _scheduler(self, opt, steps_per_epoch: int, eta_min: float):
+        import torch
+
+        if self.loss == "happier":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs, eta_min=eta_min)
+        # ROADMAP's [30, 70] milestones are for 100 epochs; scaled with ``epochs``.
+        milestones = [max(1, round(self.epochs * 0.3)), max(1, round(self.epochs * 0.7))]
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.3)
+
+    # -- embedding ------------------------------------------------------------------
+
+    def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
+        if self.state is None:
+            raise JobError(f"{self.loss}-head scored before fit")
+        features = np.asarray(ctx.outputs(subset).features, dtype=np.float32)
+        projected = features @ self.state["weight"].T + self.state["bias"]
+        return {"embedding": l2_normalize(projected)}
