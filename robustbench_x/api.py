@@ -97,6 +97,7 @@ CAPABILITIES: dict[str, str] = {
     "vlm": "model is a vision-language model with a text encoder",
     "embeddings": "model returns an embedding for retrieval",
     "feature_maps": "model exposes the spatial maps of its last stage (B, C, H, W); features are their spatial mean",
+    "explanation_layer": "model declares the layer gradient-based explanations (Grad-CAM) read: explanation_layer() returns a module whose output is (B, K, H, W)",
     "train_split": "dataset has a labelled training split",
     "val_split": "dataset has a labelled validation split (calibration, thresholds)",
     "ood_subsets": "dataset has at least one out-of-distribution subset",
@@ -386,6 +387,12 @@ class Model:
     def head(self, features: "torch.Tensor") -> "torch.Tensor":
         """Logits from penultimate features (the last layer alone)."""
         raise NotImplementedError
+
+    def explanation_layer(self) -> "torch.nn.Module | None":
+        """The submodule of :attr:`module` whose output, a ``(B, K, H, W)``
+        activation, gradient-based explanations such as Grad-CAM weigh
+        (``explanation_layer``); None (the default) when the model declares none."""
+        return None
 
     def linear_head(self) -> tuple["np.ndarray", "np.ndarray"]:
         """``(W, b)`` of the last layer, ``logits = features @ W.T + b``."""

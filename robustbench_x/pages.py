@@ -215,6 +215,16 @@ class Page:
                     self.unreadable_scores.append((path, reason))
         return self._scores[key]
 
+    def arrays(self, job: Any):
+        """The extra per-sample arrays (``ev.arrays``: maps, adversarial inputs)
+        of the job a result row belongs to, as a read-only
+        :class:`~robustbench_x.evaluation.ArrayStore` (``names()``, ``load(name)``)."""
+        from robustbench_x.evaluation import ArrayStore
+        from robustbench_x.results import ResultStore
+
+        key = job_key(job)
+        return ArrayStore(ResultStore(self.results_dir).job_dir("arrays", *key[:4]) / key[4])
+
     def image(self, name: str, data: bytes, alt: str) -> list[str]:
         """Add a PNG next to the page; returns its Markdown (a relative link)."""
         self.images[name] = data

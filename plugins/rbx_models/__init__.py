@@ -3,7 +3,7 @@
 from robustbench_x import hookimpl
 from robustbench_x.api import ModelSpec
 
-_CLASSIFIER = {"logits", "features", "linear_head", "input_grad", "grad", "feature_maps"}
+_CLASSIFIER = {"logits", "features", "linear_head", "input_grad", "grad", "feature_maps", "explanation_layer"}
 
 
 @hookimpl

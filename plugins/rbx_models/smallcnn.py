@@ -108,7 +108,7 @@ def transform(image) -> torch.Tensor:
 
 
 class BuiltinCNN(Model):
-    provides = frozenset({"logits", "features", "linear_head", "input_grad", "grad", "dropout", "ensemble", "feature_maps"})
+    provides = frozenset({"logits", "features", "linear_head", "input_grad", "grad", "dropout", "ensemble", "feature_maps", "explanation_layer"})
     input_std = (STD,)
 
     def __init__(self, net: SmallCNN, fingerprint: str, name: str = "builtin-cnn", trainer=None) -> None:
@@ -138,6 +138,10 @@ class BuiltinCNN(Model):
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return self.net.fc(features)
+
+    def explanation_layer(self) -> nn.Module:
+        # the last conv stage after its ReLU (64 × 4 × 4 on 8 × 8 digits), as Grad-CAM takes a ResNet's layer4
+        return self.net.stages
 
     def linear_head(self) -> tuple[np.ndarray, np.ndarray]:
         return self.net.fc.weight.detach().cpu().numpy().copy(), self.net.fc.bias.detach().cpu().numpy().copy()

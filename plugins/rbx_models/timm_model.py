@@ -13,7 +13,11 @@ Weights, first match wins:
 Features are the pooled pre-logits (``forward_head(pre_logits=True)``), i.e. the
 input of the classifier, so ``logits = features @ W.T + b`` holds exactly when
 the classifier is a single ``nn.Linear``; ``feature_maps`` are
-``forward_features``. The input transform is timm's evaluation transform for
+``forward_features``. The explanation layer (Grad-CAM's target) is the module
+of the last entry of timm's ``feature_info`` (``layer4`` of a ResNet,
+``stages.3`` of a ConvNeXt), declared only for models whose maps there are
+``(B, C, H, W)``: not for token models (ViT: ``num_prefix_tokens``) nor for
+channels-last ones (Swin: ``output_fmt == "NHWC"``). The input transform is timm's evaluation transform for
 the weights' pretrained config (resize, centre crop, normalisation).
 """
 
@@ -47,6 +51,8 @@ class TimmModel(Model):
             provides.add("linear_head")
         if any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules()):
             provides.add("dropout")
+        if self._explanation_module() is not None:
+            provides.add("explanation_layer")
         self.provides = frozenset(provides)
 
     @property
@@ -85,6 +91,19 @@ class TimmModel(Model):
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return self.net.get_classifier()(features)
+
+    def _explanation_module(self) -> nn.Module | None:
+        info = getattr(self.net, "feature_info", None)
+        if not info or getattr(self.net, "num_prefix_tokens", None) is not None or getattr(self.net, "output_fmt", "NCHW") != "NCHW":
+            return None
+        last = info[-1] if isinstance(info, list) else info.get_dicts()[-1]
+        try:
+            return self.net.get_submodule(last["module"])
+        except (AttributeError, KeyError):
+            return None
+
+    def explanation_layer(self) -> nn.Module | None:
+        return self._explanation_module()
 
     def linear_head(self):
         fc = self.net.get_classifier()

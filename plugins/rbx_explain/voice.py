@@ -1,0 +1,105 @@
+"""VOICE: the Variance Of Induced Contrastive Explanations.
+
+Paper: M. Prabhushankar & G. AlRegib, "VOICE: Variance of Induced Contrastive
+Explanations to quantify Uncertainty in Neural Network Interpretability",
+IEEE J-STSP 2024, doi 10.1109/JSTSP.2024.3413536, arXiv 2406.00573. Code:
+olivesgatech/VOICE-Uncertainty@39adf96, ``demo.py`` (``get_explanation``) and
+``gradcam.py`` (``GradCAM``, ``Contrast``).
+
+The VOICE map of an image predicted as ``P`` is the pixelwise variance, over
+the contrast classes ``Q``, of the contrastive Grad-CAM maps ``M(x; P, Q)``
+(:mod:`rbx_explain.gradcam`), min-max normalised to [0, 1]:
+
+    U(x) = minmax( Var_{Q in S(x)} M(x; P, Q) )
+
+* ``S(x)``, the contrast set: every class but ``P`` (``contrast="all"``, what
+  ``get_explanation`` loops over; the default), or the ``R`` most probable
+  classes after ``P`` (``contrast=R``, our reading of the paper's "R
+  contrastive explanations", kept as an option for many-class models where
+  ``C - 1`` backward passes per image are too many). The paper's further
+  probability threshold ``p_t`` is not implemented (its value is not in the
+  release).
+* The variance is the unbiased one (``torch.var``) as in the release; after
+  the min-max normalisation the ``1/(n-1)`` factor cancels, so the map does
+  not depend on it. It is accumulated over the contrast classes as running
+  sums in float64, so no ``(C - 1) × H × W`` stack is held per image.
+* Degenerate cases: with fewer than two contrast classes the variance is
+  undefined, a :class:`ValueError` (a model of two classes has one contrast
+  class); a constant variance map (every contrast map equal) is all zeros
+  (the release divides 0 by 0), so its IoU with an explanation that is also
+  empty is 1 and its SNR 0, by the release's own formulas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rbx_explain.gradcam import explain_batch, minmax
+
+__all__ = ["contrast_classes", "check_contrast", "voice_batch", "variance_map"]
+
+
+def check_contrast(contrast, num_classes: int) -> int:
+    """The number of contrast classes per image; a clear error when it is below two."""
+    if contrast == "all":
+        count = num_classes - 1
+        how = f"every class but the predicted one ({num_classes} classes)"
+    elif isinstance(contrast, int) and not isinstance(contrast, bool):
+        count = contrast
+        how = f"contrast={contrast}"
+        if contrast > num_classes - 1:
+            raise ValueError(f"VOICE: contrast={contrast} asks for more contrast classes than the model's {num_classes} classes leave ({num_classes - 1}); use at most {num_classes - 1} or 'all'")
+    else:
+        raise ValueError(f"VOICE: contrast must be 'all' or a number of classes R >= 2, got {contrast!r}")
+    if count < 2:
+        raise ValueError(
+            f"VOICE needs at least two contrast classes to take a variance over, but {how} gives {count}: "
+            "the contrast set is too small (a two-class model has a single contrast class, so VOICE is undefined for it)"
+        )
+    return count
+
+
+def contrast_classes(logits: torch.Tensor, contrast) -> torch.Tensor:
+    """``(B, R)`` contrast classes for each row of ``logits``: every class but the
+    argmax (``"all"``, in the order ``P+1, P+2, …`` mod ``C``), or the ``R`` most
+    probable ones after it (ties by class index)."""
+    b, c = logits.shape
+    prediction = logits.argmax(dim=1, keepdim=True)
+    if contrast == "all":
+        return (prediction + torch.arange(1, c, device=logits.device)[None, :]) % c
+    order = torch.sort(-logits, dim=1, stable=True).indices
+    return order[:, 1 : 1 + int(contrast)]
+
+
+def variance_map(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+    """Unbiased variance from running sums (float64), clipped at 0 against rounding, min-max normalised."""
+    var = ((squares - total * total / n) / (n - 1)).clamp_min(0)
+    return minmax(var)
+
+
+def voice_batch(module: nn.Module, layer: nn.Module, x: torch.Tensor, contrast, where: str = "voice"):
+    """``(logits, explanation (B, H, W), VOICE map (B, H, W))`` of one batch."""
+    sums: dict[str, torch.Tensor] = {}
+
+    def add(_r: int, maps: torch.Tensor) -> None:
+        m = maps.double()
+        if not sums:
+            sums["total"], sums["squares"] = torch.zeros_like(m), torch.zeros_like(m)
+        sums["total"] += m
+        sums["squares"] += m * m
+
+    logits, explanation, _ = explain_batch(module, layer, x, lambda z: contrast_classes(z, contrast), where=where, on_contrast=add)
+    n = check_contrast(contrast, logits.shape[1])
+    if not sums:  # an empty batch
+        return logits, explanation, explanation.clone()
+    return logits, explanation, variance_map(sums["total"], sums["squares"], n).float()
+
+
+def nonfinite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """Images whose maps hold a NaN or inf (a bad input): their scores must not look clean."""
+    bad = np.zeros(len(arrays[0]), dtype=bool)
+    for a in arrays:
+        bad |= ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    return bad
