@@ -15,6 +15,9 @@ provenance and the machine-readable cell values (``<suite>.cells.json``, what
 * registers every numeric cell with :meth:`Page.record`;
 * adds PNGs with :meth:`Page.figure` (cached by the plotted data) or
   :meth:`Page.image`, linked relatively.
+* reads a job's per-sample table with :meth:`Page.scores` and the arrays its
+  evaluator saved (``ev.arrays``: maps, adversarial inputs) with
+  :meth:`Page.arrays`.
 
 ``page.rows`` holds only the results that stand (the newest job per (model,
 dataset, method, seed) of one configuration: see

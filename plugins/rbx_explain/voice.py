@@ -21,8 +21,8 @@ the contrast classes ``Q``, of the contrastive Grad-CAM maps ``M(x; P, Q)``
   release).
 * The variance is the unbiased one (``torch.var``) as in the release; after
   the min-max normalisation the ``1/(n-1)`` factor cancels, so the map does
-  not depend on it. It is accumulated over the contrast classes as running
-  sums in float64, so no ``(C - 1) × H × W`` stack is held per image.
+  not depend on it. It is accumulated over the contrast classes with
+  Welford's update in float64 (:class:`RunningVariance`), so no ``(C - 1) × H × W`` stack is held per image.
 * Degenerate cases: with fewer than two contrast classes the variance is
   undefined, a :class:`ValueError` (a model of two classes has one contrast
   class); a constant variance map (every contrast map equal) is all zeros
@@ -38,7 +38,7 @@ from torch import nn
 
 from rbx_explain.gradcam import explain_batch, minmax
 
-__all__ = ["contrast_classes", "check_contrast", "voice_batch", "variance_map"]
+__all__ = ["contrast_classes", "check_contrast", "voice_batch", "RunningVariance", "nonfinite_rows"]
 
 
 def check_contrast(contrast, num_classes: int) -> int:
@@ -73,28 +73,43 @@ def contrast_classes(logits: torch.Tensor, contrast) -> torch.Tensor:
     return order[:, 1 : 1 + int(contrast)]
 
 
-def variance_map(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
-    """Unbiased variance from running sums (float64), clipped at 0 against rounding, min-max normalised."""
-    var = ((squares - total * total / n) / (n - 1)).clamp_min(0)
-    return minmax(var)
+class RunningVariance:
+    """Pixelwise unbiased variance of maps added one at a time (Welford's update, float64).
+    Identical maps leave exactly zero, where running sums of squares would leave rounding
+    noise that the min-max normalisation would blow up to a full-range map."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def add(self, maps: torch.Tensor) -> None:
+        m = maps.double()
+        self.n += 1
+        if self.mean is None:
+            self.mean, self.m2 = m.clone(), torch.zeros_like(m)
+            return
+        delta = m - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (m - self.mean)
+
+    def voice_map(self) -> torch.Tensor:
+        """The VOICE map: the variance, min-max normalised (a constant variance gives zeros)."""
+        if self.n < 2:
+            raise ValueError(f"a variance needs at least two maps, got {self.n}")
+        return minmax(self.m2 / (self.n - 1))
 
 
 def voice_batch(module: nn.Module, layer: nn.Module, x: torch.Tensor, contrast, where: str = "voice"):
     """``(logits, explanation (B, H, W), VOICE map (B, H, W))`` of one batch."""
-    sums: dict[str, torch.Tensor] = {}
-
-    def add(_r: int, maps: torch.Tensor) -> None:
-        m = maps.double()
-        if not sums:
-            sums["total"], sums["squares"] = torch.zeros_like(m), torch.zeros_like(m)
-        sums["total"] += m
-        sums["squares"] += m * m
-
-    logits, explanation, _ = explain_batch(module, layer, x, lambda z: contrast_classes(z, contrast), where=where, on_contrast=add)
-    n = check_contrast(contrast, logits.shape[1])
-    if not sums:  # an empty batch
+    running = RunningVariance()
+    logits, explanation, _ = explain_batch(
+        module, layer, x, lambda z: contrast_classes(z, contrast), where=where, on_contrast=lambda _r, maps: running.add(maps)
+    )
+    check_contrast(contrast, logits.shape[1])
+    if not running.n:  # an empty batch
         return logits, explanation, explanation.clone()
-    return logits, explanation, variance_map(sums["total"], sums["squares"], n).float()
+    return logits, explanation, running.voice_map().float()
 
 
 def nonfinite_rows(*arrays: np.ndarray) -> np.ndarray:
