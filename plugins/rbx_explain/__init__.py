@@ -41,7 +41,7 @@ SUITES = [
         "explanation",
         method_output="explanation_iou",
         metrics=tuple(m.name for m in METRICS),
-        headline=("iou@0.1-correct", "iou@0.1-incorrect", "snr-correct", "snr-incorrect", "iou-error-auroc"),
+        headline=("iou@0.1-correct", "iou@0.1-incorrect", "snr-correct", "snr-incorrect", "iou-error-auroc", "snr-error-auroc"),
         subsets=("id", "shift/*"),
         summary="explanation uncertainty: how much a Grad-CAM explanation overlaps its VOICE uncertainty map, for right and wrong predictions",
         evaluator="rbx_explain.evaluate:evaluate",

@@ -32,11 +32,11 @@ NaN maps, which the release's thresholding would turn into a clean 1.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import nullcontext
 
 import numpy as np
 
-from robustbench_x.api import Context, Method
+from robustbench_x.api import Context, Method, torch_threads
 from robustbench_x.errors import PluginError
 
 __all__ = ["Voice", "MAX_KEPT_PIXELS", "OUTPUT"]
@@ -91,7 +91,7 @@ class Voice(Method):
         keep = OUTPUT in ctx.wants
         ious, snrs, explanations, uncertainties = [], [], [], []
         constant = np.zeros(2, dtype=np.int64)
-        with _threads(self.threads):
+        with nullcontext() if self.threads is None else torch_threads(self.threads):
             for x, _ in ctx.loader(subset, batch_size=self.batch_size):
                 logits, explanation, uncertainty = voice_batch(module, layer, x, self.contrast, where=f"voice on model '{ctx.model.name}'")
                 e, u = explanation.cpu().numpy(), uncertainty.cpu().numpy()
@@ -112,17 +112,6 @@ class Voice(Method):
         if keep and explanations:
             self._maps[subset] = _kept(np.concatenate(explanations), np.concatenate(uncertainties))
         return {"confidence": 1.0 - iou, OUTPUT: iou, "explanation_snr": snr}
-
-
-@contextmanager
-def _threads(n: int | None):
-    if n is None:
-        yield
-        return
-    from robustbench_x.api import torch_threads
-
-    with torch_threads(n):
-        yield
 
 
 def _kept(explanation: np.ndarray, uncertainty: np.ndarray) -> dict[str, np.ndarray]:
