@@ -113,7 +113,8 @@ def explain_batch(module: nn.Module, layer: nn.Module, x: torch.Tensor, contrast
     """
     size = (int(x.shape[-2]), int(x.shape[-1]))
     with torch.enable_grad(), capture(module, layer) as box:
-        logits = module(x)
+        # an input that requires grad keeps the layer's output in the graph even when every parameter is frozen
+        logits = module(x.detach().requires_grad_(True))
         activation = _check_activation(box.activation, where)
         prediction = logits.argmax(dim=1)
         (grad,) = torch.autograd.grad(logits.gather(1, prediction[:, None]).sum(), activation, retain_graph=True)

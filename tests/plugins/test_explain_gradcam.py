@@ -73,6 +73,15 @@ def test_contrast_map_is_grad_cam_of_the_cross_entropy_toward_q(net_and_input):
     np.testing.assert_allclose(maps[:, 1].numpy(), cam(a.detach(), grad, (8, 8)).numpy(), atol=1e-6)
 
 
+def test_a_frozen_network_is_explained_too(net_and_input):
+    net, x = net_and_input
+    frozen = TwoLayer().eval().requires_grad_(False)
+    _, e, maps = explain_batch(frozen, frozen.layer, x, lambda z: contrast_classes(z, 2))
+    _, e2, maps2 = explain_batch(net, net.layer, x, lambda z: contrast_classes(z, 2))
+    assert torch.equal(e, e2) and torch.equal(maps, maps2)
+    assert all(p.grad is None for p in net.parameters())  # nothing accumulated in the parameters
+
+
 def test_the_contrast_map_differs_from_the_explanation_of_q(net_and_input):
     # "why P rather than Q" is not "why Q": CE(z, Q) weighs every class by its probability
     net, x = net_and_input
