@@ -17,7 +17,8 @@ AlRegib, "Contrastive Explanations in Neural Networks", ICIP 2020, arXiv
 2008.00178) replaces ``y`` by the cross-entropy of the logits toward the
 contrast class, ``J(P, Q) = CE(z, Q) = -log softmax(z)_Q``, with the same
 pooling, ReLU, upsampling and normalisation (``Contrast.forward`` in the VOICE
-code's ``gradcam.py``).
+code's ``gradcam.py``, the definition followed here; the ICIP paper's own
+section and equation numbers were not checked).
 
 Conventions of this module (where the release leaves them open):
 

@@ -4,7 +4,9 @@ Paper: M. Prabhushankar & G. AlRegib, "VOICE: Variance of Induced Contrastive
 Explanations to quantify Uncertainty in Neural Network Interpretability",
 IEEE J-STSP 2024, doi 10.1109/JSTSP.2024.3413536, arXiv 2406.00573. Code:
 olivesgatech/VOICE-Uncertainty@39adf96, ``demo.py`` (``get_explanation``) and
-``gradcam.py`` (``GradCAM``, ``Contrast``).
+``gradcam.py`` (``GradCAM``, ``Contrast``). The paper's section and
+equation numbers could not be checked when this was written: every
+definition below is the released code's, read at that commit.
 
 The VOICE map of an image predicted as ``P`` is the pixelwise variance, over
 the contrast classes ``Q``, of the contrastive Grad-CAM maps ``M(x; P, Q)``
