@@ -76,10 +76,10 @@ METHODS = [
 ]
 
 DATASETS = [
-    DatasetSpec("cifar10", factory="rbx_attacks.cifar:build_cifar10", provides={TOKEN}, option_keys={"root", "label_space"}, required_keys={"root"},
+    DatasetSpec("cifar10", factory="rbx_attacks.cifar:build_cifar10", provides={TOKEN, "train_split"}, option_keys={"root", "label_space"}, required_keys={"root"},
                 option_types={"root": "path", "label_space": "str"}, label_space="cifar10",
                 summary="CIFAR-10, binary release: <root>/test_batch.bin (+ data_batch_1..5.bin as train); RobustBench's adversarial protocol"),
-    DatasetSpec("cifar100", factory="rbx_attacks.cifar:build_cifar100", provides={TOKEN}, option_keys={"root", "label_space"}, required_keys={"root"},
+    DatasetSpec("cifar100", factory="rbx_attacks.cifar:build_cifar100", provides={TOKEN, "train_split"}, option_keys={"root", "label_space"}, required_keys={"root"},
                 option_types={"root": "path", "label_space": "str"}, label_space="cifar100",
                 summary="CIFAR-100, binary release: <root>/test.bin (+ train.bin), fine labels; RobustBench's adversarial protocol"),
 ]

@@ -8,7 +8,8 @@ Record layout: CIFAR-10 one label byte then 3,072 pixel bytes (1,024 red,
 label byte, then the same pixels (the fine label is the class, as in
 RobustBench's ``load_cifar100``). Files: CIFAR-10 ``test_batch.bin`` (the
 ``id`` subset, 10,000 images) and ``data_batch_1.bin`` … ``data_batch_5.bin``
-(``train``); CIFAR-100 ``test.bin`` and ``train.bin``. ``root`` is the folder
+(``train``); CIFAR-100 ``test.bin`` and ``train.bin``; all are required (the
+built-in CNN trains on the train split). ``root`` is the folder
 holding them (``cifar-10-batches-bin``, ``cifar-100-binary``) or its parent.
 The binary release, not the Python one, because the Python release is pickled.
 Sample ids are ``<subset>/<index>`` (``id/00042``: the 43rd test image).
@@ -62,14 +63,14 @@ class CifarDataset(Dataset):
         if (root / layout["folder"]).is_dir():
             root = root / layout["folder"]
         self.name, self.root, self._layout = name, root, layout
-        missing = [f for f in layout["id"] if not (root / f).is_file()]
+        missing = [f for f in layout["id"] + layout["train"] if not (root / f).is_file()]
         if missing:
             raise ConfigError(f"{root / missing[0]} does not exist", file=file, key=f"datasets.{name}.root",
                               fix=f"extract {layout['archive']} (the binary release) and point root at the folder holding {missing[0]}")
-        self._subsets = ["id"] + (["train"] if all((root / f).is_file() for f in layout["train"]) else [])
+        self._subsets = ["id", "train"]
         names = root / layout["names"]
         self.classes = [c for c in names.read_text().split() if c] if names.is_file() else [str(i) for i in range(layout["classes"])]
-        self.provides = frozenset({"attack_protocol"} | ({"train_split"} if "train" in self._subsets else set()))
+        self.provides = frozenset({"attack_protocol", "train_split"})
         self._sources: dict[str, _Records] = {}
 
     def subsets(self) -> list[str]:
