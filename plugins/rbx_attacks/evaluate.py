@@ -167,6 +167,36 @@ def _sample_ids(source, ctx) -> list[str]:
     return [str(s) for s in ctx.outputs(SUBSET).sample_ids]
 
 
+def score_subset(method: AttackMethod, ctx, subset: str, device: str = "cpu") -> dict[str, np.ndarray]:
+    """:meth:`AttackMethod.score`: the method's sequence on ``ctx.loader(subset)``,
+    its normalised batches mapped back to [0, 1]."""
+    proto = protocol.protocol_for(ctx.dataset.name)
+    budget = method.budget("Linf", proto.budget("Linf") if proto else None)
+    if budget is None:
+        raise PluginError(f"no threat model for dataset '{ctx.dataset.name}': register the attack method with norm and eps parameters")
+    model = ctx.model
+    mean, std = inputs.normalisation(model.transform())
+    net = model.module
+    was_training = net.training
+    attacked = inputs.UnitInputModel(net, mean, std).to(device).eval()
+    m, s = mean.view(1, -1, 1, 1).to(device), std.view(1, -1, 1, 1).to(device)
+    try:
+        with torch_threads(1) if device == "cpu" else contextlib.nullcontext():
+            try:
+                attacks = method.attacks(attacked, budget, int(ctx.num_classes or model.num_classes), ctx.seed, device, ctx)
+            except Unsupported as exc:
+                raise PluginError(str(exc)) from None
+            x = torch.cat([xb.to(device).float() for xb, _ in ctx.loader(subset)]) * s + m
+            y = torch.as_tensor(np.asarray(ctx.outputs(subset).labels)).to(device)
+            result = run_sequence(attacked, x.clamp(0.0, 1.0), y.clamp_min(0), attacks, method.batch_size)
+    finally:
+        net.train(was_training)
+    delta = (result.adversarial_input - x.clamp(0.0, 1.0)).flatten(1).double()
+    size = delta.abs().amax(1) if budget.norm == "Linf" else delta.norm(dim=1)
+    return {"prediction": result.clean_prediction, "adversarial_prediction": result.adversarial_prediction,
+            "perturbation_norm": size.cpu().numpy()}
+
+
 def _undefined(ev: Evaluation, reason: str) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The job cannot attack here (too few classes, no threat model): every metric
     row carries the reason; nothing per sample."""

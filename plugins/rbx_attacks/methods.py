@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_x.api import Context, Method
-from robustbench_x.errors import PluginError
 from rbx_attacks.pgd import pgd
 from rbx_attacks.sequence import Attack
 from rbx_attacks.threat import Budget
@@ -71,8 +70,13 @@ class AttackMethod(Method):
         raise NotImplementedError
 
     def score(self, ctx: Context, subset: str):
-        raise PluginError("attack methods run inside the adversarial suites (rbx run --suite adversarial); "
-                          "their evaluator calls AttackMethod.attacks, not score")
+        """Per sample of ``subset`` (batches of ``ctx.loader``): ``prediction``
+        (clean), ``adversarial_prediction`` and ``perturbation_norm``, under the
+        method's own threat model or the ℓ∞ protocol of the dataset (by name).
+        The adversarial suites use :meth:`attacks` through their evaluator."""
+        from rbx_attacks.evaluate import score_subset
+
+        return score_subset(self, ctx, subset)
 
 
 class PGDMethod(AttackMethod):
