@@ -50,7 +50,9 @@ def threat_line(diag: dict) -> str:
     norm = {"Linf": "ℓ∞", "L2": "ℓ2"}.get(diag.get("norm", ""), diag.get("norm", "?"))
     where = f"RobustBench's {diag['protocol']} protocol" if diag.get("protocol") else "not a RobustBench protocol"
     pre = f"; inputs: {diag['preprocessing']}" if diag.get("preprocessing") else ""
-    return f"Threat model: {norm}, ε = {diag.get('eps_label', '?')} ({diag.get('eps', float('nan')):.6g} in [0, 1] pixel units); {where}{pre}."
+    label, eps = diag.get("eps_label", "?"), diag.get("eps", float("nan"))
+    number = "" if label == repr(eps) else f" = {eps:.6g}"
+    return f"Threat model: {norm}, ε = {label}{number} in [0, 1] pixel units; {where}{pre}."
 
 
 def render(page: Page) -> list[str]:
