@@ -67,3 +67,35 @@ def test_the_wrapped_model_sees_what_the_transform_gives():
     assert unit.min() >= 0 and unit.max() <= 1
     with torch.no_grad():
         assert torch.allclose(inputs.UnitInputModel(net, mean, std)(unit[None]), net(transform(image)[None]), atol=1e-5)
+
+
+def test_cifar_reader_names_the_missing_file_and_reads_records(tmp_path):
+    from rbx_attacks.cifar import build_cifar10, build_cifar100
+    from robustbench_x.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"datasets\.yaml: key 'datasets\.mine\.root': .*test_batch\.bin does not exist\n  fix: extract cifar-10-binary\.tar\.gz"):
+        build_cifar10("mine", {"root": str(tmp_path)}, str(tmp_path / "datasets.yaml"))
+    folder = tmp_path / "cifar-100-binary"
+    folder.mkdir()
+    pixels = np.arange(3072) % 256
+    records = [np.concatenate([[c, f], pixels]) for c, f in ((1, 42), (3, 7))]
+    for name in ("test.bin", "train.bin"):
+        (folder / name).write_bytes(np.asarray(records, dtype=np.uint8).tobytes())
+    data = build_cifar100("c100", {"root": str(tmp_path)})
+    image, label, sample_id = data.samples("id")[1]
+    assert (label, sample_id, image.size) == (7, "id/00001", (32, 32))  # the fine label
+    red = np.asarray(image)[..., 0]
+    assert red[0, 1] == 1 and np.asarray(image)[0, 0, 1] == 1024 % 256  # red plane first, then green
+
+
+def test_model_info_import_refuses_a_bad_file(tmp_path):
+    from rbx_attacks.robustbench import import_model_info
+    from robustbench_x.errors import UsageError
+
+    folder = tmp_path / "cifar10" / "Linf"
+    folder.mkdir(parents=True)
+    (folder / "X.json").write_text('{"clean_acc": "ninety"}')
+    with pytest.raises(UsageError, match=r"X\.json: key 'clean_acc' is 'ninety'"):
+        import_model_info(tmp_path, tmp_path / "store")
+    with pytest.raises(UsageError, match="no model_info files"):
+        import_model_info(tmp_path / "cifar10", tmp_path / "store")
