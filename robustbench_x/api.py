@@ -154,9 +154,15 @@ class MethodSpec:
     #: cannot be shipped, a score direction that contradicts the paper's own
     #: benchmark). Each is one sentence; the leaderboard prints it as a footnote.
     deviations: tuple[str, ...] = ()
+    #: Import names of optional packages the method needs (``("pyautoattack",)``)
+    #: and how to install them (``install``, e.g. ``pip install 'robustbench_x[attacks]'``).
+    #: When one is missing the planner records the job as skipped with that hint.
+    packages: tuple[str, ...] = ()
+    install: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
+        object.__setattr__(self, "packages", tuple(self.packages))
         object.__setattr__(self, "requires", _frozen(self.requires))
         object.__setattr__(self, "outputs", _frozen(self.outputs))
         object.__setattr__(self, "params", dict(self.params))

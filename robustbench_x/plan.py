@@ -280,7 +280,22 @@ HINTS = {
 }
 
 
+def missing_packages(spec) -> str | None:
+    """Why a method whose optional packages (``MethodSpec.packages``) are not
+    installed cannot run, with its install hint; None when all are importable."""
+    import importlib.util
+
+    missing = [p for p in getattr(spec, "packages", ()) if importlib.util.find_spec(p) is None]
+    if not missing:
+        return None
+    hint = f"; to run it, {spec.install}" if spec.install else ""
+    return f"needs the optional package{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed{hint}"
+
+
 def _incompatibility(model: ModelRef, dataset: DatasetRef, spec) -> str | None:
+    packages = missing_packages(spec)
+    if packages:
+        return packages
     if model.label_space is not None and model.label_space != dataset.label_space:
         return f"model label space '{model.label_space}' differs from dataset label space '{dataset.label_space}'"
     missing = set(spec.requires) - set(model.provides) - set(dataset.provides)

@@ -42,6 +42,8 @@ CHECK_PARAMS = {
     "heat-gmm-std": _HEAT,
     "purview-initial": {"batch_size": 128},
     "purview-final": {"batch_size": 128},
+    # AutoAttack standard attacks 9 target classes (>= 10 classes); the kit's digits have 6: its adapter is checked on APGD-CE
+    "autoattack-standard": {"attacks": ["apgd-ce"]},
     # dataset types: a tiny tree to build them from
     "imagefolder": write_imagefolder,
     # model families: an architecture that builds offline
@@ -72,8 +74,13 @@ def _imagenet_trees() -> dict:
 
 CHECK_PARAMS.update(_imagenet_trees())
 
+_TEN_CLASSES = "AutoAttack's 9 target classes need >= 10 classes; the kit's digits have 6 (the refusal is tested in tests/plugins/test_attacks_oracle.py)"
+
 #: Findings of the kit in first-party plugins (report them to the plugin's owner; remove when fixed).
 EXPECTED_FAILURES = {
+    # Not findings: the environment cannot run them (see _TEN_CLASSES).
+    **{m: dict.fromkeys(("check_method_honours_requires", "check_method_per_sample_outputs", "check_method_deterministic"), _TEN_CLASSES)
+       for m in ("apgd-t", "fab-t")},
     # Purview follows the verified GradTrust demo (score = -mean squared gradient norm, higher = ID);
     # on the built-in CNN OOD inputs get the smaller gradients. Kept as published; see the plugin docstring.
     "purview-initial": {

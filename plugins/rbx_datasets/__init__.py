@@ -10,7 +10,8 @@ def rbx_datasets():
         DatasetSpec(
             "embedded-digits",
             factory="rbx_datasets.embedded:build",
-            provides={"train_split", "val_split", "ood_subsets"},
+            # attack_protocol: rbx_attacks has a threat model for it (the adversarial suites)
+            provides={"train_split", "val_split", "ood_subsets", "attack_protocol"},
             builtin=True,
             label_space="embedded-digits-0to5",
             summary="digits 0-5 (scikit-learn) vs held-out digits, photo and texture patches; noise/blur/contrast and "

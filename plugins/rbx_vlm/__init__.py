@@ -159,6 +159,7 @@ def rbx_datasets() -> list[DatasetSpec]:
         DatasetSpec(
             "imagenet",
             factory="rbx_vlm.datasets:build_imagenet",
+            provides={"attack_protocol"},  # rbx_attacks: RobustBench's ImageNet threat model and 5,000 images
             option_keys=_ROOT_KEYS | {"train", "val", "test", "ood", "ood_root", "dg"},
             required_keys={"root"},
             option_types=_TYPES,

@@ -1,0 +1,53 @@
+"""AutoAttack 'standard' through rbx_attacks gives the reference package's own
+result (pyautoattack's ``run_standard_evaluation``) on the same inputs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pyautoattack", reason="needs the optional extra: pip install 'robustbench_x[attacks]'")
+
+from rbx_attacks.methods import AutoAttackMethod  # noqa: E402
+from robustbench_x.api import torch_threads  # noqa: E402
+from rbx_attacks.sequence import run_sequence  # noqa: E402
+from rbx_attacks.threat import Budget  # noqa: E402
+
+
+class Net(torch.nn.Module):
+    """A small 10-class network (two layers, so no attack is exact by construction)."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.W1 = torch.randn(24, 48, generator=g) / 7
+        self.W2 = torch.randn(10, 24, generator=g)
+
+    def forward(self, x):
+        return torch.tanh(x.flatten(1) @ self.W1.T) @ self.W2.T
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm, eps", [("Linf", 0.03)])
+def test_standard_equals_the_reference_package(norm, eps):
+    from pyautoattack import AutoAttack
+
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+    model = Net().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(12, 3, 4, 4, generator=g)
+    y = model(x).argmax(1)
+    y[0] = (y[0] + 1) % 10  # one misclassified clean sample
+    with torch_threads(1):
+        ours = run_sequence(model, x, y, AutoAttackMethod().attacks(model, Budget(norm, eps), 10, 0, "cpu", None), batch_size=250)
+        x_ref, y_ref = AutoAttack(model, norm=norm, eps=eps, version="standard", seed=0).run_standard_evaluation(x, y, batch_size=250)
+    robust_ref = (y_ref == y).numpy()
+    robust = ours.adversarial_prediction == y.numpy()
+    assert 0 < robust.mean() < 11 / 12  # some samples broken, some robust: every attack of the sequence ran
+    assert list(ours.robust_after) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert robust.mean() == robust_ref.mean()
+    assert np.array_equal(robust, robust_ref)
+    assert torch.equal(ours.adversarial_input, x_ref)
