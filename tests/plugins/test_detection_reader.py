@@ -1,0 +1,133 @@
+"""The CURE-TSD reader on a tiny tree in the released layout (frame folders and
+an MP4 decoded with PyAV), the detections file, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rbx_detection.cure_tsd import CureTSD, build
+from rbx_detection.detections_file import read_detections
+from robustbench_x.errors import ConfigError
+
+W, H = 32, 24
+
+
+def _frame(value: int) -> np.ndarray:
+    return np.full((H, W, 3), value, dtype=np.uint8)
+
+
+def _write_mp4(path, n):
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(40 * i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "CURE-TSD"
+    (root / "labels").mkdir(parents=True)
+    (root / "labels" / "01_04.txt").write_text("frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury\n001_06_2_3_10_3_2_9_10_9\n003_14_20_4_28_4_20_12_28_12\n003_06_1_1_5_1_1_5_5_5\n")
+    (root / "labels" / "01_01.txt").write_text("001_13_0_0_4_0_0_4_4_4\n")
+    for stem in ("01_04_00_00_00", "01_04_01_04_02", "01_01_00_00_00"):  # 01_01 is a train sequence
+        (root / stem).mkdir()
+        for f in range(1, 5):
+            Image.fromarray(_frame(10 * f)).save(root / stem / f"{f:03d}.png")
+    _write_mp4(root / "01_04_01_02_05.mp4", 4)
+    (root / "README.txt").write_text("not a video: ignored")
+    return root
+
+
+def test_subsets_frames_and_ground_truth(tree):
+    ds = CureTSD(tree)
+    assert ds.task == "detection" and ds.subsets() == ["id", "c/Darkening/2", "c/LensBlur/5"]
+    source = ds.samples("id")
+    assert len(source) == 4 and source[2][2] == "01_04_00_00_00/003" and source[2][1] == -1
+    assert np.asarray(source[2][0]).shape == (H, W, 3) and np.asarray(source[2][0]).max() == 30
+    assert ds.frame_keys("c/Darkening/2")[0] == ("01_04_01_04_02", 1)
+    truth = ds.ground_truth("c/Darkening/2")  # the sequence's annotations serve every challenge version
+    np.testing.assert_array_equal(truth[0][0], [[2, 3, 10, 9]])
+    assert truth[0][1].tolist() == [6] and truth[1][0].shape == (0, 4)
+    assert truth[2][1].tolist() == [14, 6]
+
+
+def test_video_decoded_in_frame_order(tree):
+    ds = CureTSD(tree)
+    source = ds.samples("c/LensBlur/5")
+    assert len(source) == 4 and [source[i][2] for i in range(4)] == [f"01_04_01_02_05/{f:03d}" for f in range(1, 5)]
+    means = [np.asarray(source[i][0], dtype=float).mean() for i in (0, 1, 3)]
+    assert means == pytest.approx([0, 40, 120], abs=4)  # lossy codec; the order is what matters
+    assert np.asarray(source[1][0], dtype=float).mean() == pytest.approx(40, abs=4)  # going back reopens the video
+
+
+def test_split_sequence_and_frame_step(tree):
+    assert CureTSD(tree, split="train").subsets() == ["id"]
+    assert CureTSD(tree, split="all").frame_keys("id")[:5:4] == [("01_01_00_00_00", 1), ("01_04_00_00_00", 1)]
+    assert [k for _, k in CureTSD(tree, frame_step=2).frame_keys("id")] == [1, 3]
+    with pytest.raises(ConfigError, match="no unreal video of the test split"):
+        CureTSD(tree, sequence="unreal")
+
+
+def test_bad_root_file_name_and_missing_annotations_name_the_file_key_and_fix(tree, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        build("mine", {"root": str(tmp_path / "nowhere")}, config_file="datasets.yaml")
+    assert "key 'root'" in str(info.value) and "fix:" in str(info.value) and "datasets.yaml" in str(info.value)
+    (tree / "01_04_01_02_9.mp4").write_bytes(b"")
+    with pytest.raises(ConfigError, match="01_04_01_02_9.mp4") as info:
+        CureTSD(tree)
+    assert "does not match sequenceType_sequenceNumber" in str(info.value)
+    (tree / "01_04_01_02_9.mp4").unlink()
+    (tree / "labels" / "01_04.txt").unlink()
+    with pytest.raises(ConfigError, match="01_04.txt") as info:
+        CureTSD(tree)
+    assert "key 'annotations'" in str(info.value)
+    with pytest.raises(ConfigError, match="unknown key 'roots'"):
+        build("mine", {"roots": "x"})
+
+
+def test_detections_csv_and_json_read_the_same(tmp_path):
+    rows = [
+        {"video": "01_04_00_00_00", "frame": 3, "sign_type": 14, "x1": 20, "y1": 4, "x2": 28, "y2": 12, "score": 0.9},
+        {"video": "01_04_00_00_00.mp4", "frame": 3, "sign_type": 6, "x1": 1, "y1": 1, "x2": 5, "y2": 5},
+    ]
+    csv = tmp_path / "d.csv"
+    csv.write_text("video,frame,sign_type,x1,y1,x2,y2,score\n01_04_00_00_00,3,14,20,4,28,12,0.9\n01_04_00_00_00.mp4,3,6,1,1,5,5,\n")
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    for path in (csv, tmp_path / "d.json"):
+        dets = read_detections(path)
+        assert list(dets) == [("01_04_00_00_00", 3)]
+        boxes, signs, scores = dets[("01_04_00_00_00", 3)]
+        np.testing.assert_array_equal(boxes, [[20, 4, 28, 12], [1, 1, 5, 5]])
+        assert signs.tolist() == [14, 6] and scores.tolist() == [0.9, 1.0]
+
+
+@pytest.mark.parametrize(
+    "line, key, why",
+    [("01_04_00_00_00,0,6,1,1,5,5,1", "frame", "1-based"), ("01_04_00_00_00,1,15,1,1,5,5,1", "sign_type", "1..14"),
+     ("01_04_00_00_00,1,6,5,1,1,5,1", "x2", "x2 < x1"), ("01_04_00_0_00,1,6,1,1,5,5,1", "video", "does not match"),
+     ("01_04_00_00_00,1,6,1,1,5,nan,1", "y2", "not finite"), ("01_04_00_00_00,1,6,1,1,5,5,high", "score", "not a number")],
+)  # fmt: skip
+def test_bad_detections_name_the_file_line_and_key(tmp_path, line, key, why):
+    path = tmp_path / "d.csv"
+    path.write_text(f"video,frame,sign_type,x1,y1,x2,y2,score\n01_04_00_00_00,1,6,1,1,5,5,1\n{line}\n")
+    with pytest.raises(ConfigError, match=why) as info:
+        read_detections(path)
+    assert str(path) in str(info.value) and f"key '{key}'" in str(info.value) and "line 3" in str(info.value) and "fix:" in str(info.value)
+
+
+def test_detections_file_without_required_columns(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("video,frame,class,x1,y1,x2,y2\n")
+    with pytest.raises(ConfigError, match="lacks sign_type"):
+        read_detections(path)
