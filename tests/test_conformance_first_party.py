@@ -48,6 +48,9 @@ CHECK_PARAMS = {
     "imagefolder": write_imagefolder,
     # model families: an architecture that builds offline
     "timm": {"arch": "test_resnet", "options": {"pretrained": False, "num_classes": 6}},
+    "cure-tsd": lambda tmp: __import__("rbx_detection.testing").testing.write_cure_tsd_tree(tmp, video=False, train=False),
+    # a detections file to read
+    "detections-file": {"options": {"options": {"detections": str(Path(__file__).parent / "fixtures" / "cure_tsd_detections.csv")}}},
 }
 
 

@@ -65,8 +65,8 @@ models
 ``check_model_provides_known``         ``provides`` are capability tokens
 ``check_model_builds``                 ``factory(arch=, options=, dataset=, seed=, log=)`` builds on the
                                        embedded dataset and the model provides what its spec promises
-``check_model_forward_shapes``         ``forward`` returns 2-D finite (logits, features), same batch,
-                                       ``num_classes`` logits
+``check_model_forward_shapes``         (``logits``) ``forward`` returns 2-D finite (logits, features), same
+                                       batch, ``num_classes`` logits
 ``check_model_linear_head_consistent`` (``linear_head``) ``features @ W.T + b ≈ logits``
 ``check_model_fingerprint_stable``     the fingerprint is a non-empty string, equal across builds
 suites
@@ -1815,7 +1815,7 @@ def check_model_builds(spec: ModelSpec, env: CheckEnv | None = None) -> None:
     missing = sorted(set(spec.provides) - runtime)
     if missing:
         _fail(f"{env.who(spec)}: the spec promises {missing} but the built model's provides is {sorted(runtime)}; the planner would schedule methods it cannot serve")
-    if int(getattr(model, "num_classes", 0) or 0) <= 0:
+    if "logits" in spec.provides and int(getattr(model, "num_classes", 0) or 0) <= 0:
         _fail(f"{env.who(spec)}: the built model has num_classes={getattr(model, 'num_classes', None)!r}; expected the number of logits")
 
 
@@ -1956,6 +1956,8 @@ def _applies(check: Callable, spec: Any) -> bool:
         return spec.evaluator is not None
     if check is check_model_linear_head_consistent:
         return "linear_head" in spec.provides
+    if check is check_model_forward_shapes:  # a detector's output is not (logits, features)
+        return "logits" in spec.provides
     if check is check_dataset_fingerprint_tracks_files:
         return not spec.builtin
     return True

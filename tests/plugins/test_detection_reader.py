@@ -10,41 +10,16 @@ import pytest
 
 from rbx_detection.cure_tsd import CureTSD, build
 from rbx_detection.detections_file import read_detections
+from rbx_detection.testing import HEIGHT, WIDTH, write_cure_tsd_tree
 from robustbench_x.errors import ConfigError
 
-W, H = 32, 24
-
-
-def _frame(value: int) -> np.ndarray:
-    return np.full((H, W, 3), value, dtype=np.uint8)
-
-
-def _write_mp4(path, n):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(n):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(40 * i), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+W, H = WIDTH, HEIGHT
 
 
 @pytest.fixture
 def tree(tmp_path):
-    from PIL import Image
-
     root = tmp_path / "CURE-TSD"
-    (root / "labels").mkdir(parents=True)
-    (root / "labels" / "01_04.txt").write_text("frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury\n001_06_2_3_10_3_2_9_10_9\n003_14_20_4_28_4_20_12_28_12\n003_06_1_1_5_1_1_5_5_5\n")
-    (root / "labels" / "01_01.txt").write_text("001_13_0_0_4_0_0_4_4_4\n")
-    for stem in ("01_04_00_00_00", "01_04_01_04_02", "01_01_00_00_00"):  # 01_01 is a train sequence
-        (root / stem).mkdir()
-        for f in range(1, 5):
-            Image.fromarray(_frame(10 * f)).save(root / stem / f"{f:03d}.png")
-    _write_mp4(root / "01_04_01_02_05.mp4", 4)
+    write_cure_tsd_tree(root)
     (root / "README.txt").write_text("not a video: ignored")
     return root
 
