@@ -73,3 +73,19 @@ def test_a_users_detections_file_is_scored_on_the_embedded_sequences(cli, tmp_pa
     assert result.code == 1, result
     errors = read_results(tmp_path / "o2")["error"].dropna()
     assert all("broken.csv" in e and "sign_type" in e and "line 2" in e for e in errors)
+
+
+def test_default_models_of_another_task_are_left_out_of_the_plan():
+    from robustbench_x.config import Config
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+
+    registry = get_registry()
+    detection = make_plan(registry, Config(), "cure-tsd")
+    assert {j.model.name for j in detection.jobs} == {"embedded-detections"} and not detection.skipped
+    ood = make_plan(registry, Config(), "ood")
+    assert "embedded-detections" not in {j.model.name for j in ood.jobs} and "builtin-cnn" in {j.model.name for j in ood.jobs}
+    # named explicitly, a model that cannot serve the suite is planned and skipped with the reason (never built)
+    named = make_plan(registry, Config(), "cure-tsd", models=["builtin-cnn", "embedded-detections"])
+    skipped = {(j.model.name, j.skip_reason.split(",")[0]) for j in named.skipped}
+    assert skipped == {("builtin-cnn", "requires detections")} and len(named.runnable) == 2
