@@ -53,27 +53,24 @@ SUITES = [
 ]
 
 _OURS = "The matching rule (IoU >= 0.5, greedy by score, one detection per box) is ours: the CURE-TSD papers do not state theirs."
+
+
+def _detections(name: str, same_class: bool, summary: str) -> MethodSpec:
+    return MethodSpec(
+        name=name,
+        factory="rbx_detection.methods:Detections",
+        requires={"detections"},
+        outputs={"detections"},
+        params={"min_score": 0.0, "iou_threshold": 0.5, "same_class": same_class},
+        summary=summary,
+        paper=f"{_PAPERS}: precision, recall, F0.5, F2 of a sign detector",
+        deviations=(_OURS,),
+    )
+
+
 METHODS = [
-    MethodSpec(
-        name="detections",
-        factory="rbx_detection.methods:Detections",
-        requires={"detections"},
-        outputs={"detections"},
-        params={"min_score": 0.0, "iou_threshold": 0.5, "same_class": True},
-        summary="the model's detections, matched to the ground truth at IoU >= 0.5 with the same sign type",
-        paper=f"{_PAPERS}: precision, recall, F0.5, F2 of a sign detector",
-        deviations=(_OURS,),
-    ),
-    MethodSpec(
-        name="detections-any-class",
-        factory="rbx_detection.methods:Detections",
-        requires={"detections"},
-        outputs={"detections"},
-        params={"min_score": 0.0, "iou_threshold": 0.5, "same_class": False},
-        summary="the model's detections, matched at IoU >= 0.5 whatever their sign type (localisation only)",
-        paper=f"{_PAPERS}: precision, recall, F0.5, F2 of a sign detector",
-        deviations=(_OURS,),
-    ),
+    _detections("detections", True, "the model's detections, matched to the ground truth at IoU >= 0.5 with the same sign type"),
+    _detections("detections-any-class", False, "the model's detections, matched at IoU >= 0.5 whatever their sign type (localisation only)"),
 ]
 
 MODELS = [

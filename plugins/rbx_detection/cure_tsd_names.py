@@ -9,8 +9,8 @@ Video ``<sequenceType>_<sequenceNumber>_<challengeSourceType>_<challengeType>_<c
 (``01_04_01_02_03.mp4``: real sequence 4, After Effects, lens blur, level 3);
 annotation ``<sequenceType>_<sequenceNumber>.txt``, shared by every challenge
 version of the sequence. The sign and challenge codes are CURE-TSR's (the
-same lab's release): the challenge names and the ``c/<Folder>/<level>``
-subset names follow the CURE-TSR reader of ``rbx_robustness``, so a
+same lab's release): they, the challenge names and the ``c/<Folder>/<level>``
+subset names are taken from the CURE-TSR reader of ``rbx_robustness``, so a
 condition has one name across the two datasets.
 """
 
@@ -20,28 +20,17 @@ import os
 import re
 from dataclasses import dataclass
 
+from rbx_robustness.readers.cure_tsr import CHALLENGE_TYPES, SIGN_TYPES
+
+__all__ = ["CHALLENGE_TYPES", "SIGN_TYPES", "SEQUENCE_TYPES", "TEST_SEQUENCES", "VideoName", "parse_video_name", "parse_annotation_name"]
+
 SEQUENCE_TYPES = {1: "real", 2: "unreal"}
 CHALLENGE_SOURCES = {0: "none", 1: "After Effects"}
-SIGN_TYPES = {
-    1: "speed_limit", 2: "goods_vehicles", 3: "no_overtaking", 4: "no_stopping", 5: "no_parking",
-    6: "stop", 7: "bicycle", 8: "hump", 9: "no_left", 10: "no_right", 11: "priority_to",
-    12: "no_entry", 13: "yield", 14: "parking",
-}  # fmt: skip
-#: challenge code -> (name in the README, subset folder name as in CURE-TSR)
-CHALLENGE_TYPES = {
-    1: ("Decolorization", "Decolorization"), 2: ("Lens blur", "LensBlur"), 3: ("Codec error", "CodecError"),
-    4: ("Darkening", "Darkening"), 5: ("Dirty lens", "DirtyLens"), 6: ("Exposure", "Exposure"),
-    7: ("Gaussian blur", "GaussianBlur"), 8: ("Noise", "Noise"), 9: ("Rain", "Rain"),
-    10: ("Shadow", "Shadow"), 11: ("Snow", "Snow"), 12: ("Haze", "Haze"),
-}  # fmt: skip
-LEVELS = (1, 2, 3, 4, 5)
 #: The README's "Test Sequences": sequence numbers of the 30 % test split, per sequence type.
 TEST_SEQUENCES = {
     1: frozenset({4, 5, 6, 7, 8, 18, 19, 21, 24, 26, 31, 38, 39, 41, 47}),
     2: frozenset({2, 4, 6, 9, 12, 13, 16, 17, 18, 20, 22, 28, 31, 32, 36}),
 }
-SPLIT_SOURCE = "olivesgatech/CURE-TSD README.md, 'Test Sequences' (commit c2a3120)"
-FRAMES_PER_SEQUENCE = 300
 
 _VIDEO = re.compile(r"^(\d{2})_(\d{2})_(\d{2})_(\d{2})_(\d{2})$")
 _ANNOTATION = re.compile(r"^(\d{2})_(\d{2})$")
