@@ -2,8 +2,9 @@
 
 Per (model, dataset), laid out as the CURE-TSR page lays out challenges:
 
-* a summary table: methods (matching rules) × precision, recall, F0.5 and F2
-  on the challenge-free videos, on every challenge video, and on all frames;
+* a summary table: precision, recall, F0.5 and F2 of each method (matching
+  rule) on the challenge-free videos, on every challenge video, and on all
+  frames;
 * per method and headline metric, a table with the challenge types as rows,
   the levels 1–5 and "all levels" as columns, the challenge-free value
   beside them, and a row "all types" (every challenge type at that level);
@@ -62,20 +63,19 @@ def _cell(rows: pd.DataFrame, metric: str, subset: str, scale: float) -> tuple[f
 
 
 def _summary(page: Page, rows: pd.DataFrame, where: str) -> list[str]:
-    header, body = ["method"], []
-    for metric in page.suite.headline:
-        header += [f"{metric} ↑ {label}" for _, label in SUMMARY]
-    for method in sorted(rows["method"].unique()):
-        cells = [page.method_label(method)]
-        for metric in page.suite.headline:
-            scale = page.metric(metric).scale
-            for subset, label in SUMMARY:
+    metrics = list(page.suite.headline)
+    body = []
+    for subset, label in SUMMARY:
+        for method in sorted(rows["method"].unique()):
+            cells = [label, page.method_label(method)]
+            for metric in metrics:
+                scale = page.metric(metric).scale
                 value, text = _cell(rows[rows["method"] == method], metric, subset, scale)
                 cells.append(text)
                 if value is not None:
-                    page.record(f"{where} summary", method, f"{metric} {label}", value, scale)
-        body.append(cells)
-    return ["Summary: " + ", ".join(label for _, label in SUMMARY) + ".", "", *markdown_table(header, body), ""]
+                    page.record(f"{where} summary", f"{label} / {method}", metric, value, scale)
+            body.append(cells)
+    return [*markdown_table(["frames", "method", *(f"{m} ↑" for m in metrics)], body, align="ll" + "r" * len(metrics)), ""]
 
 
 def _conditions(page: Page, rows: pd.DataFrame, metric: str, where: str) -> list[str]:
