@@ -311,8 +311,14 @@ class SuiteSpec:
     #: corruptions as rows and severity curves): called as ``render(page)`` with a
     #: :class:`robustbench_x.pages.Page`, it returns the page body's Markdown lines.
     renderer: str | None = None
+    #: The methods a run of this suite plans when ``--methods`` is not given
+    #: (empty: every method that outputs ``method_output``). For a suite whose
+    #: evaluation is costly per method (attacks), so the default run stays within
+    #: its budget; any other compatible method still runs with ``--methods``.
+    default_methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "default_methods", tuple(self.default_methods))
         object.__setattr__(self, "dataset_requires", _frozen(self.dataset_requires))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "headline", tuple(self.headline))
@@ -369,6 +375,11 @@ class Model:
     num_classes: int = 0
     #: Per-channel std of the input normalisation (ODIN divides its step by it), or None.
     input_std: tuple[float, ...] | None = None
+    #: Per-channel mean of the input normalisation, or None. With ``input_std`` it
+    #: says what ``transform`` does after scaling pixels to [0, 1]:
+    #: ``x = (pixel - input_mean) / input_std``, so attacks can perturb the [0, 1]
+    #: image and map it back (both None: ``transform`` returns [0, 1] pixels).
+    input_mean: tuple[float, ...] | None = None
 
     @property
     def module(self) -> "torch.nn.Module":

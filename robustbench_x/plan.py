@@ -212,6 +212,8 @@ def make_plan(
     else:
         # registry.get: a name two plugins registered is refused here, never resolved by load order.
         refs = [s.name for s in registry.specs("methods") if suite.method_output in s.outputs]
+        if suite.default_methods:  # the suite's own default selection (SuiteSpec.default_methods)
+            refs = [r for r in refs if r in suite.default_methods]
         method_specs = [registry.get("methods", m) for m in refs]
     metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
     jobs: list[Job] = []
