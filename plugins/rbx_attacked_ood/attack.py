@@ -41,6 +41,11 @@ class Threat:
     def name(self) -> str:
         return f"PGD-{self.steps}"
 
+    @property
+    def short(self) -> str:
+        """What a job records (``threat`` diagnostic) and the page reads back."""
+        return f"{self.name} {self.norm} eps={self.eps_label} step={self.step_size:g}"
+
     def __str__(self) -> str:
         return (
             f"{self.name}, {'ℓ∞' if self.norm == 'Linf' else 'ℓ2'} ε = {self.eps_label} in [0, 1] pixel units, "

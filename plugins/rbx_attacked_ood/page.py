@@ -9,6 +9,8 @@ objectives follows it.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from rbx_attacked_ood.attack import THREAT
@@ -30,9 +32,26 @@ COLUMNS = (
 )
 
 
+def _threats(page: Page) -> str:
+    """The threat models the standing results recorded (``threat`` diagnostic)."""
+    found = set()
+    for text in page.rows.get("diagnostics", []):
+        try:
+            value = json.loads(text).get("threat") if isinstance(text, str) else None
+        except ValueError:
+            value = None
+        if value:
+            found.add(value)
+    if found == {THREAT.short}:
+        return f"**{THREAT}**"
+    if not found:
+        return f"**{THREAT}** (the suite's current setting; the results recorded none)"
+    return "; ".join(f"**{t}**" for t in sorted(found)) + " (the results' recorded settings)"
+
+
 def render(page: Page) -> list[str]:
     lines = [
-        f"Threat model: **{THREAT}**. In-distribution test samples are moved to lower the detector's score (look OOD), "
+        f"Threat model: {_threats(page)}. In-distribution test samples are moved to lower the detector's score (look OOD), "
         "OOD samples to raise it (look in-distribution); the attacked inputs stay in float. "
         "Every attacked score is computed by the method itself on the model's outputs for the attacked inputs, "
         "and the clean values come from the same samples in the same job.",
@@ -72,7 +91,13 @@ def _table(page: Page, rows, table: str, subset: str | None) -> list[str]:
     order = sorted(rows["method"].unique(), key=lambda m: (-np.nan_to_num(value(m, "auroc-attacked"), nan=-1.0), m))
     body = []
     for method in order:
-        cells = [page.method_label(method), objective_for(method).kind]
+        kind = objective_for(method).kind
+        if kind == "transfer" and value(method, "auroc-attacked") > value(method, "auroc"):
+            kind += page.note(
+                "AUROC rose under a transfer attack: the surrogate (the classifier's max softmax) ranks samples against "
+                "this method's score, so moving it does not move the score the way an attack on the score would."
+            )
+        cells = [page.method_label(method), kind]
         for header, metric in COLUMNS:
             v = value(method, metric)
             cells.append(fmt(v, scale[metric]) if np.isfinite(v) else "–")
