@@ -47,8 +47,8 @@ LOGIT_TOLERANCE = 1e-3
 def _inputs(ctx, subset: str) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for x, y in ctx.loader(subset, batch_size=256):
-        xs.append(torch.as_tensor(x).float().cpu())
-        ys.append(torch.as_tensor(y).cpu())
+        xs.append(torch.as_tensor(x).float())
+        ys.append(torch.as_tensor(y))
     if not xs:
         return torch.zeros(0), torch.zeros(0, dtype=torch.long)
     return torch.cat(xs), torch.cat(ys)
@@ -71,18 +71,18 @@ def attacked_subset(ev: Evaluation, subset: str, objective, generator: torch.Gen
     pixels = pixels.clamp(0.0, 1.0)
     with torch.no_grad():
         logits = torch.cat([net(pixels[s : s + 512])[0] for s in range(0, len(pixels), 512)]) if len(pixels) else torch.zeros(0)
-    gap = float((logits - torch.from_numpy(np.array(cached.logits, dtype=np.float32))).abs().max()) if len(pixels) else 0.0
+    gap = float((logits.cpu() - torch.from_numpy(np.array(cached.logits, dtype=np.float32))).abs().max()) if len(pixels) else 0.0
     if not gap <= LOGIT_TOLERANCE * (1.0 + float(np.abs(cached.logits).max(initial=0.0))):
         raise JobError(f"model '{model.name}': feature_extractor()+head() on subset '{subset}' differ from the cached logits by {gap:.3g}; the attack would not target the evaluated model")
-    score_t, loss_t = objective.build(ev.method, ctx)
+    _score, loss_t = objective.build(ev.method, ctx)
     direction = -1 if subset == "id" else 1
     adv = attack_score(net, loss_t, pixels, direction=direction, threat=threat, generator=generator)
     with torch.no_grad():
         parts = [net(adv[s : s + 512]) for s in range(0, len(adv), 512)]
-    adv_logits = torch.cat([p[0] for p in parts]).numpy() if parts else np.zeros((0, cached.logits.shape[1]), np.float32)
-    adv_features = torch.cat([p[1] for p in parts]).numpy() if parts else np.zeros((0, cached.features.shape[1]), np.float32)
+    adv_logits = torch.cat([p[0] for p in parts]).cpu().numpy() if parts else np.zeros((0, cached.logits.shape[1]), np.float32)
+    adv_features = torch.cat([p[1] for p in parts]).cpu().numpy() if parts else np.zeros((0, cached.features.shape[1]), np.float32)
     outputs = Outputs(logits=adv_logits.astype(np.float32), features=adv_features.astype(np.float32), labels=np.asarray(cached.labels), sample_ids=np.asarray(cached.sample_ids))
-    return outputs, net.normalise(adv).to(x.dtype), y, adv, perturbation_norm(adv, pixels, threat.norm)
+    return outputs, net.normalise(adv).to(x.dtype), y, adv.cpu(), perturbation_norm(adv.cpu(), pixels.cpu(), threat.norm)
 
 
 def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
@@ -99,7 +99,8 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     for index, subset in enumerate(subsets):
         cached = ctx.outputs(subset)
         clean[subset] = validate_outputs(ev.method.score(ctx, subset), cached, name, subset, "score")
-        generator = torch.Generator().manual_seed(int(ctx.seed) * 1009 + index)
+        # one stream per (seed, subset), on the job's device (a CUDA draw differs from a CPU one)
+        generator = torch.Generator(device=ev.device).manual_seed(int(ctx.seed) * 1009 + index)
         with torch_threads(1):  # batches of a few hundred small images: more threads only add synchronisation
             outputs, inputs, labels, adv, norms = attacked_subset(ev, subset, objective, generator)
         swapped = SubstitutedContext(ctx, {subset: outputs}, {subset: (inputs, labels)})
