@@ -262,3 +262,36 @@ def test_suite_runs_on_the_embedded_default_and_renders_its_page(cli, tmp_path):
     page = (pages / "ood-attacked.md").read_text()
     assert "Threat model: **PGD-10, ℓ∞ ε = 0.05" in page and "AUROC both attacked" in page
     assert re.search(r"\| msp(\[\^\d+\])? \| own score \|", page) and re.search(r"\| odin(\[\^\d+\])? \| transfer \|", page)
+
+
+def _write_job(out, method, rows, diagnostics=None, status="ok", error=None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from robustbench_x.results import RESULT_SCHEMA, ResultStore
+
+    base = dict(suite="ood-attacked", model="m", dataset="d", method=method, seed=0, config_hash=f"{method}-0", created_at=None,
+                rbx_version="0.1.0", plugin="robustbench_x==0.1.0", params="{}", diagnostics=diagnostics, duration_s=0.0,
+                model_fingerprint="mfp", dataset_fingerprint=None, status=status, error=error, higher_is_better=True, n=80,
+                value=float("nan"), subset=None, metric=None)  # fmt: skip
+    directory = ResultStore(out).job_dir("results", "ood-attacked", "m", "d", method)
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([{**base, **r} for r in rows], schema=RESULT_SCHEMA), directory / f"part-{method}-0.parquet")
+
+
+def test_page_shows_the_threat_the_objectives_and_what_was_not_attacked(cli, tmp_path):
+    out = tmp_path / "store"
+    threat = json.dumps({"threat": THREAT.short})
+    values = {"msp": {"auroc": 0.9, "auroc-attacked": 0.4}, "purview-final": {"auroc": 0.14, "auroc-attacked": 0.46}}
+    for method, metrics in values.items():
+        _write_job(out, method, [{"subset": "ood/x", "metric": k, "value": v} for k, v in metrics.items()], diagnostics=threat)
+    _write_job(out, "gallop", [{}], status="failed", error="method 'gallop' is not attacked: on a vision-language model …")
+    assert cli("leaderboard", str(out), "--out", str(tmp_path / "pages")).code == 0
+    page = (tmp_path / "pages" / "ood-attacked.md").read_text()
+    assert f"Threat model: **{THREAT}**." in page
+    msp = next(line for line in page.splitlines() if line.startswith("| msp") and "own score |" in line)
+    assert "| 90.0 | – | – | 40.0 |" in msp
+    purview = next(line for line in page.splitlines() if line.startswith("| purview-final") and "| 14.0 |" in line)
+    mark = re.search(r"\| transfer(\[\^\d+\]) \|", purview).group(1)
+    assert re.search(re.escape(mark) + r": AUROC rose under a transfer attack", page)
+    assert "## Not evaluated" in page and "is not attacked: on a vision-language model" in page
