@@ -54,7 +54,8 @@ class Threat:
 
 
 #: The embedded default: ε = 0.05 changes a grey level of an 8×8 digit by at most 5 % of the range
-#: (≈ 13/255); 10 steps of 2.5·ε/10 (Madry et al.'s step rule), measured in docs/metrics.md.
+#: (≈ 13/255; the digits' own grey levels are 1/16 apart), measured in docs/metrics.md; 10 steps of
+#: 2.5·ε/steps, the common PGD step rule (the steps together can cross the ball 2.5 times).
 THREAT = Threat(norm="Linf", eps=0.05, steps=10, step_size=2.5 * 0.05 / 10, eps_label="0.05")
 
 
