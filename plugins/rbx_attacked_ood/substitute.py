@@ -36,6 +36,12 @@ class SubstitutedContext(Context):
         self.model = inner.model
         self.dataset = inner.dataset
 
+    def __getattr__(self, name: str) -> Any:
+        # what the runner's context holds beyond the Context interface (the job, its options)
+        if name.startswith("__") or name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
     def outputs(self, subset: str) -> Outputs:
         if subset in self._outputs:
             return self._outputs[subset]
