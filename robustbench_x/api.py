@@ -375,11 +375,6 @@ class Model:
     num_classes: int = 0
     #: Per-channel std of the input normalisation (ODIN divides its step by it), or None.
     input_std: tuple[float, ...] | None = None
-    #: Per-channel mean of the input normalisation, or None. With ``input_std`` it
-    #: says what ``transform`` does after scaling pixels to [0, 1]:
-    #: ``x = (pixel - input_mean) / input_std``, so attacks can perturb the [0, 1]
-    #: image and map it back (both None: ``transform`` returns [0, 1] pixels).
-    input_mean: tuple[float, ...] | None = None
 
     @property
     def module(self) -> "torch.nn.Module":

@@ -4,9 +4,11 @@ Uses ``rbx_attacks.pgd.pgd`` (the ``adversarial`` plugin's PGD; a first-party
 plugin this one is allowed to import): Madry et al., "Towards Deep Learning
 Models Resistant to Adversarial Attacks", ICLR 2018, §2, eq. (2.1)-(2.2).
 
-The model's ``transform`` normalises pixels, ``x = (p − input_mean) /
-input_std`` (``robustbench_x.api.Model``); the attack perturbs the pixels ``p``
-in [0, 1] and maps them back, so ε is in pixel units whatever the
+The model's ``transform`` normalises pixels, ``x = (p − mean) / std`` per
+channel; ``rbx_attacks.inputs.normalisation`` recovers ``mean`` and ``std``
+from the transform itself (resizing and cropping allowed, anything that is not
+such a map refused), as the ``adversarial`` suite does. The attack perturbs the
+pixels ``p`` in [0, 1] and maps them back, so ε is in pixel units whatever the
 normalisation. Gradients flow through ``model.feature_extractor()`` and
 ``model.head`` (``Model.forward`` may run without autograd); the evaluator
 checks that these reproduce the cached logits. Adversarial inputs stay in
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rbx_attacks.inputs import normalisation
 from rbx_attacks.pgd import pgd
 from robustbench_x.api import Model
 from robustbench_x.errors import JobError
@@ -60,21 +63,14 @@ THREAT = Threat(norm="Linf", eps=0.05, steps=10, step_size=2.5 * 0.05 / 10, eps_
 
 
 def pixel_affine(model: Model, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, std)`` shaped ``(1, C, 1, 1)`` with ``x = (pixel − mean) / std``."""
-    mean, std = getattr(model, "input_mean", None), getattr(model, "input_std", None)
-    if mean is None and std is None:
-        mean, std = (0.0,), (1.0,)
-    elif mean is None or std is None:
-        raise JobError(
-            f"model '{model.name}' declares input_std={std} but input_mean={mean}; an attack needs both to perturb "
-            "[0, 1] pixels (set Model.input_mean and Model.input_std to the transform's normalisation)"
-        )
-    mean_t, std_t = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-    if mean_t.numel() == 1:
-        mean_t, std_t = mean_t.expand(channels), std_t.expand(channels)
-    if mean_t.numel() != channels:
-        raise JobError(f"model '{model.name}' has input_mean/input_std for {mean_t.numel()} channels but its inputs have {channels}")
-    return mean_t.view(1, -1, 1, 1).clone(), std_t.view(1, -1, 1, 1).clone()
+    """``(mean, std)`` shaped ``(1, C, 1, 1)`` with ``x = (pixel − mean) / std``, read off the model's transform."""
+    try:
+        mean, std = normalisation(model.transform())
+    except ValueError as exc:
+        raise JobError(f"model '{model.name}': {exc}") from None
+    if mean.numel() != channels:
+        raise JobError(f"model '{model.name}': its transform returns {mean.numel()} channels but the loader's inputs have {channels}")
+    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
 
 
 class DifferentiableModel:

@@ -65,8 +65,8 @@ def attacked_subset(ev: Evaluation, subset: str, objective, generator: torch.Gen
     pixels = net.pixels(x)
     if len(pixels) and (pixels.min() < -1e-4 or pixels.max() > 1 + 1e-4):
         raise JobError(
-            f"model '{model.name}': inputs mapped back through input_mean/input_std span [{float(pixels.min()):.3g}, {float(pixels.max()):.3g}], "
-            "not [0, 1]; declare the transform's normalisation in Model.input_mean / Model.input_std"
+            f"model '{model.name}': subset '{subset}' inputs mapped back through the normalisation of the model's transform span "
+            f"[{float(pixels.min()):.3g}, {float(pixels.max()):.3g}], not [0, 1]; the loader must give the model's transform of each image"
         )
     pixels = pixels.clamp(0.0, 1.0)
     with torch.no_grad():

@@ -110,7 +110,6 @@ def transform(image) -> torch.Tensor:
 class BuiltinCNN(Model):
     provides = frozenset({"logits", "features", "linear_head", "input_grad", "grad", "dropout", "ensemble", "feature_maps", "explanation_layer"})
     input_std = (STD,)
-    input_mean = (MEAN,)
 
     def __init__(self, net: SmallCNN, fingerprint: str, name: str = "builtin-cnn", trainer=None) -> None:
         self.net = net.eval()

@@ -45,7 +45,6 @@ class TimmModel(Model):
         config = timm.data.resolve_data_config({}, model=net)
         self._transform = timm.data.create_transform(**config, is_training=False)
         self.input_std = tuple(float(s) for s in config.get("std", (1.0, 1.0, 1.0)))
-        self.input_mean = tuple(float(m) for m in config.get("mean", (0.0, 0.0, 0.0)))
         classifier = net.get_classifier()
         provides = {"logits", "features", "input_grad", "grad", "feature_maps"}
         if isinstance(classifier, nn.Linear):

@@ -170,7 +170,6 @@ class OpenClipModel(Model):
         self._cfg = cfg
         self._transform = image_transform_v2(cfg, is_train=False)
         self.input_std = tuple(float(s) for s in cfg.std)
-        self.input_mean = tuple(float(m) for m in cfg.mean)
         self._weights_hash = weights_hash
         self._zero_shot: torch.Tensor | None = None
 

@@ -205,7 +205,7 @@ ACCESS_RULES: dict[str, frozenset[str]] = {
     "ctx.model.feature_maps(x)": frozenset({"feature_maps"}),
 }
 
-_FREE_MODEL_ATTRS = frozenset({"name", "num_classes", "provides", "input_std", "input_mean", "fingerprint", "label_space", "classes", "device"})
+_FREE_MODEL_ATTRS = frozenset({"name", "num_classes", "provides", "input_std", "fingerprint", "label_space", "classes", "device"})
 _SPLIT_TOKENS = {"train": "train_split", "val": "val_split"}
 
 #: Metric kinds the kit has inputs for (those the default evaluator computes); a metric

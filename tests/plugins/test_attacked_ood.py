@@ -11,6 +11,7 @@ or its loader for ODIN); same seed, same result.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -33,12 +34,21 @@ SUITE = SUITES[0]
 OWN = sorted(name for name, objective in OBJECTIVES.items() if objective.kind == "own score")
 
 
+def _to_input(image, gamma=1.0):
+    """PIL image → (1, 3, 3): grey levels resized to 3×3, ``** gamma``, then ``(p − 0.5) / 0.25``."""
+    from PIL import Image
+
+    grey = np.asarray(image.convert("L").resize((3, 3), Image.BILINEAR), dtype=np.float32) / 255.0
+    return (torch.from_numpy(grey**gamma)[None] - MEAN) / STD
+
+
 class LinearModel(Model):
-    """pixels (N, 1, 3, 3) → features W1·p + b1 (8) → logits (3); normalisation (p − 0.5)/0.25 inside ``transform``."""
+    """pixels (N, 1, 3, 3) → features W1·p + b1 (8) → logits (3); its ``transform`` resizes, then
+    normalises (p − 0.5)/0.25, which the attack reads off the transform."""
 
     name = "linear"
     provides = frozenset({"logits", "features", "linear_head", "input_grad"})
-    input_mean, input_std = (MEAN,), (STD,)
+    input_std = (STD,)  # ODIN's step scale (the transfer-attack test)
 
     def __init__(self, provides=None) -> None:
         g = torch.Generator().manual_seed(0)
@@ -48,8 +58,12 @@ class LinearModel(Model):
             for p in [*self.extractor.parameters(), *self.fc.parameters()]:
                 p.copy_(torch.randn(p.shape, generator=g))
         self.num_classes = 3
+        self.gamma = 1.0
         if provides is not None:
             self.provides = frozenset(provides)
+
+    def transform(self):
+        return functools.partial(_to_input, gamma=self.gamma)
 
     @property
     def module(self):
@@ -233,10 +247,13 @@ def test_vision_language_model_is_not_attacked(tmp_path):
         run("msp", ctx, tmp_path)
 
 
-def test_model_without_input_mean_is_refused_before_attacking(tmp_path):
+def test_model_whose_transform_is_not_affine_is_refused_before_attacking(tmp_path, monkeypatch):
+    import rbx_attacked_ood.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "attack_score", lambda *a, **k: pytest.fail("attacked a model it should refuse"))
     model = LinearModel()
-    model.input_mean = None
-    with pytest.raises(JobError, match="input_mean"):
+    model.gamma = 2.2  # ε-balls in pixel units cannot be mapped through a gamma
+    with pytest.raises(JobError, match=r"model 'linear': the model's transform is not an affine map of pixel values"):
         run("msp", make_context(model), tmp_path)
 
 
