@@ -218,7 +218,8 @@ def make_plan(
     metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
     jobs: list[Job] = []
     for model in model_list:
-        serves = {d.name for d in dataset_list if any(_incompatibility(model, d, s) is None for s in method_specs)}
+        # Whether the model fits the task is a matter of capabilities, not of which optional packages are installed.
+        serves = {d.name for d in dataset_list if any(_unsuited(model, d, s) is None for s in method_specs)}
         if not models and not serves:
             # A default model that no method of the suite can use on any dataset belongs to another
             # task (the built-in CNN on a detection suite): left out, not a page of skipped rows.
@@ -301,9 +302,11 @@ def missing_packages(spec) -> str | None:
 
 
 def _incompatibility(model: ModelRef, dataset: DatasetRef, spec) -> str | None:
-    packages = missing_packages(spec)
-    if packages:
-        return packages
+    return missing_packages(spec) or _unsuited(model, dataset, spec)
+
+
+def _unsuited(model: ModelRef, dataset: DatasetRef, spec) -> str | None:
+    """Why the method cannot run on this model and dataset by their label spaces and capabilities."""
     if model.label_space is not None and model.label_space != dataset.label_space:
         return f"model label space '{model.label_space}' differs from dataset label space '{dataset.label_space}'"
     missing = set(spec.requires) - set(model.provides) - set(dataset.provides)
