@@ -15,6 +15,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from . import _compiled
+
 # --------------------------------------------------------------------------- CPU threading
 
 # Intra-op threads used by the engine's CPU path (None = leave torch's setting).
@@ -93,6 +95,56 @@ def poisson(rates: torch.Tensor, generator) -> torch.Tensor:
     if generator is not None and generator.device != rates.device:
         return torch.poisson(rates.to(generator.device), generator=generator).to(rates.device)
     return torch.poisson(rates, generator=generator)
+
+
+# Buckets of the inverse-CDF guide table: 2^12 keeps the (256, 4096) int16 table
+# (2 MB) cache-friendly while under 2% of the buckets hold a CDF step at lam <= 60.
+_POISSON_BUCKETS = 4096
+
+
+@lru_cache(maxsize=16)
+def _poisson_level_tables(lam: float, levels: int):
+    """CDF rows and guide table of the clipped Poisson law of every 8-bit level.
+
+    Row ``v`` is the law of ``min(Poisson(v / (levels - 1) * lam), kmax)`` with
+    ``kmax = ceil(lam)`` (every count >= lam clips to 1 in ``clip(k / lam, 0, 1)``).
+    ``cdf[v, j] = P(K <= j)`` for ``j < kmax`` (float64); the inverse CDF at
+    ``u`` is ``#{j : cdf[v, j] <= u}``.  ``guide[v, m]`` is that value on the
+    whole bucket ``[m / M, (m + 1) / M)`` when it is constant there, else -1."""
+    kmax = max(int(math.ceil(lam)), 1)
+    rate = torch.arange(levels, dtype=torch.float64).div_(levels - 1).mul_(lam).unsqueeze(1)
+    k = torch.arange(kmax, dtype=torch.float64).unsqueeze(0)
+    logpmf = k * torch.log(rate) - rate - torch.lgamma(k + 1.0)
+    logpmf[0] = torch.where(k[0] == 0, 0.0, -math.inf)  # rate 0: always 0
+    cdf = torch.exp(logpmf).cumsum_(1).clamp_(max=1.0).contiguous()
+    edges = torch.arange(_POISSON_BUCKETS + 1, dtype=torch.float64).div_(_POISSON_BUCKETS)
+    edges = edges.expand(levels, -1).contiguous()
+    lo = torch.searchsorted(cdf, edges[:, :-1].contiguous(), right=True)  # inverse CDF at the bucket start
+    hi = torch.searchsorted(cdf, edges[:, 1:].contiguous(), right=False)  # its supremum inside the bucket
+    guide = torch.where(lo == hi, lo, torch.full_like(lo, -1)).to(torch.int16)
+    return cdf, guide.view(-1).contiguous(), kmax
+
+
+def poisson_levels(levels: torch.Tensor, lam: float, generator) -> torch.Tensor:
+    """``clip(Poisson(levels / 255 * lam) / lam, 0, 1)`` for integer 8-bit
+    ``levels`` (any shape, float or integer dtype), drawn exactly by inverse-CDF
+    sampling from one float64 uniform per element: a guide table settles the
+    bucket of the uniform for almost every element, a binary search of the
+    float64 CDF the rest.  The law is the published ``np.random.poisson(x * c)``
+    of an 8-bit image (only 256 distinct rates), at a fraction of the cost of a
+    general Poisson sampler.  Returns float32."""
+    dev = levels.device
+    cdf, guide, kmax = _poisson_level_tables(float(lam), 256)
+    lv = levels.reshape(-1).to(torch.int32)
+    u = rand(lv.shape, generator, dev, torch.float64)
+    idx = u.mul(_POISSON_BUCKETS).to(torch.int32).add_(lv.mul(_POISSON_BUCKETS))
+    k = guide.to(dev).index_select(0, idx).to(torch.float32)
+    amb = (k < 0).nonzero().view(-1)
+    if amb.numel():
+        rows = cdf.to(dev).index_select(0, lv.index_select(0, amb))
+        k.index_copy_(0, amb, torch.searchsorted(rows, u.index_select(0, amb).unsqueeze(1), right=True)
+                      .view(-1).to(torch.float32))
+    return k.div_(float(lam)).clamp_(0.0, 1.0).view(levels.shape)
 
 
 # --------------------------------------------------------------------------- padding / borders
@@ -213,6 +265,12 @@ def separable_filter(x: torch.Tensor, kh: torch.Tensor | None, kw: torch.Tensor 
     length, centred), border ``mode`` as in :func:`pad_index`.  Kernels longer
     than 2x the signal use an exact dense-matrix form."""
     n, c, h, w = x.shape
+    if (_cpu_kernels(x) and x.dtype == torch.float32 and kh is not None and kw is not None
+            and 1 < kh.numel() <= 2 * h and 1 < kw.numel() <= 2 * w and _compiled.available()):
+        rh, rw = (kh.numel() - 1) // 2, (kw.numel() - 1) // 2
+        return _compiled.separable_filter(
+            x, kh.double(), pad_index(h, rh, kh.numel() - 1 - rh, mode),
+            kw.double(), pad_index(w, rw, kw.numel() - 1 - rw, mode))
     out = x
     if kh is not None and kh.numel() > 1:
         rh = (kh.numel() - 1) // 2
