@@ -80,7 +80,83 @@ def _kernels():
                     for j in range(w):
                         o[j] += row[j + v] * kv
 
-    return glass_sweeps, separable
+    @nb.njit(cache=True, nogil=True)
+    def zoom_sum(x, out, r0, r1, rf, c0, c1, cf):  # pragma: no cover - compiled
+        # out[p] += sum_z bilinear(x[p]) at rows (r0, r1, rf)[z] and columns (c0, c1, cf)[z]:
+        # per output row, the vertical interpolation into a row buffer, then the horizontal one.
+        planes, h, w = x.shape
+        tmp = np.empty(w, dtype=np.float32)
+        for p in range(planes):
+            for z in range(r0.shape[0]):
+                for i in range(h):
+                    a = x[p, r0[z, i]]
+                    b = x[p, r1[z, i]]
+                    f = rf[z, i]
+                    for j in range(w):
+                        tmp[j] = a[j] + f * (b[j] - a[j])
+                    o = out[p, i]
+                    for j in range(w):
+                        u = tmp[c0[z, j]]
+                        o[j] += u + cf[z, j] * (tmp[c1[z, j]] - u)
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def clip8(ss):  # pragma: no cover - compiled
+        v = ss >> 22
+        return 0 if ss <= 0 else (255 if v > 255 else v)
+
+    @nb.njit(cache=True, nogil=True)
+    def pil_box_nearest(x, out, hx, hk, vx, vk, uy, ux):  # pragma: no cover - compiled
+        # x (B, H, W*3) uint8 RGB rows -> out (B, H', W'*3): Pillow's 8-bit BOX resampling
+        # (ResampleHorizontal then ResampleVertical: 22-bit fixed-point taps, half added,
+        # clip8) to (nh, nw), then NEAREST up to (H', W') by the index maps uy, ux.
+        bsz, h, _ = x.shape
+        nw, nh = hx.shape[0], vx.shape[0]
+        tmp = np.empty((h, nw * 3), dtype=np.uint8)
+        small = np.empty((nh, nw * 3), dtype=np.uint8)
+        acc = np.empty(nw * 3, dtype=np.int32)
+        half = np.int32(1 << 21)
+        for b in range(bsz):
+            for i in range(h):
+                row = x[b, i]
+                trow = tmp[i]
+                for j in range(nw):
+                    a0 = half
+                    a1 = half
+                    a2 = half
+                    for t in range(hx.shape[1]):
+                        s0 = hx[j, t] * 3
+                        k = hk[j, t]
+                        a0 += np.int32(row[s0]) * k
+                        a1 += np.int32(row[s0 + 1]) * k
+                        a2 += np.int32(row[s0 + 2]) * k
+                    trow[j * 3] = clip8(a0)
+                    trow[j * 3 + 1] = clip8(a1)
+                    trow[j * 3 + 2] = clip8(a2)
+            for i in range(nh):
+                acc[:] = half
+                for t in range(vx.shape[1]):
+                    src = tmp[vx[i, t]]
+                    k = vk[i, t]
+                    for j in range(nw * 3):
+                        acc[j] += np.int32(src[j]) * k
+                srow = small[i]
+                for j in range(nw * 3):
+                    srow[j] = clip8(acc[j])
+            for i in range(uy.shape[0]):
+                dst = out[b, i]
+                if i > 0 and uy[i] == uy[i - 1]:
+                    prev = out[b, i - 1]
+                    for j in range(dst.shape[0]):
+                        dst[j] = prev[j]
+                else:
+                    src = small[uy[i]]
+                    for j in range(ux.shape[0]):
+                        s0 = ux[j] * 3
+                        dst[j * 3] = src[s0]
+                        dst[j * 3 + 1] = src[s0 + 1]
+                        dst[j * 3 + 2] = src[s0 + 2]
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest
 
 
 def glass_sweeps(y: torch.Tensor, offsets: torch.Tensor, delta: int) -> None:
@@ -99,3 +175,23 @@ def separable_filter(x: torch.Tensor, kh: torch.Tensor, ih: torch.Tensor, kw: to
     _kernels()[1](xs.numpy(), out.numpy(), kh.numpy().astype(f32), ih.numpy().astype(np.int64),
                   kw.numpy().astype(f32), iw.numpy().astype(np.int64))
     return out.view(n, c, h, w)
+
+
+def zoom_sum(x: torch.Tensor, rows, cols) -> torch.Tensor:
+    """``x + sum_z zoom_z(x)`` for (N, C, H, W) float32 CPU ``x``, each zoom a
+    bilinear resampling given per axis as (i0, i1, frac) arrays of shapes
+    (Z, H) and (Z, W): ``v = x[i0] + frac * (x[i1] - x[i0])``."""
+    n, c, h, w = x.shape
+    xs = x.contiguous().view(n * c, h, w)
+    out = xs.clone()
+    _kernels()[2](xs.numpy(), out.numpy(), *rows, *cols)
+    return out.view(n, c, h, w)
+
+
+def pil_box_nearest(x: np.ndarray, out: np.ndarray, horiz, vert, up_rows: np.ndarray, up_cols: np.ndarray) -> None:
+    """Pillow ``resize(BOX)`` then ``resize(NEAREST)`` of a (B, H, W, 3) uint8
+    batch into ``out`` (B, H', W', 3), bit for bit.  ``horiz`` / ``vert``: (source indices,
+    22-bit integer taps), each (n_out, taps) int32; ``up_rows`` / ``up_cols``:
+    the source pixel of every upsampled row / column."""
+    b, h, w, _ = x.shape
+    _kernels()[3](x.reshape(b, h, w * 3), out.reshape(b, out.shape[1], -1), *horiz, *vert, up_rows, up_cols)

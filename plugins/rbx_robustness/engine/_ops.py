@@ -463,6 +463,26 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
+def clipped_zoom_axis(n: int, zoom: float):
+    """One axis of :func:`clipped_zoom` as a linear interpolation: for each of
+    the ``n`` output samples, the two source indices and the weight of the
+    second (``scipy.ndimage.zoom(order=1)`` coordinates, in float64), as numpy
+    arrays (int64, int64, float32).  ``zoom >= 1``."""
+    import numpy as np
+
+    crop = int(math.ceil(n / zoom))
+    first = (n - crop) // 2
+    size = int(round(crop * zoom))
+    trim = max((size - n) // 2, 0)
+    pos = np.arange(trim, trim + n, dtype=np.float64)
+    src = pos * ((crop - 1) / (size - 1)) if size > 1 else np.zeros(n)
+    i0 = np.minimum(np.floor(src).astype(np.int64), crop - 1)
+    i1 = np.minimum(i0 + 1, crop - 1)
+    frac = (src - i0).astype(np.float32)
+    return i0 + first, i1 + first, frac
+
+
+@lru_cache(maxsize=64)
 def pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
     """Resampling matrix (out, in) of Pillow's ``Image.BOX`` filter
     (``precompute_coeffs``: centre ``(i+0.5)*scale``, support ``0.5*max(scale,1)``,

@@ -240,6 +240,13 @@ def _motion_blur(x, p, g):
 
 def _zoom_blur(x, p, g):
     zooms = p[0]
+    h, w = x.shape[-2:]
+    if _ops._cpu_kernels(x) and _compiled.available() and min(zooms) >= 1.0:
+        # all zooms in one compiled pass per image (the torch path below makes
+        # one resampled copy per zoom)
+        ax = [[_ops.clipped_zoom_axis(n, float(z)) for z in zooms] for n in (h, w)]
+        rows, cols = ([np.ascontiguousarray(np.stack(t)) for t in zip(*a)] for a in ax)
+        return _compiled.zoom_sum(x, rows, cols).div_(len(zooms) + 1).clamp_(0.0, 1.0)
     xc = x.contiguous(memory_format=torch.channels_last)
     acc = xc.clone()
     for z in zooms:
@@ -650,11 +657,36 @@ def _nearest_is_box_up(n: int, size: int) -> bool:
     return bool(np.array_equal(picked, _box_up_index(n, size).numpy()))
 
 
+@lru_cache(maxsize=64)
+def _pil_box_taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's 8-bit BOX taps from ``n`` to ``size`` samples: source indices and
+    ``normalize_coeffs_8bpc`` integer weights ``int(0.5 + k * 2**22)``, (size, taps)
+    int32 (unused taps: weight 0)."""
+    m = _ops.pil_box_matrix(n, size).numpy()
+    taps = max(int((m[o] > 0).sum()) for o in range(size))
+    idx = np.zeros((size, taps), np.int32)
+    wts = np.zeros((size, taps), np.int32)
+    for o in range(size):
+        nz = np.flatnonzero(m[o] > 0)
+        idx[o, :] = nz[0]
+        idx[o, :len(nz)] = nz
+        wts[o, :len(nz)] = (0.5 + m[o, nz] * (1 << 22)).astype(np.int32)
+    return idx, wts
+
+
 def _pixelate(x, p, g):
     (c,) = p
     b, ch, h, w = x.shape
     nh, nw = int(h * c), int(w * c)
     uh, uw = _box_up_index(nh, h), _box_up_index(nw, w)
+    if _ops._cpu_kernels(x) and _compiled.available() and nh > 0 and nw > 0:
+        # Pillow's 8-bit BOX and upsampling, compiled, on the whole batch at once
+        u8 = quantize_u8(x, "round").permute(0, 2, 3, 1).contiguous()
+        out = torch.empty((b, h, w, ch), dtype=torch.uint8)
+        _compiled.pil_box_nearest(u8.numpy(), out.numpy(), _pil_box_taps(w, nw), _pil_box_taps(h, nh),
+                                  uh.numpy(), uw.numpy())
+        out = out.permute(0, 3, 1, 2)
+        return out if x.dtype == torch.uint8 else out.to(x.dtype).mul_(1.0 / 255.0)
     if _ops._cpu_kernels(x):
         # Pillow's BOX downsampling on the uint8 image, as published (so with its
         # rounding between the passes), then the upsampling (one source pixel per
