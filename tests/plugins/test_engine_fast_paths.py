@@ -88,3 +88,20 @@ def test_compiled_separable_filter_matches_scipy(mode):
         got = _ops.gaussian_filter(x, sigma, mode=mode)
         want = ndimage.gaussian_filter(x.double().numpy(), (0, 0, sigma, sigma), mode=mode, truncate=4.0)
         np.testing.assert_allclose(got.numpy(), want, atol=2e-6)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure"])
+def test_pixelate_is_pillow_bit_for_bit(compiled, monkeypatch):
+    if compiled and not _compiled.available():
+        pytest.skip("numba not installed")
+    if not compiled:
+        monkeypatch.setattr(_compiled, "available", lambda: False)
+    from PIL import Image
+
+    for h, w in ((224, 224), (37, 53)):
+        x = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(h))
+        for sev, c in enumerate((0.6, 0.5, 0.4, 0.3, 0.25), 1):
+            got = corrupt(x.permute(0, 3, 1, 2), "pixelate", sev).permute(0, 2, 3, 1).numpy()
+            for a, im in zip(got, x.numpy()):
+                small = Image.fromarray(im).resize((int(w * c), int(h * c)), Image.BOX)
+                np.testing.assert_array_equal(a, np.asarray(small.resize((w, h), Image.NEAREST)))

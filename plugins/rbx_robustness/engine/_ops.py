@@ -233,10 +233,14 @@ def _lowrank(m: torch.Tensor, rtol: float = 1e-7):
 
 
 @lru_cache(maxsize=32)
-def _gauss_lowrank_cpu(n: int, sigma: float, truncate: float, mode: str):
+def _gauss_factors_cpu(n: int, sigma: float, truncate: float, mode: str) -> tuple:
+    """Factors of the (n, n) filter matrix M, whose product is M: ``(A, B)``
+    with ``M ~= A B`` when its numerical rank is under n / 2 (fewer
+    multiply-adds), else ``(M,)`` (a truncated wide Gaussian is often full rank)."""
     k = gaussian_kernel1d(sigma, truncate)
     m = _filter_matrix_cpu(n, tuple(float(v) for v in k), mode)
-    return _lowrank(m)
+    a, b = _lowrank(m)
+    return (a, b) if 2 * a.shape[1] < n else (m,)
 
 
 def _conv_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
@@ -297,15 +301,14 @@ def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "nearest", trunca
     h, w = x.shape[-2:]
     k = gaussian_kernel1d(sigma, truncate)
     if k.numel() > 64:
-        ah, bh = _gauss_lowrank_cpu(h, float(sigma), float(truncate), mode)
-        aw, bw = _gauss_lowrank_cpu(w, float(sigma), float(truncate), mode)
         dev, dt = x.device, x.dtype
-        ah, bh, aw, bw = (t.to(device=dev, dtype=dt) for t in (ah, bh, aw, bw))
-        # M_h X M_w^T with M = A B (rank r << n)
-        y = torch.matmul(bh, x)
-        y = torch.matmul(ah, y)
-        y = torch.matmul(y, bw.T)
-        return torch.matmul(y, aw.T)
+        y = x
+        # M_h X M_w^T, each M as one dense matrix or a low-rank product A B
+        for f in reversed(_gauss_factors_cpu(h, float(sigma), float(truncate), mode)):
+            y = torch.matmul(f.to(device=dev, dtype=dt), y)
+        for f in reversed(_gauss_factors_cpu(w, float(sigma), float(truncate), mode)):
+            y = torch.matmul(y, f.to(device=dev, dtype=dt).T)
+        return y
     return separable_filter(x, k, k, mode)
 
 

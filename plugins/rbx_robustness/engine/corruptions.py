@@ -640,21 +640,13 @@ def _jpeg_compression(x, p, g):
 
 
 @lru_cache(maxsize=64)
-def _box_up_index(n: int, size: int) -> torch.Tensor:
-    """Source pixel of each output pixel of Pillow's BOX upsampling from ``n`` to
-    ``size`` (it has exactly one non-zero tap per output pixel, in order)."""
-    return _ops.pil_box_matrix(n, size).argmax(dim=1)
-
-
-@lru_cache(maxsize=64)
-def _nearest_is_box_up(n: int, size: int) -> bool:
-    """Whether Pillow's NEAREST upsampling from ``n`` to ``size`` picks the same source
-    pixels as its BOX upsampling (true for the published sizes, not for every pair)."""
+def _nearest_index(n: int, size: int) -> torch.Tensor:
+    """Source pixel of each output pixel of Pillow's NEAREST resize from ``n`` to
+    ``size`` samples (the published upsampling), read off Pillow itself."""
     from PIL import Image
 
     row = Image.fromarray(np.arange(n, dtype=np.int32)[None, :], mode="I")
-    picked = np.asarray(row.resize((size, 1), Image.NEAREST))[0]
-    return bool(np.array_equal(picked, _box_up_index(n, size).numpy()))
+    return torch.from_numpy(np.asarray(row.resize((size, 1), Image.NEAREST))[0].astype(np.int64))
 
 
 @lru_cache(maxsize=64)
@@ -678,9 +670,9 @@ def _pixelate(x, p, g):
     (c,) = p
     b, ch, h, w = x.shape
     nh, nw = int(h * c), int(w * c)
-    uh, uw = _box_up_index(nh, h), _box_up_index(nw, w)
+    uh, uw = _nearest_index(nh, h), _nearest_index(nw, w)
     if _ops._cpu_kernels(x) and _compiled.available() and nh > 0 and nw > 0:
-        # Pillow's 8-bit BOX and upsampling, compiled, on the whole batch at once
+        # Pillow's 8-bit BOX and NEAREST resizes, compiled, on the whole batch at once
         u8 = quantize_u8(x, "round").permute(0, 2, 3, 1).contiguous()
         out = torch.empty((b, h, w, ch), dtype=torch.uint8)
         _compiled.pil_box_nearest(u8.numpy(), out.numpy(), _pil_box_taps(w, nw), _pil_box_taps(h, nh),
@@ -688,25 +680,18 @@ def _pixelate(x, p, g):
         out = out.permute(0, 3, 1, 2)
         return out if x.dtype == torch.uint8 else out.to(x.dtype).mul_(1.0 / 255.0)
     if _ops._cpu_kernels(x):
-        # Pillow's BOX downsampling on the uint8 image, as published (so with its
-        # rounding between the passes), then the upsampling (one source pixel per
-        # output pixel): Pillow's NEAREST when it picks the same pixels (every
-        # published size), else an index gather.  Image by image, so float input
-        # is converted in cache; uint8 input stays uint8, and channels-last input
-        # (e.g. a numpy HWC batch seen through permute) is used without transposes.
+        # Pillow's BOX downsampling on the uint8 image then its NEAREST upsampling,
+        # as published.  Image by image, so float input is converted in cache;
+        # uint8 input stays uint8, and channels-last input (e.g. a numpy HWC batch
+        # seen through permute) is used without transposes.
         from PIL import Image
 
-        nearest = _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w)
         out = torch.empty_like(x)
         for o, a in zip(out, x):
             u8 = quantize_u8(a, "round").permute(1, 2, 0).contiguous().numpy()
             small = Image.fromarray(u8).resize((nw, nh), Image.BOX)
-            if nearest:
-                # np.array, not asarray: PIL's buffer is read-only and torch warns on wrapping it (a 150 kB copy).
-                o.permute(1, 2, 0).copy_(torch.from_numpy(np.array(small.resize((w, h), Image.NEAREST))))
-            else:
-                sm = torch.from_numpy(np.array(small)).permute(2, 0, 1)
-                o.copy_(sm.index_select(1, uh).index_select(2, uw))
+            # np.array, not asarray: PIL's buffer is read-only and torch warns on wrapping it (a 150 kB copy).
+            o.permute(1, 2, 0).copy_(torch.from_numpy(np.array(small.resize((w, h), Image.NEAREST))))
         return out if x.dtype == torch.uint8 else out.mul_(1.0 / 255.0)
     dh = _ops.pil_box_matrix(h, nh).to(x)
     dw = _ops.pil_box_matrix(w, nw).to(x)
@@ -955,7 +940,8 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
                 c = c.to(torch.float32, memory_format=torch.contiguous_format)
                 if dtype == torch.uint8:
                     y = spec.fn(c.mul_(1.0 / 255.0), params, generator, **options)
-                    return quantize_u8(y, spec.quantize)
+                    # y is this chunk's temporary (c is a float copy of the uint8 input)
+                    return quantize_u8(y, spec.quantize, inplace=True)
                 return spec.fn(c, params, generator, **options).to(dtype)
 
             if x.device.type == "cpu" and x.shape[0] > 1:
@@ -970,13 +956,14 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
     return out[0] if single else out
 
 
-def quantize_u8(x: torch.Tensor, mode: str = "floor") -> torch.Tensor:
+def quantize_u8(x: torch.Tensor, mode: str = "floor", inplace: bool = False) -> torch.Tensor:
     """Float [0, 1] -> uint8 as the published pipeline did: ``floor`` truncates
     like ``np.uint8(x * 255)`` (the numpy corruptions), ``round`` for the
-    Pillow-based ones; uint8 input is returned as is."""
+    Pillow-based ones; uint8 input is returned as is.  ``inplace``: use ``x``
+    as the scratch buffer (one pass less)."""
     if x.dtype == torch.uint8:
         return x
-    v = x.mul(255.0)
+    v = x.mul_(255.0) if inplace else x.mul(255.0)
     # the uint8 cast truncates: clamping to [0, 255] first makes it a floor
     v = v.round_() if mode == "round" else v.add_(1e-4)
     return v.clamp_(0.0, 255.0).to(torch.uint8)
