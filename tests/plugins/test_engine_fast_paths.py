@@ -66,7 +66,7 @@ def test_compiled_glass_sweeps_are_the_published_loop(d):
 
 
 @needs_numba
-@pytest.mark.parametrize("name", ["glass_blur", "zoom_blur", "gaussian_blur", "spatter", "elastic_transform"])
+@pytest.mark.parametrize("name", ["glass_blur", "zoom_blur", "fog", "gaussian_blur", "spatter", "elastic_transform"])
 def test_compiled_and_pure_torch_paths_agree(name, monkeypatch):
     x = torch.randint(0, 256, (3, 3, 40, 52), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     fast = [corrupt(x, name, s, torch.Generator().manual_seed(s)) for s in range(1, 6)]
@@ -105,3 +105,12 @@ def test_pixelate_is_pillow_bit_for_bit(compiled, monkeypatch):
             for a, im in zip(got, x.numpy()):
                 small = Image.fromarray(im).resize((int(w * c), int(h * c)), Image.BOX)
                 np.testing.assert_array_equal(a, np.asarray(small.resize((w, h), Image.NEAREST)))
+
+
+@needs_numba
+@pytest.mark.parametrize("mapsize, decay", [(256, 1.7), (32, 2.0), (64, 1.4)])
+def test_compiled_plasma_is_the_torch_plasma_bit_for_bit(mapsize, decay, monkeypatch):
+    fast = _ops.plasma_fractal(2, mapsize, decay, torch.Generator().manual_seed(0), "cpu")
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    pure = _ops.plasma_fractal(2, mapsize, decay, torch.Generator().manual_seed(0), "cpu")
+    assert torch.equal(fast, pure)

@@ -156,7 +156,45 @@ def _kernels():
                         dst[j * 3 + 1] = src[s0 + 1]
                         dst[j * 3 + 2] = src[s0 + 2]
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest
+    @nb.njit(cache=True, nogil=True)
+    def plasma(u, m, wibbledecay):  # pragma: no cover - compiled
+        # ops.plasma_fractal's torch levels point by point, in float32 and in the
+        # same order of operations (sums of the rolled grids, a / 4 + w * (u * 2w - w)).
+        bsz, size, _ = u.shape
+        f = np.float32
+        for b in range(bsz):
+            mb = m[b]
+            ub = u[b]
+            step = size
+            wibble = 100.0
+            while step >= 2:
+                half = step // 2
+                n = size // step
+                w32, two_w, neg_w = f(wibble), f(2 * wibble), f(-wibble)
+                for i in range(n):
+                    r, r1 = i * step, ((i + 1) % n) * step
+                    for j in range(n):
+                        c, c1 = j * step, ((j + 1) % n) * step
+                        a = (mb[r, c] + mb[r1, c]) + (mb[r, c1] + mb[r1, c1])
+                        mb[r + half, c + half] = a / f(4) + w32 * (ub[r + half, c + half] * two_w + neg_w)
+                for i in range(n):
+                    r, rp, rn = i * step, ((i - 1) % n) * step, ((i + 1) % n) * step
+                    for j in range(n):
+                        c, cp, cn = j * step, ((j - 1) % n) * step, ((j + 1) % n) * step
+                        dr = mb[r + half, c + half]
+                        a = ((dr + mb[rp + half, c + half]) + mb[r, c]) + mb[r, cn]
+                        mb[r, c + half] = a / f(4) + w32 * (ub[r, c + half] * two_w + neg_w)
+                for i in range(n):
+                    r, rn = i * step, ((i + 1) % n) * step
+                    for j in range(n):
+                        c, cp = j * step, ((j - 1) % n) * step
+                        dr = mb[r + half, c + half]
+                        a = ((dr + mb[r + half, cp + half]) + mb[r, c]) + mb[rn, c]
+                        mb[r + half, c] = a / f(4) + w32 * (ub[r + half, c] * two_w + neg_w)
+                step //= 2
+                wibble /= wibbledecay
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma
 
 
 def glass_sweeps(y: torch.Tensor, offsets: torch.Tensor, delta: int) -> None:
@@ -195,3 +233,12 @@ def pil_box_nearest(x: np.ndarray, out: np.ndarray, horiz, vert, up_rows: np.nda
     the source pixel of every upsampled row / column."""
     b, h, w, _ = x.shape
     _kernels()[3](x.reshape(b, h, w * 3), out.reshape(b, out.shape[1], -1), *horiz, *vert, up_rows, up_cols)
+
+
+def plasma(u: torch.Tensor, wibbledecay: float) -> torch.Tensor:
+    """Un-normalised diamond-square maps (B, S, S) from the uniforms ``u``
+    (B, S, S) float32 CPU (see ``_ops.plasma_fractal``)."""
+    u = u.contiguous()
+    m = torch.zeros_like(u)
+    _kernels()[4](u.numpy(), m.numpy(), wibbledecay)
+    return m

@@ -554,31 +554,39 @@ def plasma_fractal(batch: int, mapsize: int, wibbledecay: float, generator, devi
     """Diamond-square height map of the original ``plasma_fractal`` (start
     wibble 100, divided by ``wibbledecay`` per level, each new point = mean of
     its 4 parents + ``wibble * U(-wibble, wibble)``), normalised to [0, 1].
-    Batched: returns (batch, mapsize, mapsize)."""
+    Batched: returns (batch, mapsize, mapsize).  The uniform of the point at
+    (r, c) is drawn up front at (r, c) of one (batch, mapsize, mapsize) draw,
+    so the compiled CPU kernel and the torch levels below consume the same
+    numbers."""
     assert mapsize & (mapsize - 1) == 0, "mapsize must be a power of two"
-    m = torch.zeros(batch, mapsize, mapsize, device=device, dtype=torch.float32)
-    step = mapsize
-    wibble = 100.0
+    u = rand((batch, mapsize, mapsize), generator, device)
+    if u.device.type == "cpu" and _compiled.available():
+        m = _compiled.plasma(u, float(wibbledecay))
+    else:
+        m = torch.zeros(batch, mapsize, mapsize, device=device, dtype=torch.float32)
+        step = mapsize
+        wibble = 100.0
 
-    def wibbled(a):
-        return a / 4 + wibble * uniform(a.shape, -wibble, wibble, generator, device)
+        def wibbled(a, r0, c0):
+            un = u[:, r0:mapsize:step, c0:mapsize:step]
+            return a / 4 + wibble * (un * (2 * wibble) + (-wibble))
 
-    while step >= 2:
-        half = step // 2
-        # squares
-        corner = m[:, 0:mapsize:step, 0:mapsize:step]
-        sq = corner + torch.roll(corner, -1, dims=1)
-        sq = sq + torch.roll(sq, -1, dims=2)
-        m[:, half:mapsize:step, half:mapsize:step] = wibbled(sq)
-        # diamonds
-        dr = m[:, half:mapsize:step, half:mapsize:step]
-        ul = m[:, 0:mapsize:step, 0:mapsize:step]
-        lt = dr + torch.roll(dr, 1, dims=1) + ul + torch.roll(ul, -1, dims=2)
-        m[:, 0:mapsize:step, half:mapsize:step] = wibbled(lt)
-        tt = dr + torch.roll(dr, 1, dims=2) + ul + torch.roll(ul, -1, dims=1)
-        m[:, half:mapsize:step, 0:mapsize:step] = wibbled(tt)
-        step //= 2
-        wibble /= wibbledecay
+        while step >= 2:
+            half = step // 2
+            # squares
+            corner = m[:, 0:mapsize:step, 0:mapsize:step]
+            sq = corner + torch.roll(corner, -1, dims=1)
+            sq = sq + torch.roll(sq, -1, dims=2)
+            m[:, half:mapsize:step, half:mapsize:step] = wibbled(sq, half, half)
+            # diamonds
+            dr = m[:, half:mapsize:step, half:mapsize:step]
+            ul = m[:, 0:mapsize:step, 0:mapsize:step]
+            lt = dr + torch.roll(dr, 1, dims=1) + ul + torch.roll(ul, -1, dims=2)
+            m[:, 0:mapsize:step, half:mapsize:step] = wibbled(lt, 0, half)
+            tt = dr + torch.roll(dr, 1, dims=2) + ul + torch.roll(ul, -1, dims=1)
+            m[:, half:mapsize:step, 0:mapsize:step] = wibbled(tt, half, 0)
+            step //= 2
+            wibble /= wibbledecay
     flat = m.view(batch, -1)
     flat -= flat.amin(dim=1, keepdim=True)
     flat /= flat.amax(dim=1, keepdim=True).clamp_min(1e-12)
