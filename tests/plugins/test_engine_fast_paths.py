@@ -17,8 +17,18 @@ def test_poisson_levels_is_the_exact_inverse_cdf(lam):
     stats = pytest.importorskip("scipy.stats")
     levels = torch.arange(256, dtype=torch.float32).repeat(40)
     got = _ops.poisson_levels(levels, lam, torch.Generator().manual_seed(lam))
-    # the same generator state gives the same float64 uniforms (one per element)
-    u = torch.rand(levels.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(lam)).numpy()
+    # replay the draws: 24 bits per element (float32), then 53 more bits for the
+    # elements whose guide bucket holds a CDF step, in order
+    g = torch.Generator().manual_seed(lam)
+    top = torch.rand(levels.numel(), generator=g).numpy().astype(np.float64) * 2.0 ** 24
+    assert np.array_equal(top, np.floor(top)), "float32 uniforms are multiples of 2^-24"
+    _, guide, _ = _ops._poisson_level_tables(float(lam), 256)
+    idx = (top.astype(np.int64) >> 12) + levels.numpy().astype(np.int64) * 4096
+    amb = np.flatnonzero(guide.numpy()[idx] < 0)
+    assert 0 < len(amb) < 0.05 * len(idx)
+    u = top.copy()
+    u[amb] += torch.rand(len(amb), dtype=torch.float64, generator=g).numpy()
+    u *= 2.0 ** -24
     k = stats.poisson.ppf(u, levels.double().numpy() / 255.0 * lam)
     want = np.clip(k / lam, 0.0, 1.0).astype(np.float32)
     np.testing.assert_array_equal(got.numpy(), want)
