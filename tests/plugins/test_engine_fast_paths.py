@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rbx_robustness.engine import _compiled, _ops, corrupt
+from rbx_robustness.engine import corruptions as C
 
 
 @pytest.mark.parametrize("lam", [3, 25, 60, 500])
@@ -68,10 +69,12 @@ def _sequential_glass_sweeps(y: np.ndarray, offsets: np.ndarray, d: int) -> np.n
 def test_compiled_glass_sweeps_are_the_published_loop(d):
     g = torch.Generator().manual_seed(d)
     y = torch.rand(2, 3, 19, 27, generator=g)
-    offs = torch.randint(-d, d, (2, 2, 19 - 2 * d, 27 - 2 * d, 2), generator=g, dtype=torch.int8)
+    codes = torch.randint(0, 4 * d * d, (2, 2, 19 - 2 * d, 27 - 2 * d), generator=g, dtype=torch.int16)
+    offs = C._glass_offsets(codes, d)
+    assert int(offs.min()) == -d and int(offs.max()) == d - 1
     want = _sequential_glass_sweeps(y.permute(0, 2, 3, 1).numpy(), offs.numpy().astype(int), d)
     got = y.clone()
-    _compiled.glass_sweeps(got, offs, d)
+    _compiled.glass_sweeps(got, codes, d)
     np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), want)
 
 

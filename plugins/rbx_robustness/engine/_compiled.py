@@ -36,17 +36,19 @@ def _kernels():
     nb = _numba()
 
     @nb.njit(cache=True, nogil=True)
-    def glass_sweeps(y, offsets, delta):  # pragma: no cover - compiled
-        # y (B, C, H, W) float32, in place; offsets (S, B, nh, nw, 2) int8 (dy, dx) for
-        # the swept positions in raster order.  The published loop: y[h, w] <- y[h + dy,
+    def glass_sweeps(y, codes, delta):  # pragma: no cover - compiled
+        # y (B, C, H, W) float32, in place; codes (S, B, nh, nw) int16 = (dy + d) * 2d + dx + d
+        # for the swept positions in raster order.  The published loop: y[h, w] <- y[h + dy,
         # w + dx] (a copy, see corruptions.glass_source_index), h and w descending.
         bsz, ch, h, w = y.shape
-        for s in range(offsets.shape[0]):
+        n = 2 * delta
+        for s in range(codes.shape[0]):
             for b in range(bsz):
                 for hh in range(h - delta, delta, -1):
                     for ww in range(w - delta, delta, -1):
-                        sy = hh + offsets[s, b, hh - delta - 1, ww - delta - 1, 0]
-                        sx = ww + offsets[s, b, hh - delta - 1, ww - delta - 1, 1]
+                        code = codes[s, b, hh - delta - 1, ww - delta - 1]
+                        sy = hh + code // n - delta
+                        sx = ww + code % n - delta
                         for c in range(ch):
                             y[b, c, hh, ww] = y[b, c, sy, sx]
 
@@ -197,10 +199,11 @@ def _kernels():
     return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma
 
 
-def glass_sweeps(y: torch.Tensor, offsets: torch.Tensor, delta: int) -> None:
+def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
     """Run the published glass-blur sweeps in place on (B, C, H, W) float32 ``y``
-    (contiguous, CPU).  ``offsets``: (S, B, nh, nw, 2) integer (dy, dx), sweep-major."""
-    _kernels()[0](y.numpy(), np.ascontiguousarray(offsets.to(torch.int8).numpy()), delta)
+    (contiguous, CPU).  ``codes``: (S, B, nh, nw) int16 ``(dy + d) * 2d + (dx + d)``,
+    sweep-major."""
+    _kernels()[0](y.numpy(), codes.to(torch.int16).contiguous().numpy(), delta)
 
 
 def separable_filter(x: torch.Tensor, kh: torch.Tensor, ih: torch.Tensor, kw: torch.Tensor, iw: torch.Tensor) -> torch.Tensor:

@@ -180,6 +180,19 @@ def glass_source_index(h: int, w: int, delta: int, offsets: torch.Tensor) -> tor
     return ptr[:, :n] - base - n
 
 
+def _glass_codes(b: int, nh: int, nw: int, delta: int, g, device) -> torch.Tensor:
+    """(b, nh, nw) int16 codes ``(dy + d) * 2d + (dx + d)`` of the published
+    ``dx, dy = randint(-d, d, size=(2,))``: one uniform draw per pair (half the
+    random numbers of two draws, same law)."""
+    return _ops.randint(0, 4 * delta * delta, (b, nh, nw), g, device, dtype=torch.int16)
+
+
+def _glass_offsets(codes: torch.Tensor, delta: int) -> torch.Tensor:
+    """Codes of :func:`_glass_codes` -> (..., 2) int8 (dy, dx)."""
+    n = 2 * delta
+    return torch.stack((torch.div(codes, n, rounding_mode="floor"), torch.remainder(codes, n)), dim=-1).sub_(delta).to(torch.int8)
+
+
 def _glass_blur(x, p, g):
     sigma, delta, iters = p
     b, c, h, w = x.shape
@@ -187,17 +200,17 @@ def _glass_blur(x, p, g):
     y = _ops.gaussian_filter(x, sigma, mode="nearest")
     y = _to_uint8_levels(y) / 255.0  # np.uint8(gaussian(x) * 255)
     nh, nw = max(h - 2 * delta, 0), max(w - 2 * delta, 0)
-    offs = [_ops.randint(-delta, delta, (b, nh, nw, 2), g, x.device, dtype=torch.int8) for _ in range(int(iters))]
-    if offs and _ops._cpu_kernels(x) and _compiled.available():
+    codes = [_glass_codes(b, nh, nw, delta, g, x.device) for _ in range(int(iters))]
+    if codes and _ops._cpu_kernels(x) and _compiled.available():
         # the published sequential sweeps, compiled: cheaper than pointer jumping on one core
         y = y.contiguous()
-        _compiled.glass_sweeps(y, torch.stack(offs), delta)
-    elif offs:
+        _compiled.glass_sweeps(y, torch.stack(codes), delta)
+    elif codes:
         rows = (torch.arange(b, device=x.device, dtype=torch.int32) * n).view(b, 1)
-        src = glass_source_index(h, w, delta, offs[0])
-        for o in offs[1:]:
+        src = glass_source_index(h, w, delta, _glass_offsets(codes[0], delta))
+        for code in codes[1:]:
             # sweep k+1 reads the output of sweep k: compose the source maps
-            s = glass_source_index(h, w, delta, o)
+            s = glass_source_index(h, w, delta, _glass_offsets(code, delta))
             src = src.view(-1).index_select(0, (s + rows).view(-1)).view(b, n)
         flat = y.permute(0, 2, 3, 1).reshape(b * n, c)
         y = flat.index_select(0, (src + rows).view(-1)).view(b, h, w, c).permute(0, 3, 1, 2).contiguous()
