@@ -563,7 +563,7 @@ def plasma_fractal(batch: int, mapsize: int, wibbledecay: float, generator, devi
     numbers."""
     assert mapsize & (mapsize - 1) == 0, "mapsize must be a power of two"
     u = rand((batch, mapsize, mapsize), generator, device)
-    if u.device.type == "cpu" and _compiled.available():
+    if _cpu_kernels(u) and _compiled.available():
         m = _compiled.plasma(u, float(wibbledecay))
     else:
         m = torch.zeros(batch, mapsize, mapsize, device=device, dtype=torch.float32)

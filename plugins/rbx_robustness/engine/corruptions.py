@@ -34,13 +34,17 @@ Conventions
 
 Not pure torch
 --------------
-* ``pixelate``: on CPU, Pillow's BOX downsampling of the uint8 image as
-  published; elsewhere Pillow's BOX coefficients as matrices, in float.
+* ``pixelate``: on CPU, Pillow's BOX then NEAREST resizes of the uint8 image
+  as published (Pillow, or its fixed-point arithmetic compiled); elsewhere
+  Pillow's BOX coefficients as matrices, in float.
 * ``jpeg_compression``: ``torchvision.io.encode_jpeg`` / ``decode_jpeg``: on
   CPU the libjpeg round trip of Pillow as published (pixel-identical), on CUDA
   nvJPEG when the installed torchvision supports it, else the CPU codec.
   Input is rounded to uint8 first (the original JPEG-encodes the uint8 image).
-* Everything else is torch only.
+* Everything else is torch only; on the CPU, optional numba kernels
+  (:mod:`._compiled`) replace the steps torch runs slowly on one core (glass
+  blur's sweeps, separable filters, zoom sum, plasma map), with the same
+  random draws and results equal up to float32 summation order.
 
 Frost uses the photographs of the PyPI package ``torch-uncertainty-assets``
 (two of the five drawn are JPEG re-encodings of the originals, see
