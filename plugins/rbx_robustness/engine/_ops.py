@@ -15,6 +15,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from . import _compiled
+
 # --------------------------------------------------------------------------- CPU threading
 
 # Intra-op threads used by the engine's CPU path (None = leave torch's setting).
@@ -93,6 +95,59 @@ def poisson(rates: torch.Tensor, generator) -> torch.Tensor:
     if generator is not None and generator.device != rates.device:
         return torch.poisson(rates.to(generator.device), generator=generator).to(rates.device)
     return torch.poisson(rates, generator=generator)
+
+
+# Buckets of the inverse-CDF guide table: 2^12 keeps the (256, 4096) int16 table
+# (2 MB) cache-friendly while under 2% of the buckets hold a CDF step at lam <= 60.
+_POISSON_BUCKET_BITS = 12
+_POISSON_BUCKETS = 1 << _POISSON_BUCKET_BITS
+
+
+@lru_cache(maxsize=16)
+def _poisson_level_tables(lam: float, levels: int):
+    """CDF rows and guide table of the clipped Poisson law of every 8-bit level.
+
+    Row ``v`` is the law of ``min(Poisson(v / (levels - 1) * lam), kmax)`` with
+    ``kmax = ceil(lam)`` (every count >= lam clips to 1 in ``clip(k / lam, 0, 1)``).
+    ``cdf[v, j] = P(K <= j)`` for ``j < kmax`` (float64); the inverse CDF at
+    ``u`` is ``#{j : cdf[v, j] <= u}``.  ``guide[v, m]`` is that value on the
+    whole bucket ``[m / M, (m + 1) / M)`` when it is constant there, else -1."""
+    kmax = max(int(math.ceil(lam)), 1)
+    rate = torch.arange(levels, dtype=torch.float64).div_(levels - 1).mul_(lam).unsqueeze(1)
+    k = torch.arange(kmax, dtype=torch.float64).unsqueeze(0)
+    logpmf = k * torch.log(rate) - rate - torch.lgamma(k + 1.0)
+    logpmf[0] = torch.where(k[0] == 0, 0.0, -math.inf)  # rate 0: always 0
+    cdf = torch.exp(logpmf).cumsum_(1).clamp_(max=1.0).contiguous()
+    edges = torch.arange(_POISSON_BUCKETS + 1, dtype=torch.float64).div_(_POISSON_BUCKETS)
+    edges = edges.expand(levels, -1).contiguous()
+    lo = torch.searchsorted(cdf, edges[:, :-1].contiguous(), right=True)  # inverse CDF at the bucket start
+    hi = torch.searchsorted(cdf, edges[:, 1:].contiguous(), right=False)  # its supremum inside the bucket
+    guide = torch.where(lo == hi, lo, torch.full_like(lo, -1)).to(torch.int16)
+    return cdf, guide.view(-1).contiguous(), kmax
+
+
+def poisson_levels(levels: torch.Tensor, lam: float, generator) -> torch.Tensor:
+    """``clip(Poisson(levels / 255 * lam) / lam, 0, 1)`` for integer 8-bit
+    ``levels`` (any shape, float or integer dtype), drawn exactly by inverse-CDF
+    sampling: a float32 uniform per element gives the top 24 bits of the
+    element's uniform, whose top 12 bits settle its value through the guide
+    table for almost every element; the rest (< 2 % at the published rates)
+    get 53 more bits from a float64 draw and a binary search of the float64
+    CDF.  The law is the published ``np.random.poisson(x * c)`` of an 8-bit
+    image (only 256 distinct rates), at a fraction of the cost of a general
+    Poisson sampler.  Returns float32."""
+    dev = levels.device
+    cdf, guide, kmax = _poisson_level_tables(float(lam), 256)
+    lv = levels.reshape(-1).to(torch.int32)
+    top = rand(lv.shape, generator, dev).mul_(1 << 24).floor_().to(torch.int32)  # 24-bit integer
+    idx = (top >> (24 - _POISSON_BUCKET_BITS)).add_(lv.mul(1 << _POISSON_BUCKET_BITS))
+    k = guide.to(dev).index_select(0, idx).to(torch.float32)
+    amb = (k < 0).nonzero().view(-1)
+    if amb.numel():
+        u = top.index_select(0, amb).double().add_(rand(amb.shape, generator, dev, torch.float64)).mul_(2.0 ** -24)
+        rows = cdf.to(dev).index_select(0, lv.index_select(0, amb))
+        k.index_copy_(0, amb, torch.searchsorted(rows, u.unsqueeze(1), right=True).view(-1).to(torch.float32))
+    return k.div_(float(lam)).clamp_(0.0, 1.0).view(levels.shape)
 
 
 # --------------------------------------------------------------------------- padding / borders
@@ -181,10 +236,14 @@ def _lowrank(m: torch.Tensor, rtol: float = 1e-7):
 
 
 @lru_cache(maxsize=32)
-def _gauss_lowrank_cpu(n: int, sigma: float, truncate: float, mode: str):
+def _gauss_factors_cpu(n: int, sigma: float, truncate: float, mode: str) -> tuple:
+    """Factors of the (n, n) filter matrix M, whose product is M: ``(A, B)``
+    with ``M ~= A B`` when its numerical rank is under n / 2 (fewer
+    multiply-adds), else ``(M,)`` (a truncated wide Gaussian is often full rank)."""
     k = gaussian_kernel1d(sigma, truncate)
     m = _filter_matrix_cpu(n, tuple(float(v) for v in k), mode)
-    return _lowrank(m)
+    a, b = _lowrank(m)
+    return (a, b) if 2 * a.shape[1] < n else (m,)
 
 
 def _conv_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
@@ -213,6 +272,12 @@ def separable_filter(x: torch.Tensor, kh: torch.Tensor | None, kw: torch.Tensor 
     length, centred), border ``mode`` as in :func:`pad_index`.  Kernels longer
     than 2x the signal use an exact dense-matrix form."""
     n, c, h, w = x.shape
+    if (_cpu_kernels(x) and x.dtype == torch.float32 and kh is not None and kw is not None
+            and 1 < kh.numel() <= 2 * h and 1 < kw.numel() <= 2 * w and _compiled.available()):
+        rh, rw = (kh.numel() - 1) // 2, (kw.numel() - 1) // 2
+        return _compiled.separable_filter(
+            x, kh.double(), pad_index(h, rh, kh.numel() - 1 - rh, mode),
+            kw.double(), pad_index(w, rw, kw.numel() - 1 - rw, mode))
     out = x
     if kh is not None and kh.numel() > 1:
         rh = (kh.numel() - 1) // 2
@@ -239,15 +304,14 @@ def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "nearest", trunca
     h, w = x.shape[-2:]
     k = gaussian_kernel1d(sigma, truncate)
     if k.numel() > 64:
-        ah, bh = _gauss_lowrank_cpu(h, float(sigma), float(truncate), mode)
-        aw, bw = _gauss_lowrank_cpu(w, float(sigma), float(truncate), mode)
         dev, dt = x.device, x.dtype
-        ah, bh, aw, bw = (t.to(device=dev, dtype=dt) for t in (ah, bh, aw, bw))
-        # M_h X M_w^T with M = A B (rank r << n)
-        y = torch.matmul(bh, x)
-        y = torch.matmul(ah, y)
-        y = torch.matmul(y, bw.T)
-        return torch.matmul(y, aw.T)
+        y = x
+        # M_h X M_w^T, each M as one dense matrix or a low-rank product A B
+        for f in reversed(_gauss_factors_cpu(h, float(sigma), float(truncate), mode)):
+            y = torch.matmul(f.to(device=dev, dtype=dt), y)
+        for f in reversed(_gauss_factors_cpu(w, float(sigma), float(truncate), mode)):
+            y = torch.matmul(y, f.to(device=dev, dtype=dt).T)
+        return y
     return separable_filter(x, k, k, mode)
 
 
@@ -405,6 +469,26 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
+def clipped_zoom_axis(n: int, zoom: float):
+    """One axis of :func:`clipped_zoom` as a linear interpolation: for each of
+    the ``n`` output samples, the two source indices and the weight of the
+    second (``scipy.ndimage.zoom(order=1)`` coordinates, in float64), as numpy
+    arrays (int64, int64, float32).  ``zoom >= 1``."""
+    import numpy as np
+
+    crop = int(math.ceil(n / zoom))
+    first = (n - crop) // 2
+    size = int(round(crop * zoom))
+    trim = max((size - n) // 2, 0)
+    pos = np.arange(trim, trim + n, dtype=np.float64)
+    src = pos * ((crop - 1) / (size - 1)) if size > 1 else np.zeros(n)
+    i0 = np.minimum(np.floor(src).astype(np.int64), crop - 1)
+    i1 = np.minimum(i0 + 1, crop - 1)
+    frac = (src - i0).astype(np.float32)
+    return i0 + first, i1 + first, frac
+
+
+@lru_cache(maxsize=64)
 def pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
     """Resampling matrix (out, in) of Pillow's ``Image.BOX`` filter
     (``precompute_coeffs``: centre ``(i+0.5)*scale``, support ``0.5*max(scale,1)``,
@@ -473,31 +557,39 @@ def plasma_fractal(batch: int, mapsize: int, wibbledecay: float, generator, devi
     """Diamond-square height map of the original ``plasma_fractal`` (start
     wibble 100, divided by ``wibbledecay`` per level, each new point = mean of
     its 4 parents + ``wibble * U(-wibble, wibble)``), normalised to [0, 1].
-    Batched: returns (batch, mapsize, mapsize)."""
+    Batched: returns (batch, mapsize, mapsize).  The uniform of the point at
+    (r, c) is drawn up front at (r, c) of one (batch, mapsize, mapsize) draw,
+    so the compiled CPU kernel and the torch levels below consume the same
+    numbers."""
     assert mapsize & (mapsize - 1) == 0, "mapsize must be a power of two"
-    m = torch.zeros(batch, mapsize, mapsize, device=device, dtype=torch.float32)
-    step = mapsize
-    wibble = 100.0
+    u = rand((batch, mapsize, mapsize), generator, device)
+    if _cpu_kernels(u) and _compiled.available():
+        m = _compiled.plasma(u, float(wibbledecay))
+    else:
+        m = torch.zeros(batch, mapsize, mapsize, device=device, dtype=torch.float32)
+        step = mapsize
+        wibble = 100.0
 
-    def wibbled(a):
-        return a / 4 + wibble * uniform(a.shape, -wibble, wibble, generator, device)
+        def wibbled(a, r0, c0):
+            un = u[:, r0:mapsize:step, c0:mapsize:step]
+            return a / 4 + wibble * (un * (2 * wibble) + (-wibble))
 
-    while step >= 2:
-        half = step // 2
-        # squares
-        corner = m[:, 0:mapsize:step, 0:mapsize:step]
-        sq = corner + torch.roll(corner, -1, dims=1)
-        sq = sq + torch.roll(sq, -1, dims=2)
-        m[:, half:mapsize:step, half:mapsize:step] = wibbled(sq)
-        # diamonds
-        dr = m[:, half:mapsize:step, half:mapsize:step]
-        ul = m[:, 0:mapsize:step, 0:mapsize:step]
-        lt = dr + torch.roll(dr, 1, dims=1) + ul + torch.roll(ul, -1, dims=2)
-        m[:, 0:mapsize:step, half:mapsize:step] = wibbled(lt)
-        tt = dr + torch.roll(dr, 1, dims=2) + ul + torch.roll(ul, -1, dims=1)
-        m[:, half:mapsize:step, 0:mapsize:step] = wibbled(tt)
-        step //= 2
-        wibble /= wibbledecay
+        while step >= 2:
+            half = step // 2
+            # squares
+            corner = m[:, 0:mapsize:step, 0:mapsize:step]
+            sq = corner + torch.roll(corner, -1, dims=1)
+            sq = sq + torch.roll(sq, -1, dims=2)
+            m[:, half:mapsize:step, half:mapsize:step] = wibbled(sq, half, half)
+            # diamonds
+            dr = m[:, half:mapsize:step, half:mapsize:step]
+            ul = m[:, 0:mapsize:step, 0:mapsize:step]
+            lt = dr + torch.roll(dr, 1, dims=1) + ul + torch.roll(ul, -1, dims=2)
+            m[:, 0:mapsize:step, half:mapsize:step] = wibbled(lt, 0, half)
+            tt = dr + torch.roll(dr, 1, dims=2) + ul + torch.roll(ul, -1, dims=1)
+            m[:, half:mapsize:step, 0:mapsize:step] = wibbled(tt, half, 0)
+            step //= 2
+            wibble /= wibbledecay
     flat = m.view(batch, -1)
     flat -= flat.amin(dim=1, keepdim=True)
     flat /= flat.amax(dim=1, keepdim=True).clamp_min(1e-12)

@@ -34,13 +34,17 @@ Conventions
 
 Not pure torch
 --------------
-* ``pixelate``: on CPU, Pillow's BOX downsampling of the uint8 image as
-  published; elsewhere Pillow's BOX coefficients as matrices, in float.
+* ``pixelate``: on CPU, Pillow's BOX then NEAREST resizes of the uint8 image
+  as published (Pillow, or its fixed-point arithmetic compiled); elsewhere
+  Pillow's BOX coefficients as matrices, in float.
 * ``jpeg_compression``: ``torchvision.io.encode_jpeg`` / ``decode_jpeg``: on
   CPU the libjpeg round trip of Pillow as published (pixel-identical), on CUDA
   nvJPEG when the installed torchvision supports it, else the CPU codec.
   Input is rounded to uint8 first (the original JPEG-encodes the uint8 image).
-* Everything else is torch only.
+* Everything else is torch only; on the CPU, optional numba kernels
+  (:mod:`._compiled`) replace the steps torch runs slowly on one core (glass
+  blur's sweeps, separable filters, zoom sum, plasma map), with the same
+  random draws and results equal up to float32 summation order.
 
 Frost uses the photographs of the PyPI package ``torch-uncertainty-assets``
 (two of the five drawn are JPEG re-encodings of the originals, see
@@ -64,7 +68,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _ops, presets
+from . import _compiled, _ops, presets
 
 SOURCE_C = "hendrycks/robustness@8190fe3:ImageNet-C/create_c/make_imagenet_c.py"
 
@@ -99,6 +103,12 @@ def _gaussian_noise(x, p, g):
 
 def _shot_noise(x, p, g):
     (lam,) = p
+    # The published generator draws from an 8-bit image: 256 rates, sampled
+    # exactly (and ~10x faster) from per-level CDF tables.  Other inputs take
+    # torch's general Poisson sampler.
+    levels = x.mul(255.0).round_()
+    if bool((levels.mul(1.0 / 255.0).sub_(x).abs_() <= 1e-6).all()):
+        return _ops.poisson_levels(levels, lam, g)
     return _ops.poisson(x * lam, g).div_(lam).clamp_(0.0, 1.0)
 
 
@@ -174,6 +184,19 @@ def glass_source_index(h: int, w: int, delta: int, offsets: torch.Tensor) -> tor
     return ptr[:, :n] - base - n
 
 
+def _glass_codes(b: int, nh: int, nw: int, delta: int, g, device) -> torch.Tensor:
+    """(b, nh, nw) int16 codes ``(dy + d) * 2d + (dx + d)`` of the published
+    ``dx, dy = randint(-d, d, size=(2,))``: one uniform draw per pair (half the
+    random numbers of two draws, same law)."""
+    return _ops.randint(0, 4 * delta * delta, (b, nh, nw), g, device, dtype=torch.int16)
+
+
+def _glass_offsets(codes: torch.Tensor, delta: int) -> torch.Tensor:
+    """Codes of :func:`_glass_codes` -> (..., 2) int8 (dy, dx)."""
+    n = 2 * delta
+    return torch.stack((torch.div(codes, n, rounding_mode="floor"), torch.remainder(codes, n)), dim=-1).sub_(delta).to(torch.int8)
+
+
 def _glass_blur(x, p, g):
     sigma, delta, iters = p
     b, c, h, w = x.shape
@@ -181,14 +204,18 @@ def _glass_blur(x, p, g):
     y = _ops.gaussian_filter(x, sigma, mode="nearest")
     y = _to_uint8_levels(y) / 255.0  # np.uint8(gaussian(x) * 255)
     nh, nw = max(h - 2 * delta, 0), max(w - 2 * delta, 0)
-    rows = (torch.arange(b, device=x.device, dtype=torch.int32) * n).view(b, 1)
-    src = None
-    for _ in range(int(iters)):
-        offs = _ops.randint(-delta, delta, (b, nh, nw, 2), g, x.device, dtype=torch.int8)
-        s = glass_source_index(h, w, delta, offs)
-        # sweep k+1 reads the output of sweep k: compose the source maps
-        src = s if src is None else src.view(-1).index_select(0, (s + rows).view(-1)).view(b, n)
-    if src is not None:
+    codes = [_glass_codes(b, nh, nw, delta, g, x.device) for _ in range(int(iters))]
+    if codes and _ops._cpu_kernels(x) and _compiled.available():
+        # the published sequential sweeps, compiled: cheaper than pointer jumping on one core
+        y = y.contiguous()
+        _compiled.glass_sweeps(y, torch.stack(codes), delta)
+    elif codes:
+        rows = (torch.arange(b, device=x.device, dtype=torch.int32) * n).view(b, 1)
+        src = glass_source_index(h, w, delta, _glass_offsets(codes[0], delta))
+        for code in codes[1:]:
+            # sweep k+1 reads the output of sweep k: compose the source maps
+            s = glass_source_index(h, w, delta, _glass_offsets(code, delta))
+            src = src.view(-1).index_select(0, (s + rows).view(-1)).view(b, n)
         flat = y.permute(0, 2, 3, 1).reshape(b * n, c)
         y = flat.index_select(0, (src + rows).view(-1)).view(b, h, w, c).permute(0, 3, 1, 2).contiguous()
     return _ops.gaussian_filter(y, sigma, mode="nearest").clamp_(0.0, 1.0)
@@ -230,6 +257,13 @@ def _motion_blur(x, p, g):
 
 def _zoom_blur(x, p, g):
     zooms = p[0]
+    h, w = x.shape[-2:]
+    if _ops._cpu_kernels(x) and _compiled.available() and min(zooms) >= 1.0:
+        # all zooms in one compiled pass per image (the torch path below makes
+        # one resampled copy per zoom)
+        ax = [[_ops.clipped_zoom_axis(n, float(z)) for z in zooms] for n in (h, w)]
+        rows, cols = ([np.ascontiguousarray(np.stack(t)) for t in zip(*a)] for a in ax)
+        return _compiled.zoom_sum(x, rows, cols).div_(len(zooms) + 1).clamp_(0.0, 1.0)
     xc = x.contiguous(memory_format=torch.channels_last)
     acc = xc.clone()
     for z in zooms:
@@ -623,48 +657,58 @@ def _jpeg_compression(x, p, g):
 
 
 @lru_cache(maxsize=64)
-def _box_up_index(n: int, size: int) -> torch.Tensor:
-    """Source pixel of each output pixel of Pillow's BOX upsampling from ``n`` to
-    ``size`` (it has exactly one non-zero tap per output pixel, in order)."""
-    return _ops.pil_box_matrix(n, size).argmax(dim=1)
-
-
-@lru_cache(maxsize=64)
-def _nearest_is_box_up(n: int, size: int) -> bool:
-    """Whether Pillow's NEAREST upsampling from ``n`` to ``size`` picks the same source
-    pixels as its BOX upsampling (true for the published sizes, not for every pair)."""
+def _nearest_index(n: int, size: int) -> torch.Tensor:
+    """Source pixel of each output pixel of Pillow's NEAREST resize from ``n`` to
+    ``size`` samples (the published upsampling), read off Pillow itself."""
     from PIL import Image
 
     row = Image.fromarray(np.arange(n, dtype=np.int32)[None, :], mode="I")
-    picked = np.asarray(row.resize((size, 1), Image.NEAREST))[0]
-    return bool(np.array_equal(picked, _box_up_index(n, size).numpy()))
+    return torch.from_numpy(np.asarray(row.resize((size, 1), Image.NEAREST))[0].astype(np.int64))
+
+
+@lru_cache(maxsize=64)
+def _pil_box_taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's 8-bit BOX taps from ``n`` to ``size`` samples: source indices and
+    ``normalize_coeffs_8bpc`` integer weights ``int(0.5 + k * 2**22)``, (size, taps)
+    int32 (unused taps: weight 0)."""
+    m = _ops.pil_box_matrix(n, size).numpy()
+    taps = max(int((m[o] > 0).sum()) for o in range(size))
+    idx = np.zeros((size, taps), np.int32)
+    wts = np.zeros((size, taps), np.int32)
+    for o in range(size):
+        nz = np.flatnonzero(m[o] > 0)
+        idx[o, :] = nz[0]
+        idx[o, :len(nz)] = nz
+        wts[o, :len(nz)] = (0.5 + m[o, nz] * (1 << 22)).astype(np.int32)
+    return idx, wts
 
 
 def _pixelate(x, p, g):
     (c,) = p
     b, ch, h, w = x.shape
     nh, nw = int(h * c), int(w * c)
-    uh, uw = _box_up_index(nh, h), _box_up_index(nw, w)
+    uh, uw = _nearest_index(nh, h), _nearest_index(nw, w)
+    if _ops._cpu_kernels(x) and _compiled.available() and nh > 0 and nw > 0:
+        # Pillow's 8-bit BOX and NEAREST resizes, compiled, on the whole batch at once
+        u8 = quantize_u8(x, "round").permute(0, 2, 3, 1).contiguous()
+        out = torch.empty((b, h, w, ch), dtype=torch.uint8)
+        _compiled.pil_box_nearest(u8.numpy(), out.numpy(), _pil_box_taps(w, nw), _pil_box_taps(h, nh),
+                                  uh.numpy(), uw.numpy())
+        out = out.permute(0, 3, 1, 2)
+        return out if x.dtype == torch.uint8 else out.to(x.dtype).mul_(1.0 / 255.0)
     if _ops._cpu_kernels(x):
-        # Pillow's BOX downsampling on the uint8 image, as published (so with its
-        # rounding between the passes), then the upsampling (one source pixel per
-        # output pixel): Pillow's NEAREST when it picks the same pixels (every
-        # published size), else an index gather.  Image by image, so float input
-        # is converted in cache; uint8 input stays uint8, and channels-last input
-        # (e.g. a numpy HWC batch seen through permute) is used without transposes.
+        # Pillow's BOX downsampling on the uint8 image then its NEAREST upsampling,
+        # as published.  Image by image, so float input is converted in cache;
+        # uint8 input stays uint8, and channels-last input (e.g. a numpy HWC batch
+        # seen through permute) is used without transposes.
         from PIL import Image
 
-        nearest = _nearest_is_box_up(nh, h) and _nearest_is_box_up(nw, w)
         out = torch.empty_like(x)
         for o, a in zip(out, x):
             u8 = quantize_u8(a, "round").permute(1, 2, 0).contiguous().numpy()
             small = Image.fromarray(u8).resize((nw, nh), Image.BOX)
-            if nearest:
-                # np.array, not asarray: PIL's buffer is read-only and torch warns on wrapping it (a 150 kB copy).
-                o.permute(1, 2, 0).copy_(torch.from_numpy(np.array(small.resize((w, h), Image.NEAREST))))
-            else:
-                sm = torch.from_numpy(np.array(small)).permute(2, 0, 1)
-                o.copy_(sm.index_select(1, uh).index_select(2, uw))
+            # np.array, not asarray: PIL's buffer is read-only and torch warns on wrapping it (a 150 kB copy).
+            o.permute(1, 2, 0).copy_(torch.from_numpy(np.array(small.resize((w, h), Image.NEAREST))))
         return out if x.dtype == torch.uint8 else out.mul_(1.0 / 255.0)
     dh = _ops.pil_box_matrix(h, nh).to(x)
     dw = _ops.pil_box_matrix(w, nw).to(x)
@@ -686,11 +730,12 @@ def _elastic_transform(x, p, g):
     M = torch.linalg.solve(A, pts2).transpose(1, 2)  # (b, 2, 3): M @ [x, y, 1] = p2
     full = torch.cat([M, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=dev).expand(b, 1, 3)], dim=1)
     inv = torch.linalg.inv(full)
-    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float64),
-                            torch.arange(w, device=dev, dtype=torch.float64), indexing="ij")
-    pts = torch.stack((xs.reshape(-1), ys.reshape(-1), torch.ones(h * w, device=dev, dtype=torch.float64)))
-    src = torch.matmul(inv, pts)
-    sx, sy = src[:, 0].view(b, h, w), src[:, 1].view(b, h, w)
+    # source coordinates inv @ (x, y, 1) as outer sums (an affine map is separable)
+    xs = torch.arange(w, device=dev, dtype=torch.float64).view(1, 1, w)
+    ys = torch.arange(h, device=dev, dtype=torch.float64).view(1, h, 1)
+    a = inv.reshape(b, 9, 1, 1)
+    sx = (a[:, 0] * xs + a[:, 2]) + a[:, 1] * ys
+    sy = (a[:, 3] * xs + a[:, 5]) + a[:, 4] * ys
     warped = _ops.sample_bilinear_pixels(x, sy, sx, "reflection", align_corners=True)
     # smooth random displacement field (skimage gaussian, mode='reflect', truncate=3)
     fields = _ops.uniform((b, 2, h, w), -1.0, 1.0, g, dev)
@@ -912,7 +957,8 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
                 c = c.to(torch.float32, memory_format=torch.contiguous_format)
                 if dtype == torch.uint8:
                     y = spec.fn(c.mul_(1.0 / 255.0), params, generator, **options)
-                    return quantize_u8(y, spec.quantize)
+                    # y is this chunk's temporary (c is a float copy of the uint8 input)
+                    return quantize_u8(y, spec.quantize, inplace=True)
                 return spec.fn(c, params, generator, **options).to(dtype)
 
             if x.device.type == "cpu" and x.shape[0] > 1:
@@ -927,13 +973,14 @@ def corrupt(batch: torch.Tensor, name: str, severity: int, generator: torch.Gene
     return out[0] if single else out
 
 
-def quantize_u8(x: torch.Tensor, mode: str = "floor") -> torch.Tensor:
+def quantize_u8(x: torch.Tensor, mode: str = "floor", inplace: bool = False) -> torch.Tensor:
     """Float [0, 1] -> uint8 as the published pipeline did: ``floor`` truncates
     like ``np.uint8(x * 255)`` (the numpy corruptions), ``round`` for the
-    Pillow-based ones; uint8 input is returned as is."""
+    Pillow-based ones; uint8 input is returned as is.  ``inplace``: use ``x``
+    as the scratch buffer (one pass less)."""
     if x.dtype == torch.uint8:
         return x
-    v = x.mul(255.0)
+    v = x.mul_(255.0) if inplace else x.mul(255.0)
     # the uint8 cast truncates: clamping to [0, 255] first makes it a floor
     v = v.round_() if mode == "round" else v.add_(1e-4)
     return v.clamp_(0.0, 255.0).to(torch.uint8)

@@ -1,0 +1,247 @@
+"""Optional numba kernels for the CPU path of inherently serial steps.
+
+numba is not a dependency of robustbench_x (the reference package
+``imagecorruptions-imaug`` of the test extra brings it); when it is missing, or
+``RBX_ENGINE_NUMBA=0``, :data:`AVAILABLE` is False and the callers use their
+pure-torch algorithms, which give identical results (tested).  Kernels are
+compiled on first use and cached on disk by numba.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@lru_cache(maxsize=1)
+def _numba():
+    if os.environ.get("RBX_ENGINE_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba
+
+
+def available() -> bool:
+    return _numba() is not None
+
+
+@lru_cache(maxsize=1)
+def _kernels():
+    nb = _numba()
+
+    @nb.njit(cache=True, nogil=True)
+    def glass_sweeps(y, codes, delta):  # pragma: no cover - compiled
+        # y (B, C, H, W) float32, in place; codes (S, B, nh, nw) int16 = (dy + d) * 2d + dx + d
+        # for the swept positions in raster order.  The published loop: y[h, w] <- y[h + dy,
+        # w + dx] (a copy, see corruptions.glass_source_index), h and w descending.
+        bsz, ch, h, w = y.shape
+        n = 2 * delta
+        for s in range(codes.shape[0]):
+            for b in range(bsz):
+                for hh in range(h - delta, delta, -1):
+                    for ww in range(w - delta, delta, -1):
+                        code = codes[s, b, hh - delta - 1, ww - delta - 1]
+                        sy = hh + code // n - delta
+                        sx = ww + code % n - delta
+                        for c in range(ch):
+                            y[b, c, hh, ww] = y[b, c, sy, sx]
+
+    @nb.njit(cache=True, nogil=True)
+    def separable(x, out, kh, ih, kw, iw):  # pragma: no cover - compiled
+        # out[p, i, j] = sum_u kh[u] sum_v kw[v] x[p, ih[i + u], iw[j + v]]: the vertical
+        # pass into a row buffer, then the horizontal one, taps accumulated in order.
+        planes, h, w = x.shape
+        nkh, nkw = kh.shape[0], kw.shape[0]
+        row = np.empty(iw.shape[0], dtype=np.float32)
+        tmp = np.empty(w, dtype=np.float32)
+        for p in range(planes):
+            for i in range(h):
+                r = x[p, ih[i]]
+                k0 = kh[0]
+                for j in range(w):
+                    tmp[j] = r[j] * k0
+                for u in range(1, nkh):
+                    r = x[p, ih[i + u]]
+                    ku = kh[u]
+                    for j in range(w):
+                        tmp[j] += r[j] * ku
+                for j in range(iw.shape[0]):
+                    row[j] = tmp[iw[j]]
+                o = out[p, i]
+                k0 = kw[0]
+                for j in range(w):
+                    o[j] = row[j] * k0
+                for v in range(1, nkw):
+                    kv = kw[v]
+                    for j in range(w):
+                        o[j] += row[j + v] * kv
+
+    @nb.njit(cache=True, nogil=True)
+    def zoom_sum(x, out, r0, r1, rf, c0, c1, cf):  # pragma: no cover - compiled
+        # out[p] += sum_z bilinear(x[p]) at rows (r0, r1, rf)[z] and columns (c0, c1, cf)[z]:
+        # per output row, the vertical interpolation into a row buffer, then the horizontal one.
+        planes, h, w = x.shape
+        tmp = np.empty(w, dtype=np.float32)
+        for p in range(planes):
+            for z in range(r0.shape[0]):
+                for i in range(h):
+                    a = x[p, r0[z, i]]
+                    b = x[p, r1[z, i]]
+                    f = rf[z, i]
+                    for j in range(w):
+                        tmp[j] = a[j] + f * (b[j] - a[j])
+                    o = out[p, i]
+                    for j in range(w):
+                        u = tmp[c0[z, j]]
+                        o[j] += u + cf[z, j] * (tmp[c1[z, j]] - u)
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def clip8(ss):  # pragma: no cover - compiled
+        v = ss >> 22
+        return 0 if ss <= 0 else (255 if v > 255 else v)
+
+    @nb.njit(cache=True, nogil=True)
+    def pil_box_nearest(x, out, hx, hk, vx, vk, uy, ux):  # pragma: no cover - compiled
+        # x (B, H, W*3) uint8 RGB rows -> out (B, H', W'*3): Pillow's 8-bit BOX resampling
+        # (ResampleHorizontal then ResampleVertical: 22-bit fixed-point taps, half added,
+        # clip8) to (nh, nw), then NEAREST up to (H', W') by the index maps uy, ux.
+        bsz, h, _ = x.shape
+        nw, nh = hx.shape[0], vx.shape[0]
+        tmp = np.empty((h, nw * 3), dtype=np.uint8)
+        small = np.empty((nh, nw * 3), dtype=np.uint8)
+        acc = np.empty(nw * 3, dtype=np.int32)
+        half = np.int32(1 << 21)
+        for b in range(bsz):
+            for i in range(h):
+                row = x[b, i]
+                trow = tmp[i]
+                for j in range(nw):
+                    a0 = half
+                    a1 = half
+                    a2 = half
+                    for t in range(hx.shape[1]):
+                        s0 = hx[j, t] * 3
+                        k = hk[j, t]
+                        a0 += np.int32(row[s0]) * k
+                        a1 += np.int32(row[s0 + 1]) * k
+                        a2 += np.int32(row[s0 + 2]) * k
+                    trow[j * 3] = clip8(a0)
+                    trow[j * 3 + 1] = clip8(a1)
+                    trow[j * 3 + 2] = clip8(a2)
+            for i in range(nh):
+                acc[:] = half
+                for t in range(vx.shape[1]):
+                    src = tmp[vx[i, t]]
+                    k = vk[i, t]
+                    for j in range(nw * 3):
+                        acc[j] += np.int32(src[j]) * k
+                srow = small[i]
+                for j in range(nw * 3):
+                    srow[j] = clip8(acc[j])
+            for i in range(uy.shape[0]):
+                dst = out[b, i]
+                if i > 0 and uy[i] == uy[i - 1]:
+                    prev = out[b, i - 1]
+                    for j in range(dst.shape[0]):
+                        dst[j] = prev[j]
+                else:
+                    src = small[uy[i]]
+                    for j in range(ux.shape[0]):
+                        s0 = ux[j] * 3
+                        dst[j * 3] = src[s0]
+                        dst[j * 3 + 1] = src[s0 + 1]
+                        dst[j * 3 + 2] = src[s0 + 2]
+
+    @nb.njit(cache=True, nogil=True)
+    def plasma(u, m, wibbledecay):  # pragma: no cover - compiled
+        # ops.plasma_fractal's torch levels point by point, in float32 and in the
+        # same order of operations (sums of the rolled grids, a / 4 + w * (u * 2w - w)).
+        bsz, size, _ = u.shape
+        f = np.float32
+        for b in range(bsz):
+            mb = m[b]
+            ub = u[b]
+            step = size
+            wibble = 100.0
+            while step >= 2:
+                half = step // 2
+                n = size // step
+                w32, two_w, neg_w = f(wibble), f(2 * wibble), f(-wibble)
+                for i in range(n):
+                    r, r1 = i * step, ((i + 1) % n) * step
+                    for j in range(n):
+                        c, c1 = j * step, ((j + 1) % n) * step
+                        a = (mb[r, c] + mb[r1, c]) + (mb[r, c1] + mb[r1, c1])
+                        mb[r + half, c + half] = a / f(4) + w32 * (ub[r + half, c + half] * two_w + neg_w)
+                for i in range(n):
+                    r, rp, rn = i * step, ((i - 1) % n) * step, ((i + 1) % n) * step
+                    for j in range(n):
+                        c, cp, cn = j * step, ((j - 1) % n) * step, ((j + 1) % n) * step
+                        dr = mb[r + half, c + half]
+                        a = ((dr + mb[rp + half, c + half]) + mb[r, c]) + mb[r, cn]
+                        mb[r, c + half] = a / f(4) + w32 * (ub[r, c + half] * two_w + neg_w)
+                for i in range(n):
+                    r, rn = i * step, ((i + 1) % n) * step
+                    for j in range(n):
+                        c, cp = j * step, ((j - 1) % n) * step
+                        dr = mb[r + half, c + half]
+                        a = ((dr + mb[r + half, cp + half]) + mb[r, c]) + mb[rn, c]
+                        mb[r + half, c] = a / f(4) + w32 * (ub[r + half, c] * two_w + neg_w)
+                step //= 2
+                wibble /= wibbledecay
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma
+
+
+def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
+    """Run the published glass-blur sweeps in place on (B, C, H, W) float32 ``y``
+    (contiguous, CPU).  ``codes``: (S, B, nh, nw) int16 ``(dy + d) * 2d + (dx + d)``,
+    sweep-major."""
+    _kernels()[0](y.numpy(), codes.to(torch.int16).contiguous().numpy(), delta)
+
+
+def separable_filter(x: torch.Tensor, kh: torch.Tensor, ih: torch.Tensor, kw: torch.Tensor, iw: torch.Tensor) -> torch.Tensor:
+    """Separable correlation of (N, C, H, W) float32 CPU ``x``: taps ``kh``/``kw``,
+    border-extended source indices ``ih`` (H + len(kh) - 1) / ``iw``."""
+    n, c, h, w = x.shape
+    xs = x.contiguous().view(n * c, h, w)
+    out = torch.empty_like(xs)
+    f32 = np.float32
+    _kernels()[1](xs.numpy(), out.numpy(), kh.numpy().astype(f32), ih.numpy().astype(np.int64),
+                  kw.numpy().astype(f32), iw.numpy().astype(np.int64))
+    return out.view(n, c, h, w)
+
+
+def zoom_sum(x: torch.Tensor, rows, cols) -> torch.Tensor:
+    """``x + sum_z zoom_z(x)`` for (N, C, H, W) float32 CPU ``x``, each zoom a
+    bilinear resampling given per axis as (i0, i1, frac) arrays of shapes
+    (Z, H) and (Z, W): ``v = x[i0] + frac * (x[i1] - x[i0])``."""
+    n, c, h, w = x.shape
+    xs = x.contiguous().view(n * c, h, w)
+    out = xs.clone()
+    _kernels()[2](xs.numpy(), out.numpy(), *rows, *cols)
+    return out.view(n, c, h, w)
+
+
+def pil_box_nearest(x: np.ndarray, out: np.ndarray, horiz, vert, up_rows: np.ndarray, up_cols: np.ndarray) -> None:
+    """Pillow ``resize(BOX)`` then ``resize(NEAREST)`` of a (B, H, W, 3) uint8
+    batch into ``out`` (B, H', W', 3), bit for bit.  ``horiz`` / ``vert``: (source indices,
+    22-bit integer taps), each (n_out, taps) int32; ``up_rows`` / ``up_cols``:
+    the source pixel of every upsampled row / column."""
+    b, h, w, _ = x.shape
+    _kernels()[3](x.reshape(b, h, w * 3), out.reshape(b, out.shape[1], -1), *horiz, *vert, up_rows, up_cols)
+
+
+def plasma(u: torch.Tensor, wibbledecay: float) -> torch.Tensor:
+    """Un-normalised diamond-square maps (B, S, S) from the uniforms ``u``
+    (B, S, S) float32 CPU (see ``_ops.plasma_fractal``)."""
+    u = u.contiguous()
+    m = torch.zeros_like(u)
+    _kernels()[4](u.numpy(), m.numpy(), wibbledecay)
+    return m

@@ -1,0 +1,129 @@
+"""The engine's CPU fast paths against exact oracles: the table Poisson sampler
+against scipy's Poisson quantile function on the same uniforms, the compiled
+glass-blur sweeps against the published loop, the compiled separable filter
+against scipy, and the compiled and pure-torch paths against each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rbx_robustness.engine import _compiled, _ops, corrupt
+from rbx_robustness.engine import corruptions as C
+
+
+@pytest.mark.parametrize("lam", [3, 25, 60, 500])
+def test_poisson_levels_is_the_exact_inverse_cdf(lam):
+    stats = pytest.importorskip("scipy.stats")
+    levels = torch.arange(256, dtype=torch.float32).repeat(40)
+    got = _ops.poisson_levels(levels, lam, torch.Generator().manual_seed(lam))
+    # replay the draws: 24 bits per element (float32), then 53 more bits for the
+    # elements whose guide bucket holds a CDF step, in order
+    g = torch.Generator().manual_seed(lam)
+    top = torch.rand(levels.numel(), generator=g).numpy().astype(np.float64) * 2.0 ** 24
+    assert np.array_equal(top, np.floor(top)), "float32 uniforms are multiples of 2^-24"
+    _, guide, _ = _ops._poisson_level_tables(float(lam), 256)
+    idx = (top.astype(np.int64) >> 12) + levels.numpy().astype(np.int64) * 4096
+    amb = np.flatnonzero(guide.numpy()[idx] < 0)
+    assert 0 < len(amb) < 0.05 * len(idx)
+    u = top.copy()
+    u[amb] += torch.rand(len(amb), dtype=torch.float64, generator=g).numpy()
+    u *= 2.0 ** -24
+    k = stats.poisson.ppf(u, levels.double().numpy() / 255.0 * lam)
+    want = np.clip(k / lam, 0.0, 1.0).astype(np.float32)
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_shot_noise_takes_the_table_only_for_8bit_levels(monkeypatch):
+    calls = []
+    real = _ops.poisson_levels
+    monkeypatch.setattr(_ops, "poisson_levels", lambda *a: calls.append(1) or real(*a))
+    u8 = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    corrupt(u8, "shot_noise", 2, torch.Generator().manual_seed(1))
+    corrupt(u8.float() / 255.0, "shot_noise", 2, torch.Generator().manual_seed(1))
+    assert len(calls) == 2
+    off_grid = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    y = corrupt(off_grid, "shot_noise", 2, torch.Generator().manual_seed(1))
+    assert len(calls) == 2 and torch.isfinite(y).all()
+
+
+needs_numba = pytest.mark.skipif(not _compiled.available(), reason="numba not installed")
+
+
+def _sequential_glass_sweeps(y: np.ndarray, offsets: np.ndarray, d: int) -> np.ndarray:
+    """The published loop in plain Python: y[h, w] <- y[h + dy, w + dx]."""
+    y = y.copy()
+    _, h, w, _ = y.shape
+    for s in range(offsets.shape[0]):
+        for b in range(y.shape[0]):
+            for hh in range(h - d, d, -1):
+                for ww in range(w - d, d, -1):
+                    dy, dx = offsets[s, b, hh - d - 1, ww - d - 1]
+                    y[b, hh, ww] = y[b, hh + dy, ww + dx]
+    return y
+
+
+@needs_numba
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_compiled_glass_sweeps_are_the_published_loop(d):
+    g = torch.Generator().manual_seed(d)
+    y = torch.rand(2, 3, 19, 27, generator=g)
+    codes = torch.randint(0, 4 * d * d, (2, 2, 19 - 2 * d, 27 - 2 * d), generator=g, dtype=torch.int16)
+    offs = C._glass_offsets(codes, d)
+    assert int(offs.min()) == -d and int(offs.max()) == d - 1
+    want = _sequential_glass_sweeps(y.permute(0, 2, 3, 1).numpy(), offs.numpy().astype(int), d)
+    got = y.clone()
+    _compiled.glass_sweeps(got, codes, d)
+    np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), want)
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["glass_blur", "zoom_blur", "fog", "gaussian_blur", "spatter", "elastic_transform"])
+def test_compiled_and_pure_torch_paths_agree(name, monkeypatch):
+    x = torch.randint(0, 256, (3, 3, 40, 52), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    fast = [corrupt(x, name, s, torch.Generator().manual_seed(s)) for s in range(1, 6)]
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    pure = [corrupt(x, name, s, torch.Generator().manual_seed(s)) for s in range(1, 6)]
+    for s, (a, b) in enumerate(zip(fast, pure), 1):
+        # same random draws and algorithm; float32 sums in another order move a
+        # value across a truncation boundary at most by one level, rarely
+        d = (a.int() - b.int()).abs()
+        assert int(d.max()) <= 1 and float((d > 0).float().mean()) < 1e-3, f"{name} sev {s}"
+
+
+@needs_numba
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "mirror", "wrap"])
+def test_compiled_separable_filter_matches_scipy(mode):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = torch.rand(2, 3, 23, 37, generator=torch.Generator().manual_seed(0))
+    for sigma in (0.7, 2.0, 6.0):
+        got = _ops.gaussian_filter(x, sigma, mode=mode)
+        want = ndimage.gaussian_filter(x.double().numpy(), (0, 0, sigma, sigma), mode=mode, truncate=4.0)
+        np.testing.assert_allclose(got.numpy(), want, atol=2e-6)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure"])
+def test_pixelate_is_pillow_bit_for_bit(compiled, monkeypatch):
+    if compiled and not _compiled.available():
+        pytest.skip("numba not installed")
+    if not compiled:
+        monkeypatch.setattr(_compiled, "available", lambda: False)
+    from PIL import Image
+
+    for h, w in ((224, 224), (37, 53)):
+        x = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(h))
+        for sev, c in enumerate((0.6, 0.5, 0.4, 0.3, 0.25), 1):
+            got = corrupt(x.permute(0, 3, 1, 2), "pixelate", sev).permute(0, 2, 3, 1).numpy()
+            for a, im in zip(got, x.numpy()):
+                small = Image.fromarray(im).resize((int(w * c), int(h * c)), Image.BOX)
+                np.testing.assert_array_equal(a, np.asarray(small.resize((w, h), Image.NEAREST)))
+
+
+@needs_numba
+@pytest.mark.parametrize("mapsize, decay", [(256, 1.7), (32, 2.0), (64, 1.4)])
+def test_compiled_plasma_is_the_torch_plasma_bit_for_bit(mapsize, decay, monkeypatch):
+    fast = _ops.plasma_fractal(2, mapsize, decay, torch.Generator().manual_seed(0), "cpu")
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    pure = _ops.plasma_fractal(2, mapsize, decay, torch.Generator().manual_seed(0), "cpu")
+    assert torch.equal(fast, pure)
