@@ -29,6 +29,18 @@ __all__ = ["CalibrationAccumulator"]
 _FLOOR = float(np.finfo(np.float32).tiny)
 
 
+def max_and_argmax(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel max and argmax over the class axis of (C, P) probabilities, first index on ties.
+
+    numpy's ``argmax(axis=0)`` on a (19, 2e6) array is ~100x slower than ``max(axis=0)``;
+    the argmax is the lowest class equal to the max, found with one pass per class."""
+    best = probs.max(axis=0)
+    arg = np.zeros(best.shape, dtype=np.int64)
+    for k in range(probs.shape[0] - 1, 0, -1):
+        np.copyto(arg, k, where=probs[k] == best)
+    return best, arg
+
+
 class CalibrationAccumulator:
     def __init__(self, n_bins: int = 15, subsample: float | None = None, seed: int = 0) -> None:
         if n_bins < 1:
@@ -61,12 +73,12 @@ class CalibrationAccumulator:
             raise ValueError(f"target classes must be in 0..{c - 1} or {ignore_index} (ignore); found {t.min()}..{t.max()}")
         flat = probs.reshape(c, -1)
         index = np.flatnonzero(valid.ravel())
-        conf = probs.max(axis=0).ravel()[index]
-        pred = probs.argmax(axis=0).ravel()[index]
+        conf, pred = max_and_argmax(flat)
+        conf, pred = conf[index], pred[index]
         if not np.isfinite(conf).all():
             raise ValueError("probs have NaN or infinite values")
         p_target = flat[t, index].astype(np.float64)
-        sum_sq = np.einsum("ch,ch->h", flat, flat).ravel()[index].astype(np.float64)
+        sum_sq = np.einsum("ch,ch->h", flat, flat)[index].astype(np.float64)
         bins = np.searchsorted(self.boundaries, conf, side="right") - 1
         bins = np.clip(bins, 0, self.n_bins)
         self._count += np.bincount(bins, minlength=self.n_bins + 1)

@@ -88,30 +88,23 @@ class ComponentMetrics:
 
 def _segment_scores(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sIoU per ground-truth component and PPV per predicted component, from the ROI's
-    (gt id, pred id) pairs; ids 0 mean background. Works on the sparse joint counts."""
+    (gt id, pred id) pairs; id 0 is background. Works on the joint counts of the pixels
+    that belong to some component."""
     gt_ids = np.unique(g[g > 0])
     pred_ids = np.unique(p[p > 0])
     both = (g > 0) | (p > 0)
-    pairs, counts = np.unique(np.stack([g[both], p[both]]), axis=1, return_counts=True)
-    pred_size = {j: 0 for j in pred_ids.tolist()}
-    pred_on_gt = dict(pred_size)
-    gt_size = {k: 0 for k in gt_ids.tolist()}
-    overlaps: dict[int, list[tuple[int, int]]] = {k: [] for k in gt_size}
-    for (k, j), n in zip(pairs.T.tolist(), counts.tolist()):
-        if j:
-            pred_size[j] += n
-            if k:
-                pred_on_gt[j] += n
-        if k:
-            gt_size[k] += n
-            if j:
-                overlaps[k].append((j, n))
+    width = int(p.max(initial=0)) + 1
+    codes, counts = np.unique(g[both] * width + p[both], return_counts=True)
+    k_of, j_of = codes // width, codes % width
+    pred_size = np.bincount(j_of, weights=counts, minlength=width)
+    pred_on_gt = np.bincount(j_of, weights=counts * (k_of > 0), minlength=width)
+    gt_size = np.bincount(k_of, weights=counts, minlength=int(g.max(initial=0)) + 1)
     siou = []
     for k in gt_ids.tolist():
-        intersection = sum(n for _, n in overlaps[k])
-        touched = [j for j, _ in overlaps[k]]
-        covered = sum(pred_size[j] for j in touched)
-        on_other_gt = sum(pred_on_gt[j] for j in touched) - intersection
+        mine = (k_of == k) & (j_of > 0)
+        touched, intersection = j_of[mine], float(counts[mine].sum())
+        covered = float(pred_size[touched].sum())
+        on_other_gt = float(pred_on_gt[touched].sum()) - intersection
         siou.append(intersection / (covered + gt_size[k] - intersection - on_other_gt))
-    ppv = [pred_on_gt[j] / pred_size[j] for j in pred_ids.tolist()]
+    ppv = pred_on_gt[pred_ids] / pred_size[pred_ids]
     return np.asarray(siou, dtype=np.float64), np.asarray(ppv, dtype=np.float64)

@@ -41,15 +41,22 @@ def _finite_float32(score: np.ndarray, what: str) -> np.ndarray:
 
 
 def exact_curve(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(thresholds, tp, fp)`` over the distinct scores, highest first (scores taken as float32)."""
+    """``(thresholds, tp, fp)`` over the distinct scores, highest first (scores taken as float32).
+
+    One direct sort of 64-bit keys (the order-preserving bits of the score, then the
+    label), which is several times faster than an indirect ``argsort`` on 2e6 pixels."""
     s = _finite_float32(score, "score")
     pos = np.asarray(positive, dtype=bool).ravel()
-    order = np.argsort(-s, kind="stable")
-    s, pos = s[order], pos[order]
-    last_of_group = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tp = np.cumsum(pos, dtype=np.int64)[last_of_group]
+    if s.size != pos.size:
+        raise ValueError(f"score has {s.size} pixels but the labels have {pos.size}")
+    keys = (_ordered_keys(s).astype(np.uint64) << np.uint64(1)) | pos.astype(np.uint64)
+    keys.sort()
+    keys = keys[::-1]
+    value_keys = keys >> np.uint64(1)
+    last_of_group = np.r_[np.flatnonzero(value_keys[1:] != value_keys[:-1]), keys.size - 1]
+    tp = np.cumsum((keys & np.uint64(1)).astype(np.int64))[last_of_group]
     fp = last_of_group + 1 - tp
-    return s[last_of_group], tp, fp
+    return _float_of_key(value_keys[last_of_group].astype(np.uint32)), tp, fp
 
 
 def _ordered_keys(score: np.ndarray) -> np.ndarray:
