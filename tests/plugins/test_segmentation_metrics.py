@@ -318,3 +318,13 @@ def test_metric_specs_pass_the_conformance_checks():
         check_metric_value_sane(spec)
         check_metric_direction(spec)
         check_metric_rejects_bad_input(spec)
+
+
+def test_max_and_argmax_match_numpy_with_ties():
+    from rbx_segmentation.metrics.calibration import max_and_argmax
+
+    rng = np.random.default_rng(8)
+    probs = rng.integers(0, 3, (5, 400)).astype(np.float32)  # many ties: the first class wins, as np.argmax
+    best, arg = max_and_argmax(probs)
+    np.testing.assert_array_equal(best, probs.max(axis=0))
+    np.testing.assert_array_equal(arg, probs.argmax(axis=0))

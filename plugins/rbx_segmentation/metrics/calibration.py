@@ -36,7 +36,7 @@ def max_and_argmax(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the argmax is the lowest class equal to the max, found with one pass per class."""
     best = probs.max(axis=0)
     arg = np.zeros(best.shape, dtype=np.int64)
-    for k in range(probs.shape[0] - 1, 0, -1):
+    for k in range(probs.shape[0] - 1, -1, -1):
         np.copyto(arg, k, where=probs[k] == best)
     return best, arg
 
