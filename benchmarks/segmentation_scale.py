@@ -55,13 +55,19 @@ from rbx_segmentation.metrics import (  # noqa: E402
 IGNORE = 255
 
 
+def upsample(a: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour (C, h, w) -> (C, h k, w k) by one broadcast copy (np.repeat is far slower)."""
+    c, h, w = a.shape
+    return np.ascontiguousarray(np.broadcast_to(a[:, :, None, :, None], (c, h, k, w, k))).reshape(c, h * k, w * k)
+
+
 def synthetic_image(i: int, h: int, w: int, c: int, seed: int):
     """(probs (C, H, W) float32, target (H, W), anomaly score (H, W) float32, SMIYC label (H, W))."""
     rng = np.random.default_rng([seed, i])
     cell = 16
     coarse = rng.integers(0, c, (h // cell, w // cell))
-    target = np.repeat(np.repeat(coarse, cell, 0), cell, 1).astype(np.int64)
-    logits = np.repeat(np.repeat(rng.normal(size=(c, h // cell, w // cell)).astype(np.float32), cell, 1), cell, 2)
+    target = upsample(coarse[None], cell)[0].astype(np.int64)
+    logits = upsample(rng.normal(size=(c, h // cell, w // cell)).astype(np.float32), cell)
     boost = rng.normal(2.0, 1.0, size=(h, w)).astype(np.float32)
     np.put_along_axis(logits, target[None], np.take_along_axis(logits, target[None], 0) + boost[None], 0)
     label = np.zeros((h, w), dtype=np.uint8)
@@ -77,6 +83,10 @@ def synthetic_image(i: int, h: int, w: int, c: int, seed: int):
     logits /= logits.sum(axis=0, keepdims=True)
     anomaly = 1.0 - logits.max(axis=0)
     return logits, target, anomaly, label
+
+
+def aurc_update(risk, conf, pred, target, valid) -> None:
+    risk.update(conf[valid], (pred == target)[valid])
 
 
 class Timer:
@@ -126,7 +136,7 @@ def main(argv=None) -> int:
         pixels += h * w
         t.run("confusion", confusion.update, pred, target)
         t.run("calibration", calibration.update, probs, target, IGNORE)
-        t.run("pixel-aurc", lambda: risk.update(conf[valid], (pred == target)[valid]))
+        t.run("pixel-aurc", aurc_update, risk, conf, pred, target, valid)
         t.run("image-averaged", closest.update, anomaly, label)
         t.run("pooled", pooled.update, anomaly, label)
         del probs, pred, conf

@@ -2,7 +2,8 @@
 
 * **ECE** follows torchmetrics' ``MulticlassCalibrationError(n_bins=15, norm="l1")``:
   confidence = max class probability, accuracy = (argmax == target), 15
-  float32 boundaries ``linspace(0, 1, 16)``, a pixel goes to bin ``i`` when
+  bins with boundaries ``linspace(0, 1, 16)`` in the probabilities' precision
+  (float32, or float64 for float64 input, as torchmetrics), a pixel goes to bin ``i`` when
   ``b_i <= conf < b_{i+1}`` (``bucketize(right=True) - 1``; a confidence of
   exactly 1 gets a bin of its own), ``ECE = sum_i (n_i / N) |acc_i - conf_i|``.
   torch-uncertainty's segmentation routine computes it on a random 1 % of
@@ -79,7 +80,8 @@ class CalibrationAccumulator:
             raise ValueError("probs have NaN or infinite values")
         p_target = flat[t, index].astype(np.float64)
         sum_sq = np.einsum("ch,ch->h", flat, flat)[index].astype(np.float64)
-        bins = np.searchsorted(self.boundaries, conf, side="right") - 1
+        boundaries = self.boundaries if conf.dtype == np.float32 else np.linspace(0.0, 1.0, self.n_bins + 1, dtype=np.float64)
+        bins = np.searchsorted(boundaries, conf, side="right") - 1
         bins = np.clip(bins, 0, self.n_bins)
         self._count += np.bincount(bins, minlength=self.n_bins + 1)
         self._conf += np.bincount(bins, weights=conf.astype(np.float64), minlength=self.n_bins + 1)
