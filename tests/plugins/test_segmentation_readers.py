@@ -76,7 +76,8 @@ def test_streethazards_one_based_ids_and_anomaly_subset(tmp_path):
 
 
 def test_bdd_anomaly_holds_out_train_motorcycle_bicycle(tmp_path, monkeypatch):
-    # frames: train (0, 13, 255) stays; train (0, 17, 2) and val (18, 0) hold motorcycle / bicycle
+    # frames: train (0, 13, 255) stays; train (0, 17, 255) and val (18, 0) hold motorcycle / bicycle;
+    # in the anomaly subset void (255) counts as in-distribution, as the official evaluation does
     monkeypatch.setenv("RBX_CACHE_DIR", str(tmp_path / "cache"))
     ds = written("bdd-anomaly", tmp_path)
     assert ds.subsets() == ["train", "val", "anomaly/bdd-anomaly"] and len(ds.classes) == 16

@@ -10,8 +10,12 @@ Split (hendrycks/anomaly-seg ``create_bdd_dataset.py``): an image whose label
 contains train, motorcycle or bicycle (train ids 16, 17, 18; the script tests
 18, 19, 20 after its +2 shift) goes to the anomaly set, from both ``train``
 and ``val``; the other images stay in their split with the 16 remaining
-classes (0..15). ``anomaly/bdd-anomaly`` marks those three classes 1, the
-rest 0, void 255, under the ``streethazards`` protocol. Deciding the split
+classes (0..15). ``anomaly/bdd-anomaly`` marks those three classes 1 and
+every other pixel 0, under the ``streethazards`` protocol. Void pixels count
+as in-distribution there, as in the official evaluation: its conversion
+(``convert_cityscapes_to_uint``: 255 -> -1, then +2) and its loader's -1
+turn void into a "background" class 0, and ``eval_ood.py`` scores every
+pixel that is not an anomaly class as in-distribution. Deciding the split
 decodes every label once; the result is cached by the labels' paths, sizes
 and modification times.
 """
@@ -46,7 +50,8 @@ class BddAnomalyReader(SegmentationReader):
         for split, pairs in by_split.items():
             self.add(split, [p for p in pairs if str(p.label) not in anomalous], classes)
         held_out = [p for pairs in by_split.values() for p in pairs if str(p.label) in anomalous]
-        anomaly = lookup({**{i: 0 for i in range(len(CITYSCAPES_TRAIN_CLASSES))}, **{i: 1 for i in ANOMALY_TRAIN_IDS}}, default=IGNORE)
+        # void (255) counts as in-distribution, as in the official evaluation (see the module docstring)
+        anomaly = lookup({**{i: 0 for i in range(len(CITYSCAPES_TRAIN_CLASSES))}, **{i: 1 for i in ANOMALY_TRAIN_IDS}, IGNORE: 0}, default=IGNORE)
         self.add("anomaly/bdd-anomaly", held_out, anomaly, protocol="streethazards")
 
     def _anomalous(self, pairs: list[Pair]) -> set[str]:

@@ -70,7 +70,7 @@ def streethazards(tmp: Path) -> dict:
     return {"root": str(tmp)}
 
 
-BDD_FRAMES = {("train", "0a0a0b1a-7c39d841"): (0, 13, 255), ("train", "0a0c3694-24b5193a"): (0, 17, 2),
+BDD_FRAMES = {("train", "0a0a0b1a-7c39d841"): (0, 13, 255), ("train", "0a0c3694-24b5193a"): (0, 17, 255),
               ("val", "7d2f7975-e0c1c5a7"): (10, 11), ("val", "7d4a9094-0e5c9e5e"): (18, 0)}
 
 
