@@ -95,7 +95,10 @@ def test_bdd_anomaly_holds_out_train_motorcycle_bicycle(tmp_path, monkeypatch):
     ("road-obstacle-21", "dataset_ObstacleTrack", "anomaly/road-obstacle-21", "smiyc-obstacle"),
 ])
 def test_segmentmeifyoucan_tracks(tmp_path, type_name, folder, subset, protocol):
-    ds = written(type_name, tmp_path)
+    root = RELEASE_WRITERS[type_name](tmp_path)["root"]
+    ext = "webp" if "Obstacle" in folder else "jpg"
+    write_image(tmp_path / folder / "images" / f"test_2.{ext}", fmt=ext.upper().replace("JPG", "JPEG"))  # test labels are withheld
+    ds = build(type_name, root)
     assert ds.subsets() == [subset] and ds.anomaly_protocol(subset) == protocol
     assert len(ds.samples(subset)) == 1  # the unlabelled test frame is left out
     assert ds.samples(subset)[0][1][0].tolist() == [0, 1, 255] * 2 + [0, 1]

@@ -87,7 +87,6 @@ def _smiyc(folder: str, ext: str) -> Callable[[Path], dict]:
         root = tmp / folder
         fmt = "WEBP" if ext == "webp" else "JPEG"
         write_image(root / "images" / f"validation_1.{ext}", fmt=fmt)
-        write_image(root / "images" / f"test_2.{ext}", fmt=fmt)  # the test labels are withheld
         write_label(root / "labels_masks" / "validation_1_labels_semantic.png", stripes(0, 1, 255))
         return {"root": str(root)}
 
