@@ -6,7 +6,11 @@ is imported at discovery):
 
 * dataset ``embedded-scenes`` (built in, :mod:`.scenes`): seeded synthetic
   scenes with ``train`` / ``val`` / ``test`` and the anomaly subset
-  ``anomaly/unseen-shape`` (SegmentMeIfYouCan encoding).
+  ``anomaly/unseen-shape`` (SegmentMeIfYouCan encoding);
+* the dataset types of :mod:`.readers` (``READER_SPECS``: released layouts of
+  Cityscapes, CamVid, PASCAL VOC, StreetHazards, BDD-Anomaly,
+  SegmentMeIfYouCan, Fishyscapes Lost & Found);
+* the metrics of :mod:`.metrics` (``METRIC_SPECS``).
 
 Capability tokens introduced here: ``anomaly_masks`` (the dataset has
 ``anomaly/<name>`` subsets with 0 / 1 / 255 masks and an
@@ -35,4 +39,13 @@ DATASETS = [
 
 @hookimpl
 def rbx_datasets():
-    return DATASETS
+    from rbx_segmentation.readers import READER_SPECS
+
+    return DATASETS + READER_SPECS
+
+
+@hookimpl
+def rbx_metrics():
+    from rbx_segmentation.metrics import METRIC_SPECS
+
+    return METRIC_SPECS
