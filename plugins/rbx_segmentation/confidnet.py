@@ -46,8 +46,10 @@ def _head(cin: int):
 def _maps_and_logits(ctx, subset):
     import torch
 
+    from robustbench_x.api import torch_threads
+
     maps, logits, labels = [], [], []
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(1):
         for x, y in ctx.loader(subset, batch_size=BATCH):
             maps.append(ctx.model.feature_maps(x).float())
             logits.append(ctx.model.forward(x)[0].float())
@@ -109,7 +111,9 @@ class ConfidNetSeg(PixelMethod):
         import torch
         import torch.nn.functional as F
 
-        with torch.no_grad():
+        from robustbench_x.api import torch_threads
+
+        with torch.no_grad(), torch_threads(1):
             for x, _ in ctx.loader(subset, batch_size=BATCH):
                 logits = ctx.model.forward(x)[0].float()
                 c = F.interpolate(self.head(ctx.model.feature_maps(x).float()), size=logits.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -133,11 +133,14 @@ class Sampled(PixelMethod):
     def score_images(self, ctx, subset):
         import torch
 
-        with torch.no_grad():
-            for x, _ in ctx.loader(subset, batch_size=BATCH):
+        from robustbench_x.api import torch_threads
+
+        for x, _ in ctx.loader(subset, batch_size=BATCH):
+            # one thread: a small network's passes cost several times more CPU on two contended threads
+            with torch.no_grad(), torch_threads(1):
                 probs = torch.softmax(self.member_logits(ctx, x).float(), dim=2).cpu().numpy()
-                for b in range(probs.shape[1]):
-                    yield self.combine(probs[:, b])
+            for b in range(probs.shape[1]):
+                yield self.combine(probs[:, b])
 
 
 class MCDropout(Sampled):
