@@ -98,7 +98,7 @@ class ConfidNetSeg(PixelMethod):
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
-                        total += float(loss) * len(idx)
+                        total += float(loss.detach()) * len(idx)
                 ctx.record("confidnet_train_mse", round(total / len(maps), 5))
             return {k: v.detach().numpy() for k, v in head.state_dict().items()}
 

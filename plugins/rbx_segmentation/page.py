@@ -39,7 +39,9 @@ PROTOCOL_NOTES = {
 def render_segmentation(page: Page) -> list[str]:
     lines = [
         "Semantic segmentation on the `test` subset: mIoU and pixel accuracy from one confusion matrix over every non-ignored pixel; "
-        "ECE (15 bins, top-label), NLL and Brier over every non-ignored pixel; pixel AURC of the method's score against pixel correctness.",
+        "ECE (15 bins, top-label), NLL and Brier over every non-ignored pixel; pixel AURC of the method's score against pixel correctness. "
+        "Methods that only rescore one network's softmax (MSP, MaxLogit, entropy, energy, ConfidNet) share its prediction and probabilities, "
+        "so their mIoU, accuracy, ECE, NLL and Brier are the same; only their score, and so the pixel AURC, differs.",
         *_legend(),
     ]
     return lines + _body(page, kind="segmentation") + _problems(page)
@@ -173,12 +175,14 @@ def _figure(page: Page, rows: pd.DataFrame, metrics: list[str], kind: str, model
     def draw():
         plt = pyplot()
         n, cols = len(images), 2 + len(panels)
+        top = max(1, int(masks[masks != 255].max(initial=1)))
         fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
         for r in range(n):
             axes[r][0].imshow(images[r])
             mask = masks[r].astype(np.float32)
             shown = np.ma.masked_where(masks[r] == 255, mask)
-            axes[r][1].imshow(shown, cmap="viridis" if kind != "anomaly" else "gray", interpolation="nearest")
+            # one colour per class across the rows (void, 255, left blank)
+            axes[r][1].imshow(shown, cmap="viridis" if kind != "anomaly" else "gray", interpolation="nearest", vmin=0, vmax=top)
             for c, (title, values) in enumerate(panels):
                 im = axes[r][2 + c].imshow(values[r], cmap="magma")
                 fig.colorbar(im, ax=axes[r][2 + c], fraction=0.046, pad=0.02)
