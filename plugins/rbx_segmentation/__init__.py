@@ -135,7 +135,8 @@ SUITES = [
         method_output="pixel_maps",
         metrics=SEG_METRICS,
         headline=("miou", "pixel-accuracy", "pixel-ece", "pixel-aurc"),
-        subsets=("test",),
+        # Cityscapes-style releases withhold test labels (all void): val is where they are evaluated
+        subsets=("val", "test"),
         task="segmentation",
         summary="semantic segmentation with per-pixel uncertainty: mIoU, pixel accuracy, ECE / NLL / Brier on all pixels, pixel AURC",
         evaluator="rbx_segmentation.evaluate:evaluate_segmentation",

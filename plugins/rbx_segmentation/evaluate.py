@@ -8,7 +8,8 @@ written into disk-backed memory maps before :meth:`ArrayStore.save` copies
 them in 16 MiB chunks; the working set is one image's outputs plus the
 accumulators' fixed state.
 
-* ``segmentation``: mIoU, pixel accuracy (one confusion matrix over every
+* ``segmentation`` (subsets ``val`` and ``test``; a subset whose every pixel is
+  ignored, as Cityscapes' withheld test labels, is skipped and recorded): mIoU, pixel accuracy (one confusion matrix over every
   non-ignored pixel), pixel ECE / NLL / Brier over every non-ignored pixel
   (the method's ``probs``), pixel AURC (the method's ``score`` against
   ``prediction == target``).
@@ -145,6 +146,9 @@ def evaluate_segmentation(ev: Evaluation):
         cached = ev.ctx.outputs(subset)
         labels, ids = cached.labels, [str(s) for s in cached.sample_ids]
         n, (h, w) = len(labels), labels.shape[1:]
+        if all((np.asarray(labels[i]) == ignore).all() for i in range(n)):
+            ev.ctx.record(f"skipped:{subset}", "every pixel has the ignore label (labels withheld, as Cityscapes' test)")
+            continue
         confusion, calibration, risk = ConfusionAccumulator(num_classes, ignore), CalibrationAccumulator(n_bins=15), RiskCoverageAccumulator()
         disk = _DiskArrays()
         try:

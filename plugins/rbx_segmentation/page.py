@@ -38,7 +38,7 @@ PROTOCOL_NOTES = {
 
 def render_segmentation(page: Page) -> list[str]:
     lines = [
-        "Semantic segmentation on the `test` subset: mIoU and pixel accuracy from one confusion matrix over every non-ignored pixel; "
+        "Semantic segmentation on the `val` and `test` subsets (one table each): mIoU and pixel accuracy from one confusion matrix over every non-ignored pixel; "
         "ECE (15 bins, top-label), NLL and Brier over every non-ignored pixel; pixel AURC of the method's score against pixel correctness. "
         "Methods that only rescore one network's softmax (MSP, MaxLogit, entropy, energy, ConfidNet) share its prediction and probabilities, "
         "so their mIoU, accuracy, ECE, NLL and Brier are the same; only their score, and so the pixel AURC, differs.",

@@ -26,7 +26,7 @@ def test_segmentation_suite_end_to_end(cli, tmp_path):
     assert run.code == 0, run
     rows = _table(out, "results")
     assert set(rows["model"]) == {"builtin-segmenter"} and (rows["status"] == "ok").all()
-    value = rows.set_index(["method", "metric"])["value"]
+    value = rows[rows["subset"] == "test"].set_index(["method", "metric"])["value"]
     # the built-in segmenter makes real mistakes but is far better than chance
     assert 0.5 < value["seg-msp", "miou"] < 0.95 and 0.9 < value["seg-msp", "pixel-accuracy"] < 0.995
     assert value["seg-msp", "pixel-ece"] > 0 and value["seg-msp", "pixel-aurc"] > 0
@@ -39,13 +39,13 @@ def test_segmentation_suite_end_to_end(cli, tmp_path):
     assert prediction.dtype == np.uint8 and prediction.shape == (120, 64, 64) and list(pred_ids) == list(ids)
     scores = _table(out, "scores")
     assert {"sample_id", "subset", "image-iou", "image-pixel-accuracy"} <= set(scores.columns)
-    assert len(scores[scores["method"] == "seg-msp"]) == 120
+    assert len(scores[scores["method"] == "seg-msp"]) == 240 and set(scores["subset"]) == {"val", "test"}
 
     pages = tmp_path / "pages"
     board = cli("leaderboard", str(out), "--out", str(pages))
     assert board.code == 0, board
     text = (pages / "segmentation.md").read_text()
-    assert "### `test`" in text and "seg-mc-dropout-mi" in text and "miou ↑" in text
+    assert "### `test`" in text and "### `val`" in text and "seg-mc-dropout-mi" in text and "miou ↑" in text
     assert list(pages.glob("segmentation-*.png"))
 
 
