@@ -231,11 +231,16 @@ class ModelSpec:
     #: cannot be shipped, a score direction that contradicts the paper's own
     #: benchmark). Each is one sentence; the leaderboard prints it as a footnote.
     deviations: tuple[str, ...] = ()
+    #: The tasks (``SuiteSpec.task``) whose suites may plan the model; empty: any.
+    #: A segmenter says ``{"segmentation"}`` so a classification suite never pairs
+    #: it with a classification dataset (its dropout would match MC Dropout).
+    tasks: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "requires", _frozen(self.requires))
+        object.__setattr__(self, "tasks", _frozen(self.tasks))
 
 
 @dataclass(frozen=True)

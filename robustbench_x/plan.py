@@ -197,7 +197,7 @@ def make_plan(
     seeds: Sequence[int] = (0,),
 ) -> Plan:
     suite = registry.get("suites", suite_name)
-    model_list = model_refs(registry, config, models)
+    model_list = _serving(registry, config, model_refs(registry, config, models), suite, explicit=bool(models))
     excluded: dict[str, str] = {}
     dataset_list = dataset_refs(registry, config, datasets, suite, excluded)
     if methods:
@@ -257,6 +257,19 @@ def make_plan(
                         )
                     )
     return Plan(suite=suite.name, jobs=jobs, excluded=excluded)
+
+
+def _serving(registry: Registry, config: Config, refs: list[ModelRef], suite, *, explicit: bool) -> list[ModelRef]:
+    """The models whose spec serves the suite's task (``ModelSpec.tasks``, empty = any);
+    a model named with --models that does not is a usage error."""
+    out = []
+    for ref in refs:
+        tasks = getattr(registry.get("models", ref.spec), "tasks", frozenset())
+        if not tasks or suite.task in tasks:
+            out.append(ref)
+        elif explicit:
+            raise UsageError(f"model '{ref.name}' serves {', '.join(sorted(tasks))} suites, not suite '{suite.name}' (task '{suite.task}')")
+    return out
 
 
 def _check_model_needs(model: ModelRef, dataset: DatasetRef, config: Config) -> None:

@@ -7,7 +7,9 @@ machine with no download. The data never depends on the run's seed.
 Each scene is a noisy background (a random colour, a low-frequency blotch
 pattern and Gaussian pixel noise) with 1–4 objects, later ones drawn over
 earlier ones. A known object is one of three shapes, each with its own
-texture, in random colours (so colour says nothing about the class):
+texture and a colour drawn around the class's mean colour (:data:`CLASS_COLOURS`,
+σ 0.15 per channel, so colours of different classes, and of the random
+background, overlap); the texture's second colour is the first darkened:
 
 =====  ============  ==========================================
 id     class         shape / texture
@@ -23,7 +25,7 @@ shape's edge plus one half, clipped to [0, 1]. Pixels whose coverage is
 strictly between 0.25 and 0.75 are ambiguous and get the ignore label 255
 (as Cityscapes' void boundaries); pixels covered at least 0.75 get the
 object's class. A share of the scenes is low-contrast (a fog-like blend
-towards grey), and texture periods, object sizes (radius 5–13 px) and noise
+towards grey), and texture periods, object sizes (radius 6–14 px) and noise
 vary, so a small network makes real mistakes at edges, on small objects and in
 fog.
 
@@ -51,7 +53,7 @@ from robustbench_x.api import Dataset, SampleSource
 
 __all__ = ["EmbeddedScenes", "build", "CLASSES", "IGNORE_INDEX", "SIZES", "SEED", "render_scene"]
 
-VERSION = "embedded-scenes-v1"
+VERSION = "embedded-scenes-v2"
 SEED = 20261207
 SIDE = 64
 CLASSES = ["background", "square", "disc", "triangle"]
@@ -61,6 +63,10 @@ SIZES = {"train": 480, "val": 120, "test": 120, "anomaly/unseen-shape": 120}
 ANOMALY_SUBSET = "anomaly/unseen-shape"
 #: Coverage band that is void (ambiguous edge pixels).
 VOID_BAND = (0.25, 0.75)
+#: Mean RGB colour of each known class; a known object's colour is drawn around it (σ = COLOUR_SPREAD per
+#: channel), so colour is a strong but overlapping cue, as road grey or sky blue in a street scene.
+CLASS_COLOURS = {1: np.array([0.8, 0.35, 0.3]), 2: np.array([0.35, 0.75, 0.35]), 3: np.array([0.35, 0.45, 0.85])}
+COLOUR_SPREAD = 0.15
 #: Share of scenes blended towards grey (low contrast).
 FOG_SHARE = 0.3
 
@@ -145,12 +151,16 @@ def render_scene(rng: np.random.Generator, *, anomaly: bool) -> tuple[np.ndarray
         # drawn last, in front of the known objects, so every anomaly scene shows one
         kinds += [_CROSS] * int(rng.integers(1, 3))
     for kind in kinds:
-        r = rng.uniform(5, 13)
+        r = rng.uniform(6, 14)
         cy, cx = rng.uniform(4, SIDE - 4, 2)
         angle = rng.uniform(0, 2 * np.pi)
         coverage = np.clip(_signed_distance(kind, yy, xx, cy, cx, r, angle) + 0.5, 0, 1)
-        pattern = _texture(kind, yy, xx, rng.uniform(0, np.pi), rng.uniform(2.5, 5.0), rng)[..., None]
-        first, second = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+        pattern = _texture(kind, yy, xx, rng.uniform(0, np.pi), rng.uniform(4.0, 7.0), rng)[..., None]
+        if kind == _CROSS:
+            first = rng.uniform(0, 1, 3)
+        else:
+            first = np.clip(CLASS_COLOURS[kind] + rng.normal(0, COLOUR_SPREAD, 3), 0, 1)
+        second = first * rng.uniform(0.4, 0.7)
         colour = pattern * first + (1 - pattern) * second
         a = coverage[..., None]
         image = image * (1 - a) + colour * a
@@ -185,7 +195,7 @@ class EmbeddedScenes(Dataset):
     task = "segmentation"
     classes = list(CLASSES)
     ignore_index = IGNORE_INDEX
-    provides = frozenset({"train_split", "val_split"})
+    provides = frozenset({"train_split", "val_split", "anomaly_masks"})
 
     def __init__(self, name: str = "embedded-scenes") -> None:
         self.name = name
@@ -210,6 +220,12 @@ class EmbeddedScenes(Dataset):
         if subset != ANOMALY_SUBSET:
             raise KeyError(f"{self.name}: {subset!r} is not an anomaly subset; it has {ANOMALY_SUBSET!r}")
         return "smiyc-anomaly"
+
+    def component_size_filters(self, subset: str) -> tuple[int, int]:
+        """SegmentMeIfYouCan's anomaly-track filters (500 / 100 px on 2048×1024 frames) scaled to
+        the scenes' area: (1, 0) px, practically no filter (declared as a deviation)."""
+        scale = SIDE * SIDE / (2048 * 1024)
+        return round(500 * scale), round(100 * scale)
 
     def fingerprint(self, subset: str) -> str:
         if subset not in self._fingerprints:

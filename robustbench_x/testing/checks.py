@@ -1785,6 +1785,9 @@ def _build_model(spec: ModelSpec, env: CheckEnv, seed: int = 0, fresh: bool = Fa
     if not fresh:
         key = ("model", spec.name, spec.factory, arch, json.dumps(options, sort_keys=True, default=repr), seed)
         return env.memo(key, lambda: _build_model(spec, env, seed, fresh=True))
+    tasks = set(getattr(spec, "tasks", ()) or ())
+    if tasks and "classification" not in tasks:
+        raise CheckSkipped(f"model '{spec.name}' serves {', '.join(sorted(tasks))} suites only (ModelSpec.tasks); the kit's runtime checks build models on a classification dataset")
     missing = {"vlm"} & set(spec.provides)
     if missing and spec.name not in env.check_params:
         raise CheckSkipped(f"model '{spec.name}' is a vision-language model; pass check_params={{'{spec.name}': {{'arch': ..., 'options': ...}}}} to build it")

@@ -1,0 +1,55 @@
+"""Segmentation models: torchvision's networks from a local checkpoint (never a download),
+clear errors naming the option, and the built-in segmenter's shipped weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rbx_segmentation.models import build_module, build_torchvision
+from rbx_segmentation.scenes import build as build_scenes
+from robustbench_x.errors import ConfigError
+
+
+def test_torchvision_lraspp_from_a_local_safetensors_checkpoint(tmp_path):
+    import torchvision.models.segmentation as tvs
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = tvs.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4).eval()
+    path = tmp_path / "lraspp.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    model = build_torchvision("lraspp_mobilenet_v3_large", {"checkpoint": str(path)}, dataset=build_scenes())
+    assert model.num_classes == 4 and {"dense_logits", "feature_maps"} <= model.provides and "logits" not in model.provides
+    image = build_scenes().samples("test")[0][0]
+    x = model.transform()(image)[None]
+    logits, features = model.forward(x)
+    assert logits.shape == (1, 4, 64, 64) and features.ndim == 2
+    with torch.no_grad():
+        torch.testing.assert_close(logits, reference(x)["out"])
+
+
+def test_torchvision_without_or_with_a_missing_checkpoint_names_the_option(tmp_path):
+    with pytest.raises(ConfigError, match="checkpoint") as missing:
+        build_torchvision("deeplabv3_resnet50", {}, dataset=build_scenes())
+    assert "nothing is downloaded" in str(missing.value)
+    with pytest.raises(ConfigError, match="checkpoint file not found"):
+        build_torchvision("fcn_resnet50", {"checkpoint": str(tmp_path / "absent.pth")}, dataset=build_scenes())
+    with pytest.raises(ConfigError, match="unknown torchvision segmentation architecture"):
+        build_torchvision("unet", {"checkpoint": "x"})
+    with pytest.raises(ConfigError, match="package.module:attr"):
+        build_module(None, {})
+
+
+def test_builtin_segmenter_loads_its_shipped_weights_after_checking_them():
+    from rbx_segmentation.models import MANIFEST, load_shipped, weights_key
+
+    import json
+
+    dataset = build_scenes()
+    entries = json.loads(MANIFEST.read_text())["weights"]
+    assert {(e["kind"], e["seed"]) for e in entries} >= {("plain", 0), ("plain", 4000), ("batchensemble", 0), ("lpbnn", 0)}
+    # the manifest's keys are the ones the runtime computes for embedded-scenes' train split
+    plain0 = next(e for e in entries if e["kind"] == "plain" and e["seed"] == 0)
+    assert plain0["key"] == weights_key(dataset.fingerprint("train"), 0, len(dataset.classes), "plain", 1)
+    assert load_shipped(plain0["key"]) is not None
