@@ -54,6 +54,19 @@ SUITES = [
         renderer="rbx_lipschitz.page:render",
         default_models=("lipschitz-cnn",),
     ),
+    SuiteSpec(
+        "certified-segmentation",
+        method_output="class_margin",
+        metrics=("certified-pixel-accuracy", "worst-case-iou", "robustness@25", "robustness@50", "robustness@75"),
+        headline=("certified-pixel-accuracy", "worst-case-iou", "robustness@50"),
+        subsets=("test",),
+        task="segmentation",
+        summary="certified ℓ2 robust pixel accuracy and worst-case class IoU of Lipschitz segmenters at each ε of a grid, "
+        "and the robustness@α radii",
+        evaluator="rbx_lipschitz.evaluate_segmentation:evaluate",
+        renderer="rbx_lipschitz.page:render",
+        default_models=("lipschitz-segnet",),
+    ),
 ]
 
 METHODS = [
@@ -66,6 +79,15 @@ METHODS = [
         paper="Serrurier et al., Achieving robustness in classification using optimal transport with hinge regularization, CVPR 2021; "
         "deel-lip deel/lip/metrics.py CategoricalProvableRobustAccuracy",
     ),
+    MethodSpec(
+        name="lipschitz-pixel-margin",
+        factory="rbx_lipschitz.methods:LipschitzPixelMargin",
+        requires={"dense_logits", "lipschitz"},
+        outputs={"class_margin"},
+        summary="per-pixel class gaps z_k - max_{j!=k} z_j and the declared Lipschitz constant, for segmentation certificates",
+        paper="Massena et al., Fast and Flexible Robustness Certificates for Semantic Segmentation, arXiv:2512.06010; "
+        "deel-ai-papers/robust-segmentation src/robustness/",
+    ),
 ]
 
 MODELS = [
@@ -76,6 +98,14 @@ MODELS = [
         requires={"train_split"},
         summary="1-Lipschitz CNN (orthogonalised convolutions, GroupSort), shipped weights for the embedded digits; "
         "declares an exact upper bound of its l2 Lipschitz constant",
+    ),
+    ModelSpec(
+        "lipschitz-segnet",
+        factory="rbx_lipschitz.segmenter:build",
+        provides={"dense_logits", "input_grad", "lipschitz"},
+        requires={"train_split"},
+        summary="1-Lipschitz segmenter (orthogonalised convolutions, pixel unshuffle / shuffle, GroupSort), shipped weights for "
+        "the embedded scenes; declares an exact upper bound of the image-to-logit-map l2 Lipschitz constant",
     ),
 ]
 

@@ -47,6 +47,7 @@ import numpy as np
 __all__ = [
     "SQRT2",
     "top1_margin",
+    "class_gaps",
     "certified_radius",
     "certified_mask",
     "pixel_flip_costs",
@@ -104,26 +105,33 @@ def certified_mask(radius: np.ndarray, correct: np.ndarray, eps: float) -> np.nd
 # --------------------------------------------------------------------------- segmentation
 
 
-def _split(logits: np.ndarray, target: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    logits = np.asarray(logits, dtype=np.float64)
+def class_gaps(logits: np.ndarray) -> np.ndarray:
+    """``z_k − max_{j≠k} z_j`` for every class ``k`` (axis 0) of ``(C, ...)`` logits: positive only
+    for the predicted class, where it is the top-2 margin; every certificate below reads these."""
+    logits = np.asarray(logits)
+    if logits.ndim < 1 or logits.shape[0] < 2:
+        raise ValueError(f"class gaps need logits with at least two classes on axis 0, got shape {logits.shape}")
+    top2 = np.partition(logits, -2, axis=0)[-2:]
+    return logits - np.where(logits == top2[1], top2[0], top2[1])
+
+
+def _split(gaps: np.ndarray, target: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    gaps = np.asarray(gaps, dtype=np.float64)
     target = np.asarray(target)
-    if logits.ndim != 3 or target.shape != logits.shape[1:]:
-        raise ValueError(f"logits must be (C, H, W) and the mask (H, W), got {logits.shape} and {target.shape}")
-    if logits.shape[0] < 2:
+    if gaps.ndim != 3 or target.shape != gaps.shape[1:]:
+        raise ValueError(f"class gaps must be (C, H, W) and the mask (H, W), got {gaps.shape} and {target.shape}")
+    if gaps.shape[0] < 2:
         raise ValueError("a margin needs at least two classes")
     valid = target != ignore_index
-    return logits.reshape(logits.shape[0], -1), target.reshape(-1).astype(np.int64), valid.reshape(-1)
+    return gaps.reshape(gaps.shape[0], -1), target.reshape(-1).astype(np.int64), valid.reshape(-1)
 
 
-def pixel_flip_costs(logits: np.ndarray, target: np.ndarray, ignore_index: int = 255) -> tuple[np.ndarray, int]:
+def pixel_flip_costs(gaps: np.ndarray, target: np.ndarray, ignore_index: int = 255) -> tuple[np.ndarray, int]:
     """Squared output change ``m_p² / 2`` needed to make each correct, non-void pixel wrong,
-    and the number of non-void pixels. ``logits`` ``(C, H, W)``, ``target`` ``(H, W)``."""
-    flat, labels, valid = _split(logits, target, ignore_index)
-    top2 = np.partition(flat, -2, axis=0)[-2:]
-    pred = flat.argmax(axis=0)
-    correct = valid & (pred == labels)
-    margin = top2[1] - top2[0]
-    return (margin[correct] ** 2) / 2.0, int(valid.sum())
+    and the number of non-void pixels. ``gaps`` ``(C, H, W)`` from :func:`class_gaps`, ``target`` ``(H, W)``."""
+    flat, labels, valid = _split(gaps, target, ignore_index)
+    correct = valid & (flat.argmax(axis=0) == labels)
+    return (flat.max(axis=0)[correct] ** 2) / 2.0, int(valid.sum())
 
 
 def certified_pixel_count(costs: np.ndarray, eps: float, lipschitz: float) -> int:
@@ -138,20 +146,17 @@ def certified_pixel_count(costs: np.ndarray, eps: float, lipschitz: float) -> in
     return int(np.count_nonzero(np.cumsum(costs) > (eps * lipschitz) ** 2))
 
 
-def class_flip_costs(logits: np.ndarray, target: np.ndarray, k: int, ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray, int]:
+def class_flip_costs(gaps: np.ndarray, target: np.ndarray, k: int, ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray, int]:
     """For class ``k`` on one image: the sorted costs of turning each true positive into a
     false negative, of turning each true negative into a false positive, and the clean
-    union ``TP + FP + FN`` (void pixels excluded)."""
-    flat, labels, valid = _split(logits, target, ignore_index)
-    zk = flat[k]
-    others = np.delete(flat, k, axis=0).max(axis=0)
+    union ``TP + FP + FN`` (void pixels excluded). ``gaps`` from :func:`class_gaps`."""
+    flat, labels, valid = _split(gaps, target, ignore_index)
     pred_k = flat.argmax(axis=0) == k
     gt_k = labels == k
     tp = valid & gt_k & pred_k
     tn = valid & ~gt_k & ~pred_k
     union = int(np.count_nonzero(valid & (gt_k | pred_k)))
-    gap = zk - others
-    return np.sort(gap[tp] ** 2 / 2.0), np.sort(gap[tn] ** 2 / 2.0), union
+    return np.sort(flat[k][tp] ** 2 / 2.0), np.sort(flat[k][tn] ** 2 / 2.0), union
 
 
 def _image_choices(tp_costs: np.ndarray, tn_costs: np.ndarray, budget: float) -> tuple[np.ndarray, np.ndarray]:
@@ -199,16 +204,14 @@ def worst_case_iou(images: list[tuple[np.ndarray, np.ndarray, int]], eps: float,
     return clean, float(lam)
 
 
-def robustness_curve(logits: np.ndarray) -> np.ndarray:
+def robustness_curve(gaps: np.ndarray) -> np.ndarray:
     """Sorted cumulative flip costs of every pixel of one image (the prediction's own
     top-2 gap, labels not used): entry ``k`` is the squared output change that flips
-    the ``k + 1`` cheapest pixels. ``logits`` ``(C, H, W)``."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 3 or logits.shape[0] < 2:
-        raise ValueError(f"logits must be (C, H, W) with C >= 2, got {logits.shape}")
-    flat = logits.reshape(logits.shape[0], -1)
-    top2 = np.partition(flat, -2, axis=0)[-2:]
-    return np.cumsum(np.sort((top2[1] - top2[0]) ** 2 / 2.0))
+    the ``k + 1`` cheapest pixels. ``gaps`` ``(C, H, W)`` from :func:`class_gaps`."""
+    gaps = np.asarray(gaps, dtype=np.float64)
+    if gaps.ndim != 3 or gaps.shape[0] < 2:
+        raise ValueError(f"class gaps must be (C, H, W) with C >= 2, got {gaps.shape}")
+    return np.cumsum(np.sort(gaps.max(axis=0).ravel() ** 2 / 2.0))
 
 
 def robustness_radius(mean_curve: np.ndarray, alpha: float, lipschitz: float) -> float:

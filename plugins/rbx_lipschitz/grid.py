@@ -13,8 +13,8 @@ from robustbench_x.errors import PluginError
 
 __all__ = ["CLASSIFICATION_GRID", "SEGMENTATION_GRID", "parse_eps", "grid_of", "eps_subset", "split_eps_subset"]
 
-#: deel-lip's and orthogonium's default radius 36/255 and the CIFAR-10 convention's multiples, then 1.
-CLASSIFICATION_GRID = ("0", "36/255", "72/255", "108/255", "1")
+#: deel-lip's and orthogonium's default radius 36/255, the CIFAR-10 convention's multiples, and 0.5 (the built-in CNN certifies nothing at 1).
+CLASSIFICATION_GRID = ("0", "36/255", "72/255", "108/255", "0.5")
 #: For the 64×64 RGB embedded scenes (radii the built-in segmenter's certificates span).
 SEGMENTATION_GRID = ("0", "0.05", "0.1", "0.25", "0.5", "1")
 

@@ -14,9 +14,9 @@ import numpy as np
 from robustbench_x.api import Context, Method
 from robustbench_x.errors import PluginError
 
-from rbx_lipschitz.certificates import certified_radius, top1_margin
+from rbx_lipschitz.certificates import certified_radius, class_gaps, top1_margin
 
-__all__ = ["LipschitzMargin", "declared_constant"]
+__all__ = ["LipschitzMargin", "LipschitzPixelMargin", "declared_constant"]
 
 
 def declared_constant(ctx: Context, method: str) -> float:
@@ -61,3 +61,22 @@ class LipschitzMargin(Method):
             "certified_radius": certified_radius(margin, constant),
             "lipschitz_constant": np.full(len(labels), constant),
         }
+
+
+class LipschitzPixelMargin(Method):
+    """Per pixel and class, the gap ``z_k − max_{j≠k} z_j`` (positive only for the predicted
+    class, where it is the top-2 margin), from the cached per-pixel logits; and the model's
+    declared constant. The ``certified-segmentation`` evaluator derives every certificate
+    from these gaps and the masks (:mod:`rbx_lipschitz.certificates`)."""
+
+    def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
+        logits = np.asarray(ctx.outputs(subset).logits, dtype=np.float32)
+        if logits.ndim != 4 or logits.shape[1] < 2:
+            raise PluginError(f"lipschitz-pixel-margin: logits of subset '{subset}' have shape {logits.shape}; expected (N, C, H, W) with C >= 2")
+        if not np.isfinite(logits).all():
+            raise PluginError(f"lipschitz-pixel-margin: non-finite logits on subset '{subset}'")
+        constant = declared_constant(ctx, "lipschitz-pixel-margin")
+        gaps = np.empty_like(logits)
+        for i in range(len(logits)):  # one image at a time: a few (C, H, W) temporaries
+            gaps[i] = class_gaps(logits[i])
+        return {"class_margin": gaps, "prediction": logits.argmax(axis=1), "lipschitz_constant": np.full(len(logits), constant)}

@@ -1,10 +1,10 @@
 """Leaderboard pages of the ``certified`` and ``certified-segmentation`` suites.
 
-Per (model, dataset): a table with one row per method (and seed) and one column
-per ε of the grid (the certified metric at ``<subset>/l2/<ε>``), then the
-metrics stored on the subset itself (mean certified radius, clean accuracy,
-``robustness@α``…), and the declared Lipschitz constant read from the stored
-per-sample table; then the certified curve as a PNG (classification: the exact
+Per (model, dataset) and data subset: a table with one row per ε of the grid
+and one column per certified metric stored at ``<subset>/l2/<ε>`` (and per
+method when there are several), then a table of the metrics stored on the
+subset itself (mean certified radius, clean accuracy, ``robustness@α``…) with
+the declared Lipschitz constant read from the stored per-sample table; then the certified curve as a PNG (classification: the exact
 step function of ε from every sample's stored radius; segmentation: the grid
 values). Cells are point values (mean ± standard deviation over seeds when there
 are several). Methods that did not run are listed with the reason.
@@ -58,44 +58,54 @@ def _constant(page: Page, rows: pd.DataFrame, method: str) -> str:
     return f"{float(scores['lipschitz_constant'].iloc[0]):.4f}"
 
 
+def _arrow(spec) -> str:
+    return ("↑" if spec.higher_is_better else "↓") + (f" (×{spec.scale:g})" if spec.scale != 1 else "")
+
+
 def _tables(page: Page, rows: pd.DataFrame, table: str) -> list[str]:
+    """Per data subset: ε as rows and (method, per-ε metric) as columns; then the subset's own metrics and L per method."""
     lines = []
     split = rows["subset"].map(split_eps_subset)
     per_eps = rows[split.notna().to_numpy()].copy()
     per_eps["data_subset"] = [s[0] for s in split.dropna()]
     per_eps["eps"] = [s[1] for s in split.dropna()]
     flat = rows[split.isna().to_numpy()]
+    multi = rows["method"].nunique() > 1
     for subset in sorted(set(per_eps["data_subset"]) | set(flat["subset"])):
         mine = per_eps[per_eps["data_subset"] == subset]
-        grid = sorted(mine["eps"].unique(), key=parse_eps)
+        own = flat[flat["subset"] == subset]
+        methods = sorted(set(mine["method"]) | set(own["method"]))
+        lines += [f"### subset `{subset}`", ""]
         metrics_eps = [m for m in page.suite.metrics if (mine["metric"] == m).any()]
-        metrics_flat = [m for m in page.suite.metrics if ((flat["subset"] == subset) & (flat["metric"] == m)).any()]
-        header = ["method"]
-        for metric in metrics_eps:
-            spec = page.metric(metric)
-            header += [f"{metric} ε={eps} {'↑' if spec.higher_is_better else '↓'}" + (f" (×{spec.scale:g})" if spec.scale != 1 else "") for eps in grid]
-        for metric in metrics_flat:
-            spec = page.metric(metric)
-            header.append(f"{metric} {'↑' if spec.higher_is_better else '↓'}" + (f" (×{spec.scale:g})" if spec.scale != 1 else ""))
-        header.append("L")
-        body = []
-        for method in sorted(set(mine["method"]) | set(flat.loc[flat["subset"] == subset, "method"])):
-            cells = [page.method_label(method)]
-            for metric in metrics_eps:
-                spec = page.metric(metric)
-                for eps in grid:
+        if metrics_eps:
+            pairs = [(method, metric) for method in methods for metric in metrics_eps]
+            header = ["ε (ℓ2)"] + [f"{metric} {_arrow(page.metric(metric))}" + (f" · {page.method_label(method)}" if multi else "") for method, metric in pairs]
+            body = []
+            for eps in sorted(mine["eps"].unique(), key=parse_eps):
+                cells = [eps]
+                for method, metric in pairs:
+                    spec = page.metric(metric)
                     values = mine.loc[(mine["method"] == method) & (mine["metric"] == metric) & (mine["eps"] == eps), "value"].to_numpy(float)
                     cells.append(_cell(values, spec.scale))
-                    page.record(f"{table} / {subset}", method, f"{metric} ε={eps}", float(np.nanmean(values)) if len(values) else None, spec.scale)
+                    page.record(f"{table} / {subset}", f"{method} ε={eps}", metric, float(np.nanmean(values)) if len(values) else None, spec.scale)
+                body.append(cells)
+            notes = " ".join(f"`{m}`: {page.metric(m).summary}; {page.metric(m).convention}." for m in metrics_eps)
+            method_note = "" if multi else f" Method: {page.method_label(methods[0])}."
+            lines += [notes + method_note, "", *markdown_table(header, body), ""]
+        metrics_flat = [m for m in page.suite.metrics if (own["metric"] == m).any()]
+        header = ["method", *(f"{m} {_arrow(page.metric(m))}" for m in metrics_flat), "declared L"]
+        body = []
+        for method in methods:
+            cells = [page.method_label(method)]
             for metric in metrics_flat:
                 spec = page.metric(metric)
-                values = flat.loc[(flat["method"] == method) & (flat["metric"] == metric) & (flat["subset"] == subset), "value"].to_numpy(float)
+                values = own.loc[(own["method"] == method) & (own["metric"] == metric), "value"].to_numpy(float)
                 cells.append(_cell(values, spec.scale))
                 page.record(f"{table} / {subset}", method, metric, float(np.nanmean(values)) if len(values) else None, spec.scale)
             cells.append(_constant(page, rows, method))
             body.append(cells)
-        notes = "; ".join(f"{m}: {page.metric(m).summary} ({page.metric(m).convention})" for m in metrics_eps + metrics_flat)
-        lines += [f"### subset `{subset}`", "", f"{notes}.", "", *markdown_table(header, body, "l" + "r" * (len(header) - 1)), ""]
+        notes = " ".join(f"`{m}`: {page.metric(m).summary}." for m in metrics_flat)
+        lines += [(notes + " " if notes else "") + "L: the Lipschitz constant the model declared.", "", *markdown_table(header, body), ""]
     return lines
 
 

@@ -14,6 +14,7 @@ from rbx_lipschitz.certificates import (
     certified_mask,
     certified_pixel_count,
     certified_radius,
+    class_gaps,
     class_flip_costs,
     pixel_flip_costs,
     robustness_curve,
@@ -77,7 +78,7 @@ def test_certified_pixels_hand_count_and_the_reference_eps_zero_bug():
     # 1 x 2 x 3 map, two classes; the logit gap per pixel is the difference of the two maps
     logits = np.array([[[3.0, 0.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 1.0, 0.0], [2.0, 0.5, 5.0]]])  # (C=2, H=2, W=3)
     target = np.array([[0, 1, 1], [1, 255, 1]])
-    costs, valid = pixel_flip_costs(logits, target, ignore_index=255)
+    costs, valid = pixel_flip_costs(class_gaps(logits), target, ignore_index=255)
     # correct pixels: (0,0) gap 3, (0,1) gap 1, (1,0) gap 2, (1,2) gap 5; (0,2) wrong; (1,1) void
     assert sorted(costs.tolist()) == [0.5, 2.0, 4.5, 12.5] and valid == 5
     assert certified_pixel_count(costs, 0.0, 1.0) == 4  # eps = 0: every correct pixel = clean pixel accuracy 4/5
@@ -136,7 +137,7 @@ def test_worst_case_iou_is_the_exact_pooled_minimum_and_below_the_per_image_heur
 def test_class_flip_costs_leave_void_pixels_out():
     logits = np.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [3.0, 0.0]]])  # pred: [[0,1],[1,0]]
     target = np.array([[0, 255], [1, 1]])
-    tp, tn, union = class_flip_costs(logits, target, k=0, ignore_index=255)
+    tp, tn, union = class_flip_costs(class_gaps(logits), target, k=0, ignore_index=255)
     # class 0: TP (0,0) gap 2; FP (1,1); TN (1,0) gap -3; the void pixel counts nowhere
     assert tp.tolist() == [2.0] and tn.tolist() == [4.5] and union == 2
 
@@ -144,7 +145,7 @@ def test_class_flip_costs_leave_void_pixels_out():
 def test_robustness_radius_reads_the_averaged_curve():
     logits = np.zeros((2, 1, 4))
     logits[0, 0] = [1.0, 2.0, 3.0, 4.0]  # gaps 1..4 against class 1 at 0
-    curve = robustness_curve(logits)
+    curve = robustness_curve(class_gaps(logits))
     assert curve.tolist() == pytest.approx(np.cumsum([0.5, 2.0, 4.5, 8.0]).tolist())
     assert robustness_radius(curve, 0.5, 1.0) == pytest.approx(math.sqrt(2.5))  # index floor(0.5 * 3) = 1
     assert robustness_radius(curve, 1.0, 2.0) == pytest.approx(math.sqrt(15.0) / 2)
