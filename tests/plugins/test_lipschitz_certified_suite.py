@@ -47,11 +47,13 @@ def test_certified_suite_runs_end_to_end_and_renders_a_page(cli, tmp_path):
     pages = cli("leaderboard", str(out), "--out", str(tmp_path / "pages"))
     assert pages.code == 0, pages
     page = (tmp_path / "pages" / "certified.md").read_text()
-    assert "certified-accuracy ε=36/255" in page and "## Not run" in page and "requires lipschitz" in page
+    assert "| 36/255 | " in page and "## Not run" in page and "requires lipschitz" in page
     png = tmp_path / "pages" / "certified-curve-lipschitz-cnn-embedded-digits.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cells = json.loads((tmp_path / "pages" / "certified.cells.json").read_text())
-    assert any(c["column"] == "certified-accuracy ε=0" for c in (cells["cells"] if isinstance(cells, dict) else cells))
+    cells = cells["cells"] if isinstance(cells, dict) else cells
+    zero = [c for c in cells if c["row"] == "lipschitz-margin ε=0" and c["column"] == "certified-accuracy"]
+    assert len(zero) == 1 and zero[0]["value"] == pytest.approx(100 * correct.mean())
 
 
 def test_a_model_without_a_constant_is_refused_by_the_method():
