@@ -28,6 +28,7 @@ from pathlib import Path
 #: (model, its recipe function, dataset, dataset factory, seed) whose weights ship with the package.
 SHIPPED = (
     ("lipschitz-cnn", "rbx_lipschitz.classifier:recipe_for", "embedded-digits", "rbx_datasets.embedded:build", 0),
+    ("lipschitz-segnet", "rbx_lipschitz.segmenter:recipe_for", "embedded-scenes", "rbx_segmentation.scenes:build", 0),
 )
 
 

@@ -106,6 +106,9 @@ MODELS = [
         requires={"train_split"},
         summary="1-Lipschitz segmenter (orthogonalised convolutions, pixel unshuffle / shuffle, GroupSort), shipped weights for "
         "the embedded scenes; declares an exact upper bound of the image-to-logit-map l2 Lipschitz constant",
+        deviations=("A weak segmenter on a CPU budget (16 epochs, width 16): on the embedded scenes' test split its clean pixel "
+                    "accuracy is 90.3 % and its mean IoU 0.27, against 89.6 % and 0.22 for predicting background everywhere; "
+                    "the suite demonstrates the certificates, not a strong Lipschitz segmenter.",),
     ),
 ]
 

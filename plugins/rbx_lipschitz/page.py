@@ -110,35 +110,37 @@ def _tables(page: Page, rows: pd.DataFrame, table: str) -> list[str]:
 
 
 def _curve(page: Page, rows: pd.DataFrame, model: str, dataset: str) -> list[str]:
-    """Classification: the exact certified-accuracy step function from the stored radii; else the grid values."""
-    metric = page.suite.headline[0]
-    spec = page.metric(metric)
+    """Classification: the exact certified-accuracy step function from the stored radii;
+    otherwise every per-ε metric at the grid's values."""
     curves = []
+    per_eps = [m for m in page.suite.metrics if rows.loc[rows["metric"] == m, "subset"].map(split_eps_subset).notna().any()]
     for method in sorted(rows["method"].unique()):
         job = rows[rows["method"] == method].iloc[0]
         scores = page.scores(job, columns=("certified_radius", "correct"))
         if scores is not None and {"certified_radius", "correct"} <= set(scores.columns) and len(scores):
+            scale = page.metric(page.suite.headline[0]).scale
             radius = np.sort(np.where(scores["correct"].to_numpy(bool), scores["certified_radius"].to_numpy(float), -1.0))
             eps = np.unique(np.concatenate([[0.0], radius[radius >= 0]]))
             share = [float(np.mean(radius > e)) if e > 0 else float(np.mean(radius >= 0)) for e in eps]
-            curves.append({"label": method, "eps": eps.tolist(), "value": [v * spec.scale for v in share], "step": True})
+            curves.append({"label": f"{method}: {page.suite.headline[0]}", "eps": eps.tolist(), "value": [v * scale for v in share], "step": True})
             continue
-        mine = rows[(rows["method"] == method) & (rows["metric"] == metric)]
-        split = mine["subset"].map(split_eps_subset)
-        keep = split.notna().to_numpy()
-        if not keep.any():
-            continue
-        frame = pd.DataFrame({"eps": [parse_eps(s[1]) for s in split[keep]], "value": mine["value"].to_numpy(float)[keep]})
-        mean = frame.groupby("eps")["value"].mean()
-        curves.append({"label": method, "eps": mean.index.tolist(), "value": (mean * spec.scale).tolist(), "step": False})
+        for metric in per_eps:
+            mine = rows[(rows["method"] == method) & (rows["metric"] == metric)]
+            split = mine["subset"].map(split_eps_subset)
+            keep = split.notna().to_numpy()
+            if not keep.any():
+                continue
+            frame = pd.DataFrame({"eps": [parse_eps(s[1]) for s in split[keep]], "value": mine["value"].to_numpy(float)[keep]})
+            mean = frame.groupby("eps")["value"].mean() * page.metric(metric).scale
+            curves.append({"label": f"{method}: {metric}", "eps": mean.index.tolist(), "value": mean.tolist(), "step": False})
     if not curves:
         return []
-    title = f"{metric} against ε: {model} on {dataset}"
+    title = f"certified values against ε: {model} on {dataset}"
     name = f"{page.suite.name}-curve-{slug(model)}-{slug(dataset)}.png"
-    return [f"### {metric} against ε", "", *page.figure(name, title, [curves, title], lambda: _figure(curves, title, metric))]
+    return ["### Certified values against ε", "", *page.figure(name, title, [curves, title], lambda: _figure(curves, title))]
 
 
-def _figure(curves: list[dict], title: str, metric: str):
+def _figure(curves: list[dict], title: str):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=90)
     for curve in curves:
@@ -147,7 +149,7 @@ def _figure(curves: list[dict], title: str, metric: str):
         else:
             ax.plot(curve["eps"], curve["value"], marker="o", markersize=3, label=curve["label"], linewidth=1.4)
     ax.set_xlabel("ε (ℓ2, input space)")
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_ylabel("certified value (%)")
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
