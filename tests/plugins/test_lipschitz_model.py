@@ -119,7 +119,7 @@ def test_no_certified_sample_is_broken_by_apgd_l2(lipschitz_cnn):
             continue
         attack = APGDAttack(model.module, n_iter=20, norm="L2", eps=eps, seed=0, loss="ce", n_restarts=1)
         x_adv = attack.perturb(x, y)
-        assert float((x_adv - x).flatten(1).norm(dim=1).max()) <= eps + 1e-5
+        assert float((x_adv - x).detach().flatten(1).norm(dim=1).max()) <= eps + 1e-5
         with torch.no_grad():
             robust = (model.module(x_adv).argmax(1) == y).numpy()
         assert not (certified & ~robust).any(), f"eps {text}: a certified sample was broken"
