@@ -321,9 +321,14 @@ class SuiteSpec:
     #: evaluation is costly per method (attacks), so the default run stays within
     #: its budget; any other compatible method still runs with ``--methods``.
     default_methods: tuple[str, ...] = ()
+    #: Models this suite evaluates, beside the default ones, when ``--models`` is
+    #: not given: a suite whose methods need what the default model lacks (a
+    #: certified suite needs a declared Lipschitz constant) names a model that has it.
+    default_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_methods", tuple(self.default_methods))
+        object.__setattr__(self, "default_models", tuple(self.default_models))
         object.__setattr__(self, "dataset_requires", _frozen(self.dataset_requires))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "headline", tuple(self.headline))

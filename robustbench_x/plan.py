@@ -110,9 +110,10 @@ def canonical_hash(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def model_refs(registry: Registry, config: Config, names: Sequence[str] | None) -> list[ModelRef]:
+def model_refs(registry: Registry, config: Config, names: Sequence[str] | None, suite=None) -> list[ModelRef]:
     if not names:
-        names = [s.name for s in registry.specs("models") if s.default] + list(config.models)
+        extra = tuple(getattr(suite, "default_models", ()))
+        names = list(dict.fromkeys([s.name for s in registry.specs("models") if s.default] + list(extra) + list(config.models)))
     refs = []
     for name in names:
         if name in config.models:
@@ -197,7 +198,7 @@ def make_plan(
     seeds: Sequence[int] = (0,),
 ) -> Plan:
     suite = registry.get("suites", suite_name)
-    model_list = _serving(registry, config, model_refs(registry, config, models), suite, explicit=bool(models))
+    model_list = _serving(registry, config, model_refs(registry, config, models, suite), suite, explicit=bool(models))
     excluded: dict[str, str] = {}
     dataset_list = dataset_refs(registry, config, datasets, suite, excluded)
     if methods:
