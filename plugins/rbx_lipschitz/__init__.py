@@ -104,6 +104,7 @@ MODELS = [
         factory="rbx_lipschitz.segmenter:build",
         provides={"dense_logits", "input_grad", "lipschitz"},
         requires={"train_split"},
+        tasks={"segmentation"},
         summary="1-Lipschitz segmenter (orthogonalised convolutions, pixel unshuffle / shuffle, GroupSort), shipped weights for "
         "the embedded scenes; declares an exact upper bound of the image-to-logit-map l2 Lipschitz constant",
         deviations=("A weak segmenter on a CPU budget (16 epochs, width 16): on the embedded scenes' test split its clean pixel "

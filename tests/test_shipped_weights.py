@@ -1,0 +1,41 @@
+"""Every weight file a plugin's manifest lists ships with the repository: it
+exists, its sha256 is the manifest's, and git tracks it (``*.safetensors`` is
+ignored by default, so a new weights folder needs its own ``.gitignore``
+exception, or a fresh clone silently retrains at first use)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = sorted(ROOT.glob("plugins/*/weights/manifest.json"))
+
+
+def _tracked() -> set[str] | None:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "plugins"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return set(out.decode().split("\0"))
+
+
+def test_there_are_manifests():
+    assert {m.parent.parent.name for m in MANIFESTS} >= {"rbx_models", "rbx_segmentation", "rbx_lipschitz"}
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.parent.parent.name)
+def test_every_listed_weight_file_ships(manifest):
+    entries = json.loads(manifest.read_text())["weights"]
+    assert entries, manifest
+    tracked = _tracked()
+    for entry in entries:
+        path = manifest.parent / entry["file"]
+        assert path.is_file(), f"{path} is listed in {manifest} but missing"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], path
+        if tracked is not None:
+            assert str(path.relative_to(ROOT)) in tracked, f"{path} is not tracked by git (see .gitignore)"
