@@ -196,7 +196,58 @@ def _kernels():
                 step //= 2
                 wibble /= wibbledecay
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def reflect_clip(v, twice_low, twice_high, size):  # pragma: no cover - compiled
+        # grid_sample's reflect_coordinates then clip_coordinates (padding 'reflection')
+        lo = twice_low / 2.0
+        span = (twice_high - twice_low) / 2.0
+        if lo <= v <= lo + span:  # inside: the reflection is the identity
+            return min(float(size - 1), max(v, 0.0))
+        v = abs(v - lo)
+        extra = v % span
+        if int(np.floor(v / span)) % 2 == 0:
+            v = extra + lo
+        else:
+            v = span - extra + lo
+        return min(float(size - 1), max(v, 0.0))
+
+    @nb.njit(cache=True, nogil=True)
+    def bilinear_pass(src, dst, a, dy, dx, second):  # pragma: no cover - compiled
+        ch, h, w = src.shape
+        f = np.float32
+        for i in range(h):
+            for j in range(w):
+                if second:
+                    sy = reflect_clip(f(i) + dy[i, j], -1.0, 2.0 * h - 1.0, h)
+                    sx = reflect_clip(f(j) + dx[i, j], -1.0, 2.0 * w - 1.0, w)
+                else:
+                    sx = reflect_clip((a[0, 0] * j + a[0, 2]) + a[0, 1] * i, 0.0, 2.0 * (w - 1), w)
+                    sy = reflect_clip((a[1, 0] * j + a[1, 2]) + a[1, 1] * i, 0.0, 2.0 * (h - 1), h)
+                y0 = int(np.floor(sy))
+                x0 = int(np.floor(sx))
+                fy = f(sy - y0)
+                fx = f(sx - x0)
+                y1 = min(y0 + 1, h - 1)
+                x1 = min(x0 + 1, w - 1)
+                w00 = (f(1) - fx) * (f(1) - fy)
+                w01 = fx * (f(1) - fy)
+                w10 = (f(1) - fx) * fy
+                w11 = fx * fy
+                for c in range(ch):
+                    dst[c, i, j] = (((src[c, y0, x0] * w00 + src[c, y0, x1] * w01) + src[c, y1, x0] * w10)
+                                    + src[c, y1, x1] * w11)
+
+    @nb.njit(cache=True, nogil=True)
+    def elastic(x, out, warped, inv, dy, dx):  # pragma: no cover - compiled
+        # Per image: warped = bilinear(x) at inv @ (j, i, 1), reflected about the
+        # edge pixel centres; out = bilinear(warped) at (i + dy, j + dx), reflected
+        # about the pixel edges (grid_sample's 'reflection' with align_corners
+        # True, then False; taps summed in grid_sample's order).
+        for b in range(x.shape[0]):
+            bilinear_pass(x[b], warped, inv[b], dy[b], dx[b], False)
+            bilinear_pass(warped, out[b], inv[b], dy[b], dx[b], True)
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -245,3 +296,16 @@ def plasma(u: torch.Tensor, wibbledecay: float) -> torch.Tensor:
     m = torch.zeros_like(u)
     _kernels()[4](u.numpy(), m.numpy(), wibbledecay)
     return m
+
+
+def elastic(x: torch.Tensor, inv: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """The two bilinear resamplings of ``elastic_transform`` on (B, C, H, W)
+    float32 CPU ``x``: the affine warp by the inverse maps ``inv`` (B, 3, 3)
+    float64 (edge-centre reflection), then the displacement ``(dy, dx)``
+    (B, H, W) float32 (edge reflection)."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    warped = torch.empty(x.shape[1:], dtype=x.dtype)
+    _kernels()[5](x.numpy(), out.numpy(), warped.numpy(), inv.contiguous().numpy(),
+                  dy.contiguous().numpy(), dx.contiguous().numpy())
+    return out

@@ -733,16 +733,19 @@ def _elastic_transform(x, p, g):
     # source coordinates inv @ (x, y, 1) as outer sums (an affine map is separable)
     xs = torch.arange(w, device=dev, dtype=torch.float64).view(1, 1, w)
     ys = torch.arange(h, device=dev, dtype=torch.float64).view(1, h, 1)
-    a = inv.reshape(b, 9, 1, 1)
-    sx = (a[:, 0] * xs + a[:, 2]) + a[:, 1] * ys
-    sy = (a[:, 3] * xs + a[:, 5]) + a[:, 4] * ys
-    warped = _ops.sample_bilinear_pixels(x, sy, sx, "reflection", align_corners=True)
     # smooth random displacement field (skimage gaussian, mode='reflect', truncate=3)
     fields = _ops.uniform((b, 2, h, w), -1.0, 1.0, g, dev)
     if sigma > 0:  # sigma 0 (CIFAR severity 1) is scipy's identity filter
         fields = _ops.gaussian_filter(fields, sigma, mode="reflect", truncate=3.0)
     fields = fields * alpha
     dx, dy = fields[:, 0], fields[:, 1]
+    if _ops._cpu_kernels(x) and _compiled.available() and x.dtype == torch.float32:
+        # both resamplings below, compiled, without the coordinate grids
+        return _compiled.elastic(x, inv, dy, dx).clamp_(0.0, 1.0)
+    a = inv.reshape(b, 9, 1, 1)
+    sx = (a[:, 0] * xs + a[:, 2]) + a[:, 1] * ys
+    sy = (a[:, 3] * xs + a[:, 5]) + a[:, 4] * ys
+    warped = _ops.sample_bilinear_pixels(x, sy, sx, "reflection", align_corners=True)
     # scipy map_coordinates(order=1, mode='reflect') at (y + dy, x + dx)
     py = ys.to(x.dtype) + dy
     px = xs.to(x.dtype) + dx
