@@ -127,3 +127,20 @@ def test_compiled_plasma_is_the_torch_plasma_bit_for_bit(mapsize, decay, monkeyp
     monkeypatch.setattr(_compiled, "available", lambda: False)
     pure = _ops.plasma_fractal(2, mapsize, decay, torch.Generator().manual_seed(0), "cpu")
     assert torch.equal(fast, pure)
+
+
+@needs_numba
+def test_compiled_canny_and_distance_are_the_torch_ones_bit_for_bit(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    for sigma in (1.0, 2.0, 4.0):  # dense to sparse edge maps
+        liq = _ops.gaussian_filter(torch.rand(3, 1, 45, 61, generator=g), sigma)
+        liq = (liq - liq.amin()) / (liq.amax() - liq.amin())
+        L = torch.floor(liq * 255.0 + 1e-4)
+        fast = C._canny(L, 50.0, 150.0)
+        fast_d = C._edt_truncated(fast, 20)
+        with monkeypatch.context() as m:
+            m.setattr(_compiled, "available", lambda: False)
+            pure = C._canny(L, 50.0, 150.0)
+            pure_d = C._edt_truncated(fast, 20)
+        assert 0 < int(fast.sum()) < fast.numel() // 2
+        assert torch.equal(fast, pure) and torch.equal(fast_d, pure_d)

@@ -247,7 +247,108 @@ def _kernels():
             bilinear_pass(x[b], warped, inv[b], dy[b], dx[b], False)
             bilinear_pass(warped, out[b], inv[b], dy[b], dx[b], True)
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic
+    @nb.njit(cache=True, nogil=True)
+    def canny(img, low, high, out):  # pragma: no cover - compiled
+        # corruptions._canny image by image: Sobel (replicated border), L1 magnitude,
+        # 4-direction non-maximum suppression (zero magnitude outside), then
+        # hysteresis as a flood fill from the strong pixels through the candidates
+        # (8-connectivity: the fixpoint of the torch dilation loop).
+        bsz, h, w = img.shape
+        f = np.float32
+        mag = np.zeros((h + 2, w + 2), dtype=np.float32)
+        gxs = np.empty((h, w), dtype=np.float32)
+        gys = np.empty((h, w), dtype=np.float32)
+        cand = np.empty((h, w), dtype=np.bool_)
+        stack = np.empty(h * w, dtype=np.int64)
+        t22 = f(0.4142135623730950488)
+        for b in range(bsz):
+            x = img[b]
+            for i in range(h):
+                im, ip = max(i - 1, 0), min(i + 1, h - 1)
+                for j in range(w):
+                    jm, jp = max(j - 1, 0), min(j + 1, w - 1)
+                    gx = (x[im, jp] + f(2) * x[i, jp] + x[ip, jp]) - (x[im, jm] + f(2) * x[i, jm] + x[ip, jm])
+                    gy = (x[ip, jm] + f(2) * x[ip, j] + x[ip, jp]) - (x[im, jm] + f(2) * x[im, j] + x[im, jp])
+                    gxs[i, j] = gx
+                    gys[i, j] = gy
+                    mag[i + 1, j + 1] = abs(gx) + abs(gy)
+            o = out[b]
+            n = 0
+            for i in range(h):
+                for j in range(w):
+                    c = mag[i + 1, j + 1]
+                    gx, gy = gxs[i, j], gys[i, j]
+                    ax, ay = abs(gx), abs(gy)
+                    tg22 = ax * t22
+                    tg67 = tg22 + ax * f(2)
+                    if ay < tg22:
+                        keep = c > mag[i + 1, j] and c >= mag[i + 1, j + 2]
+                    elif ay > tg67:
+                        keep = c > mag[i, j + 1] and c >= mag[i + 2, j + 1]
+                    elif gx * gy >= 0:
+                        keep = c > mag[i, j] and c > mag[i + 2, j + 2]
+                    else:
+                        keep = c > mag[i, j + 2] and c > mag[i + 2, j]
+                    cand[i, j] = keep and c > low
+                    strong = cand[i, j] and c > high
+                    o[i, j] = strong
+                    if strong:
+                        stack[n] = i * w + j
+                        n += 1
+            while n > 0:
+                n -= 1
+                i, j = stack[n] // w, stack[n] % w
+                for u in range(max(i - 1, 0), min(i + 2, h)):
+                    for v in range(max(j - 1, 0), min(j + 2, w)):
+                        if cand[u, v] and not o[u, v]:
+                            o[u, v] = True
+                            stack[n] = u * w + v
+                            n += 1
+
+    @nb.njit(cache=True, nogil=True)
+    def edt_truncated(edges, cap, out):  # pragma: no cover - compiled
+        # corruptions._edt_truncated image by image: the distance to the nearest edge
+        # along the row (capped at cap + 1), then the minimum over rows within cap:
+        # squared distances (the caller takes torch's square root, as the torch path).
+        bsz, h, w = edges.shape
+        f = np.float32
+        big = f(cap + 1)
+        g2 = np.empty((h, w), dtype=np.float32)
+        for b in range(bsz):
+            e = edges[b]
+            for i in range(h):
+                last = -1
+                for j in range(w):
+                    if e[i, j]:
+                        last = j
+                    g2[i, j] = min(f(j - last), big) if last >= 0 else big
+                last = -1
+                for j in range(w - 1, -1, -1):
+                    if e[i, j]:
+                        last = j
+                    if last >= 0:
+                        g2[i, j] = min(g2[i, j], f(last - j))
+                for j in range(w):
+                    g2[i, j] = g2[i, j] * g2[i, j]
+            o = out[b]
+            for i in range(h):
+                d = o[i]
+                d[:] = g2[i]
+                top = d.max()  # d only decreases
+                for k in range(1, min(cap, h - 1) + 1):
+                    kk = f(k * k)
+                    if kk >= top:  # no row this far can lower any distance
+                        break
+                    if i - k >= 0:
+                        r = g2[i - k]
+                        for j in range(w):
+                            d[j] = min(d[j], r[j] + kk)
+                    if i + k < h:
+                        r = g2[i + k]
+                        for j in range(w):
+                            d[j] = min(d[j], r[j] + kk)
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -309,3 +410,19 @@ def elastic(x: torch.Tensor, inv: torch.Tensor, dy: torch.Tensor, dx: torch.Tens
     _kernels()[5](x.numpy(), out.numpy(), warped.numpy(), inv.contiguous().numpy(),
                   dy.contiguous().numpy(), dx.contiguous().numpy())
     return out
+
+
+def canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``corruptions._canny`` of (B, 1, H, W) float32 CPU uint8-valued ``img``: bool edges."""
+    b, _, h, w = img.shape
+    out = torch.empty((b, 1, h, w), dtype=torch.bool)
+    _kernels()[6](img.reshape(b, h, w).contiguous().numpy(), float(low), float(high), out.numpy().reshape(b, h, w))
+    return out
+
+
+def edt_truncated(edges: torch.Tensor, cap: int) -> torch.Tensor:
+    """``corruptions._edt_truncated`` of the bool (B, 1, H, W) CPU ``edges``."""
+    b, _, h, w = edges.shape
+    out = torch.empty((b, 1, h, w), dtype=torch.float32)
+    _kernels()[7](edges.reshape(b, h, w).contiguous().numpy(), int(cap), out.numpy().reshape(b, h, w))
+    return torch.sqrt_(out).clamp_(max=float(cap))

@@ -471,6 +471,8 @@ def _canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
     non-maximum suppression along 4 quantised directions (tan 22.5 deg tests,
     ``m > prev && m >= next``; diagonals strict), hysteresis with 8-connectivity.
     Returns a bool edge map."""
+    if _ops._cpu_kernels(img) and _compiled.available() and img.dtype == torch.float32:
+        return _compiled.canny(img, low, high)
     xp = _ops.pad2d(img, 1, 1, 1, 1, "nearest")
     h, w = img.shape[-2:]
     sm_v = xp[..., 0:h, :] + 2.0 * xp[..., 1:h + 1, :] + xp[..., 2:h + 2, :]  # (.., h, w+2)
@@ -518,6 +520,8 @@ def _edt_truncated(edges: torch.Tensor, cap: int) -> torch.Tensor:
     truncated at ``cap`` (cv2.distanceTransform(DIST_L2) on ``255 - edges``
     followed by THRESH_TRUNC at ``cap``; OpenCV's 5x5 mask is a chamfer
     approximation, exact distances are used here).  (B, 1, H, W) -> float."""
+    if _ops._cpu_kernels(edges) and _compiled.available():
+        return _compiled.edt_truncated(edges, cap)
     b, _, h, w = edges.shape
     e = edges[:, 0]
     big = float(cap + 1)
