@@ -144,3 +144,15 @@ def test_compiled_canny_and_distance_are_the_torch_ones_bit_for_bit(monkeypatch)
             pure_d = C._edt_truncated(fast, 20)
         assert 0 < int(fast.sum()) < fast.numel() // 2
         assert torch.equal(fast, pure) and torch.equal(fast_d, pure_d)
+
+
+@needs_numba
+@pytest.mark.parametrize("mode", ["floor", "round"])
+def test_compiled_quantize_u8_is_torch_bit_for_bit(mode, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    # every level, the rounding / truncation boundaries around it, and out-of-range values
+    lv = torch.arange(256, dtype=torch.float32) / 255.0
+    f = torch.cat([lv, lv + 1e-7, lv - 1e-7, (lv + 0.5 / 255.0), torch.rand(5000, generator=g) * 1.2 - 0.1])
+    fast = C.quantize_u8(f, mode)
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    assert torch.equal(fast, C.quantize_u8(f, mode))

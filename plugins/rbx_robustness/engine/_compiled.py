@@ -348,7 +348,18 @@ def _kernels():
                         for j in range(w):
                             d[j] = min(d[j], r[j] + kk)
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated
+    @nb.njit(cache=True, nogil=True)
+    def unit_to_u8(x, out, rnd):  # pragma: no cover - compiled
+        # corruptions.quantize_u8 in one pass: x * 255, then round (half to even) or
+        # + 1e-4, clamped to [0, 255], truncated; float32 throughout
+        f = np.float32
+        eps = f(1e-4)
+        for i in range(x.shape[0]):
+            v = x[i] * f(255.0)
+            v = np.round(v) if rnd else v + eps
+            out[i] = np.uint8(min(max(v, f(0.0)), f(255.0)))
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -426,3 +437,10 @@ def edt_truncated(edges: torch.Tensor, cap: int) -> torch.Tensor:
     out = torch.empty((b, 1, h, w), dtype=torch.float32)
     _kernels()[7](edges.reshape(b, h, w).contiguous().numpy(), int(cap), out.numpy().reshape(b, h, w))
     return torch.sqrt_(out).clamp_(max=float(cap))
+
+
+def unit_to_u8(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """``corruptions.quantize_u8`` of contiguous float32 CPU ``x`` (``mode`` floor or round)."""
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    _kernels()[8](x.view(-1).numpy(), out.view(-1).numpy(), mode == "round")
+    return out
