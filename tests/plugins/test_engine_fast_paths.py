@@ -156,3 +156,13 @@ def test_compiled_quantize_u8_is_torch_bit_for_bit(mode, monkeypatch):
     fast = C.quantize_u8(f, mode)
     monkeypatch.setattr(_compiled, "available", lambda: False)
     assert torch.equal(fast, C.quantize_u8(f, mode))
+
+
+@needs_numba
+def test_compiled_snow_composite_is_torch_bit_for_bit(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 19, 23, generator=g)
+    blurred = torch.rand(2, 1, 19, 23, generator=g) * 0.6
+    fast = C.snow_composite(x, blurred, 0.8)
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    assert torch.equal(fast, C.snow_composite(x, blurred, 0.8))

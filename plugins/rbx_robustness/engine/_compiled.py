@@ -359,7 +359,25 @@ def _kernels():
             v = np.round(v) if rnd else v + eps
             out[i] = np.uint8(min(max(v, f(0.0)), f(255.0)))
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8
+    @nb.njit(cache=True, nogil=True)
+    def snow_composite(x, bl, blend, out):  # pragma: no cover - compiled
+        # corruptions.snow_composite pointwise, float32 in the torch path's order
+        bsz, ch, h, w = x.shape
+        f = np.float32
+        kb, kc = f(blend), f(1.0 - blend)
+        for b in range(bsz):
+            for i in range(h):
+                for j in range(w):
+                    grey = (f(0.299) * x[b, 0, i, j] + f(0.587) * x[b, 1, i, j]) + f(0.114) * x[b, 2, i, j]
+                    t = grey * f(1.5) + f(0.5)
+                    snow = bl[b, 0, i, j]
+                    flip = bl[b, 0, h - 1 - i, w - 1 - j]
+                    for c in range(ch):
+                        v = x[b, c, i, j]
+                        v = ((kb * v + kc * max(v, t)) + snow) + flip
+                        out[b, c, i, j] = min(max(v, f(0.0)), f(1.0))
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -443,4 +461,12 @@ def unit_to_u8(x: torch.Tensor, mode: str) -> torch.Tensor:
     """``corruptions.quantize_u8`` of contiguous float32 CPU ``x`` (``mode`` floor or round)."""
     out = torch.empty(x.shape, dtype=torch.uint8)
     _kernels()[8](x.view(-1).numpy(), out.view(-1).numpy(), mode == "round")
+    return out
+
+
+def snow_composite(x: torch.Tensor, blurred: torch.Tensor, blend: float) -> torch.Tensor:
+    """``corruptions.snow_composite`` of float32 CPU (B, 3, H, W) ``x`` and (B, 1, H, W) ``blurred``."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    _kernels()[9](x.numpy(), blurred.contiguous().numpy(), float(blend), out.numpy())
     return out

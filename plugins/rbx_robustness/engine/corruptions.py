@@ -88,9 +88,10 @@ __all__ = [
 # =========================================================================== helpers
 
 
-def _to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
-    """``np.uint8(x * 255)`` for x in [0, 1]: truncation to 8-bit levels (as floats)."""
-    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 1e-4)
+def _uint8_levels_unit_(x: torch.Tensor) -> torch.Tensor:
+    """``np.uint8(x * 255) / 255`` for x in [0, 1]: truncation to 8-bit levels,
+    in place on the temporary ``x``."""
+    return x.clamp_(0.0, 1.0).mul_(255.0).add_(1e-4).floor_().div_(255.0)
 
 
 # =========================================================================== noise
@@ -202,7 +203,9 @@ def _glass_blur(x, p, g):
     b, c, h, w = x.shape
     n = h * w
     y = _ops.gaussian_filter(x, sigma, mode="nearest")
-    y = _to_uint8_levels(y) / 255.0  # np.uint8(gaussian(x) * 255)
+    if y.data_ptr() == x.data_ptr():  # a one-tap kernel returns x itself: never write into the input
+        y = y.clone()
+    y = _uint8_levels_unit_(y)  # np.uint8(gaussian(x) * 255)
     nh, nw = max(h - 2 * delta, 0), max(w - 2 * delta, 0)
     codes = [_glass_codes(b, nh, nw, delta, g, x.device) for _ in range(int(iters))]
     if codes and _ops._cpu_kernels(x) and _compiled.available():
@@ -281,7 +284,7 @@ def snow_layer(b: int, h: int, w: int, loc: float, scale: float, zoom: float, th
     layer = _ops.randn((b, 1, h, w), g, device).mul_(scale).add_(loc)
     layer = _ops.clipped_zoom(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
-    return _to_uint8_levels(layer) / 255.0
+    return _uint8_levels_unit_(layer)
 
 
 def snow_blur(layer: torch.Tensor, radius: float, sigma: float, angles_deg: torch.Tensor) -> torch.Tensor:
@@ -292,6 +295,9 @@ def snow_blur(layer: torch.Tensor, radius: float, sigma: float, angles_deg: torc
 
 
 def snow_composite(x: torch.Tensor, blurred: torch.Tensor, blend: float) -> torch.Tensor:
+    if (_ops._cpu_kernels(x) and _compiled.available() and x.dtype == blurred.dtype == torch.float32
+            and blurred.shape[1] == 1 and x.shape[1] == 3):
+        return _compiled.snow_composite(x, blurred, blend)  # the lines below in one pass
     grey = _ops.rgb_to_gray_cv2(x)
     base = blend * x + (1.0 - blend) * torch.maximum(x, grey * 1.5 + 0.5)
     return (base + blurred + torch.flip(blurred, dims=(-2, -1))).clamp_(0.0, 1.0)
