@@ -166,3 +166,13 @@ def test_compiled_snow_composite_is_torch_bit_for_bit(monkeypatch):
     fast = C.snow_composite(x, blurred, 0.8)
     monkeypatch.setattr(_compiled, "available", lambda: False)
     assert torch.equal(fast, C.snow_composite(x, blurred, 0.8))
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["gaussian_noise", "speckle_noise", "impulse_noise"])
+def test_compiled_pointwise_noise_is_torch_bit_for_bit(name, monkeypatch):
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fast = [corrupt(x, name, s, torch.Generator().manual_seed(s)) for s in range(1, 6)]
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    for s, a in enumerate(fast, 1):
+        assert torch.equal(a, corrupt(x, name, s, torch.Generator().manual_seed(s))), s

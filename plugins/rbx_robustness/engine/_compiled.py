@@ -377,7 +377,24 @@ def _kernels():
                         v = ((kb * v + kc * max(v, t)) + snow) + flip
                         out[b, c, i, j] = min(max(v, f(0.0)), f(1.0))
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite
+    @nb.njit(cache=True, nogil=True)
+    def noise_apply(x, n, kind, a):  # pragma: no cover - compiled
+        # in place on the random draws n, float32 in the torch paths' order:
+        # 0 gaussian: clip(x + n * a); 1 speckle: clip(x + x * (n * a));
+        # 2 impulse (n uniform): 0 or 1 where n < a (1 iff n >= a / 2), else x
+        f = np.float32
+        af, half = f(a), f(a * 0.5)
+        for i in range(x.shape[0]):
+            v = x[i]
+            if kind == 0:
+                v = v + n[i] * af
+            elif kind == 1:
+                v = v + v * (n[i] * af)
+            elif n[i] < af:
+                v = f(1.0) if n[i] >= half else f(0.0)
+            n[i] = min(max(v, f(0.0)), f(1.0))
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -470,3 +487,13 @@ def snow_composite(x: torch.Tensor, blurred: torch.Tensor, blend: float) -> torc
     out = torch.empty_like(x)
     _kernels()[9](x.numpy(), blurred.contiguous().numpy(), float(blend), out.numpy())
     return out
+
+
+_NOISE_KINDS = {"gaussian": 0, "speckle": 1, "impulse": 2}
+
+
+def noise_apply(x: torch.Tensor, draws: torch.Tensor, kind: str, a: float) -> torch.Tensor:
+    """The pointwise step of gaussian / speckle / impulse noise on contiguous
+    float32 CPU ``x`` with its random ``draws`` (overwritten and returned)."""
+    _kernels()[10](x.view(-1).numpy(), draws.view(-1).numpy(), _NOISE_KINDS[kind], float(a))
+    return draws

@@ -97,9 +97,16 @@ def _uint8_levels_unit_(x: torch.Tensor) -> torch.Tensor:
 # =========================================================================== noise
 
 
+def _fused_noise(x: torch.Tensor) -> bool:
+    return _ops._cpu_kernels(x) and x.dtype == torch.float32 and x.is_contiguous() and _compiled.available()
+
+
 def _gaussian_noise(x, p, g):
     (sigma,) = p
-    return (x + _ops.randn(x.shape, g, x.device).mul_(sigma)).clamp_(0.0, 1.0)
+    n = _ops.randn(x.shape, g, x.device)
+    if _fused_noise(x):
+        return _compiled.noise_apply(x, n, "gaussian", sigma)  # the line below in one pass
+    return (x + n.mul_(sigma)).clamp_(0.0, 1.0)
 
 
 def _shot_noise(x, p, g):
@@ -119,13 +126,18 @@ def _impulse_noise(x, p, g):
     # prob 1/2 each.  One uniform draw per element encodes both decisions.
     (amount,) = p
     u = _ops.rand(x.shape, g, x.device)
+    if _fused_noise(x):
+        return _compiled.noise_apply(x, u, "impulse", amount)  # the line below in one pass
     # u < amount/2: pepper (0); amount/2 <= u < amount: salt (1); else unchanged
     return torch.where(u < amount, (u >= amount * 0.5).to(x.dtype), x)
 
 
 def _speckle_noise(x, p, g):
     (sigma,) = p
-    n = _ops.randn(x.shape, g, x.device).mul_(sigma)
+    n = _ops.randn(x.shape, g, x.device)
+    if _fused_noise(x):
+        return _compiled.noise_apply(x, n, "speckle", sigma)  # the lines below in one pass
+    n.mul_(sigma)
     return (x + x * n).clamp_(0.0, 1.0)
 
 
