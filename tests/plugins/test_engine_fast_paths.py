@@ -169,9 +169,11 @@ def test_compiled_snow_composite_is_torch_bit_for_bit(monkeypatch):
 
 
 @needs_numba
-@pytest.mark.parametrize("name", ["gaussian_noise", "speckle_noise", "impulse_noise"])
-def test_compiled_pointwise_noise_is_torch_bit_for_bit(name, monkeypatch):
+@pytest.mark.parametrize("name", ["gaussian_noise", "speckle_noise", "impulse_noise", "brightness", "saturate"])
+def test_compiled_pointwise_corruptions_are_torch_bit_for_bit(name, monkeypatch):
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x[0, :, :8] = x[0, :1, :8]  # grey pixels (S = 0)
+    x[1, :, :4] = 0.0  # black pixels (V = 0)
     fast = [corrupt(x, name, s, torch.Generator().manual_seed(s)) for s in range(1, 6)]
     monkeypatch.setattr(_compiled, "available", lambda: False)
     for s, a in enumerate(fast, 1):

@@ -394,7 +394,40 @@ def _kernels():
                 v = f(1.0) if n[i] >= half else f(0.0)
             n[i] = min(max(v, f(0.0)), f(1.0))
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply
+    @nb.njit(cache=True, nogil=True)
+    def hsv_affine(x, out, saturation, a, c):  # pragma: no cover - compiled
+        # _ops.hsv_saturation_affine (S <- clip(S a + c)) or _ops.hsv_value_shift
+        # (V <- clip(V + c)) then the corruption's clip to [0, 1], pixel by pixel,
+        # float32 in the torch path's order
+        bsz, ch, h, w = x.shape
+        f = np.float32
+        af, cf, tiny, zero, one = f(a), f(c), f(1e-12), f(0.0), f(1.0)
+        for b in range(bsz):
+            for i in range(h):
+                for j in range(w):
+                    r, g, bl = x[b, 0, i, j], x[b, 1, i, j], x[b, 2, i, j]
+                    v = max(max(r, g), bl)
+                    if saturation:
+                        delta = v - min(min(r, g), bl)
+                        s = delta / max(v, tiny) if v > zero else zero
+                        s2 = min(max(s * af + cf, zero), one)
+                        k = s2 / max(s, tiny)
+                        vs = v * s2
+                        for cc in range(3):
+                            xv = x[b, cc, i, j]
+                            if delta > zero:
+                                o = v - k * (v - xv)
+                            else:
+                                o = v - vs * (zero if cc == 0 else one)
+                            out[b, cc, i, j] = min(max(o, zero), one)
+                    else:
+                        v2 = min(max(v + cf, zero), one)
+                        ratio = v2 / max(v, tiny) if v > zero else zero
+                        for cc in range(3):
+                            o = x[b, cc, i, j] * ratio if v > zero else v2
+                            out[b, cc, i, j] = min(max(o, zero), one)
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -497,3 +530,11 @@ def noise_apply(x: torch.Tensor, draws: torch.Tensor, kind: str, a: float) -> to
     float32 CPU ``x`` with its random ``draws`` (overwritten and returned)."""
     _kernels()[10](x.view(-1).numpy(), draws.view(-1).numpy(), _NOISE_KINDS[kind], float(a))
     return draws
+
+
+def hsv_affine(x: torch.Tensor, saturation: bool, a: float, c: float) -> torch.Tensor:
+    """``clip(hsv_saturation_affine(x, a, c))`` (``saturation``) or
+    ``clip(hsv_value_shift(x, c))`` of contiguous float32 CPU (B, 3, H, W) ``x``."""
+    out = torch.empty_like(x)
+    _kernels()[11](x.numpy(), out.numpy(), bool(saturation), float(a), float(c))
+    return out

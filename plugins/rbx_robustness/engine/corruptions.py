@@ -98,6 +98,7 @@ def _uint8_levels_unit_(x: torch.Tensor) -> torch.Tensor:
 
 
 def _fused_noise(x: torch.Tensor) -> bool:
+    # pointwise compiled kernels (noise, HSV) take contiguous float32 CPU batches
     return _ops._cpu_kernels(x) and x.dtype == torch.float32 and x.is_contiguous() and _compiled.available()
 
 
@@ -477,6 +478,8 @@ def _fog(x, p, g, mapsize: int = 256):
 
 def _brightness(x, p, g):
     (c,) = p
+    if _fused_noise(x):
+        return _compiled.hsv_affine(x, False, 1.0, c)  # the line below in one pass
     return _ops.hsv_value_shift(x, c).clamp_(0.0, 1.0)
 
 
@@ -635,6 +638,8 @@ def _contrast(x, p, g):
 
 def _saturate(x, p, g):
     mul, add = p
+    if _fused_noise(x):
+        return _compiled.hsv_affine(x, True, mul, add)  # the line below in one pass
     return _ops.hsv_saturation_affine(x, mul, add).clamp_(0.0, 1.0)
 
 
