@@ -211,31 +211,44 @@ def _kernels():
             v = span - extra + lo
         return min(float(size - 1), max(v, 0.0))
 
-    @nb.njit(cache=True, nogil=True)
-    def bilinear_pass(src, dst, a, dy, dx, second):  # pragma: no cover - compiled
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def bilinear_at(src, dst, i, j, sy, sx):  # pragma: no cover - compiled
         ch, h, w = src.shape
+        f = np.float32
+        y0 = int(sy)  # sy, sx >= 0 after the clip: truncation is the floor
+        x0 = int(sx)
+        fy = f(sy - y0)
+        fx = f(sx - x0)
+        y1 = min(y0 + 1, h - 1)
+        x1 = min(x0 + 1, w - 1)
+        w00 = (f(1) - fx) * (f(1) - fy)
+        w01 = fx * (f(1) - fy)
+        w10 = (f(1) - fx) * fy
+        w11 = fx * fy
+        for c in range(ch):
+            dst[c, i, j] = (((src[c, y0, x0] * w00 + src[c, y0, x1] * w01) + src[c, y1, x0] * w10)
+                            + src[c, y1, x1] * w11)
+
+    @nb.njit(cache=True, nogil=True)
+    def affine_pass(src, dst, a):  # pragma: no cover - compiled
+        _, h, w = src.shape
+        for i in range(h):
+            bx = a[0, 2] + a[0, 1] * i
+            by = a[1, 2] + a[1, 1] * i
+            for j in range(w):
+                sx = reflect_clip(a[0, 0] * j + bx, 0.0, 2.0 * (w - 1), w)
+                sy = reflect_clip(a[1, 0] * j + by, 0.0, 2.0 * (h - 1), h)
+                bilinear_at(src, dst, i, j, sy, sx)
+
+    @nb.njit(cache=True, nogil=True)
+    def displace_pass(src, dst, dy, dx):  # pragma: no cover - compiled
+        _, h, w = src.shape
         f = np.float32
         for i in range(h):
             for j in range(w):
-                if second:
-                    sy = reflect_clip(f(i) + dy[i, j], -1.0, 2.0 * h - 1.0, h)
-                    sx = reflect_clip(f(j) + dx[i, j], -1.0, 2.0 * w - 1.0, w)
-                else:
-                    sx = reflect_clip((a[0, 0] * j + a[0, 2]) + a[0, 1] * i, 0.0, 2.0 * (w - 1), w)
-                    sy = reflect_clip((a[1, 0] * j + a[1, 2]) + a[1, 1] * i, 0.0, 2.0 * (h - 1), h)
-                y0 = int(np.floor(sy))
-                x0 = int(np.floor(sx))
-                fy = f(sy - y0)
-                fx = f(sx - x0)
-                y1 = min(y0 + 1, h - 1)
-                x1 = min(x0 + 1, w - 1)
-                w00 = (f(1) - fx) * (f(1) - fy)
-                w01 = fx * (f(1) - fy)
-                w10 = (f(1) - fx) * fy
-                w11 = fx * fy
-                for c in range(ch):
-                    dst[c, i, j] = (((src[c, y0, x0] * w00 + src[c, y0, x1] * w01) + src[c, y1, x0] * w10)
-                                    + src[c, y1, x1] * w11)
+                sy = reflect_clip(f(i) + dy[i, j], -1.0, 2.0 * h - 1.0, h)
+                sx = reflect_clip(f(j) + dx[i, j], -1.0, 2.0 * w - 1.0, w)
+                bilinear_at(src, dst, i, j, sy, sx)
 
     @nb.njit(cache=True, nogil=True)
     def elastic(x, out, warped, inv, dy, dx):  # pragma: no cover - compiled
@@ -244,8 +257,8 @@ def _kernels():
         # about the pixel edges (grid_sample's 'reflection' with align_corners
         # True, then False; taps summed in grid_sample's order).
         for b in range(x.shape[0]):
-            bilinear_pass(x[b], warped, inv[b], dy[b], dx[b], False)
-            bilinear_pass(warped, out[b], inv[b], dy[b], dx[b], True)
+            affine_pass(x[b], warped, inv[b])
+            displace_pass(warped, out[b], dy[b], dx[b])
 
     @nb.njit(cache=True, nogil=True)
     def canny(img, low, high, out):  # pragma: no cover - compiled
