@@ -178,3 +178,13 @@ def test_compiled_pointwise_corruptions_are_torch_bit_for_bit(name, monkeypatch)
     monkeypatch.setattr(_compiled, "available", lambda: False)
     for s, a in enumerate(fast, 1):
         assert torch.equal(a, corrupt(x, name, s, torch.Generator().manual_seed(s))), s
+
+
+@needs_numba
+def test_compiled_spatter_blend_is_torch_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 19, 23, generator=g)
+    m = torch.rand(2, 1, 19, 23, generator=g) * 1.2
+    water, mud = C._WATER_RGB.view(1, 3, 1, 1), C._MUD_RGB.view(1, 3, 1, 1)
+    assert torch.equal(_compiled.spatter_mix(x, m, C._WATER_RGB, False), (x + m * water).clamp_(0.0, 1.0))
+    assert torch.equal(_compiled.spatter_mix(x, m, C._MUD_RGB, True), (x * (1.0 - m) + mud * m).clamp_(0.0, 1.0))

@@ -440,7 +440,22 @@ def _kernels():
                             o = x[b, cc, i, j] * ratio if v > zero else v2
                             out[b, cc, i, j] = min(max(o, zero), one)
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine
+    @nb.njit(cache=True, nogil=True)
+    def spatter_mix(x, m, rgb, mud, out):  # pragma: no cover - compiled
+        # corruptions._spatter's last line: clip(x + m * rgb) (water) or
+        # clip(x * (1 - m) + rgb * m) (mud), float32 in the torch path's order
+        bsz, ch, h, w = x.shape
+        f = np.float32
+        for b in range(bsz):
+            for c in range(ch):
+                k = rgb[c]
+                for i in range(h):
+                    for j in range(w):
+                        mm = m[b, 0, i, j]
+                        v = x[b, c, i, j] * (f(1.0) - mm) + k * mm if mud else x[b, c, i, j] + mm * k
+                        out[b, c, i, j] = min(max(v, f(0.0)), f(1.0))
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -550,4 +565,12 @@ def hsv_affine(x: torch.Tensor, saturation: bool, a: float, c: float) -> torch.T
     ``clip(hsv_value_shift(x, c))`` of contiguous float32 CPU (B, 3, H, W) ``x``."""
     out = torch.empty_like(x)
     _kernels()[11](x.numpy(), out.numpy(), bool(saturation), float(a), float(c))
+    return out
+
+
+def spatter_mix(x: torch.Tensor, m: torch.Tensor, rgb: torch.Tensor, mud: bool) -> torch.Tensor:
+    """``corruptions._spatter``'s blend of contiguous float32 CPU (B, 3, H, W) ``x``
+    with the (B, 1, H, W) mask ``m`` and colour ``rgb`` (3,)."""
+    out = torch.empty_like(x)
+    _kernels()[12](x.numpy(), m.contiguous().numpy(), rgb.contiguous().numpy(), bool(mud), out.numpy())
     return out

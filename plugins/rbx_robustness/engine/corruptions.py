@@ -97,15 +97,15 @@ def _uint8_levels_unit_(x: torch.Tensor) -> torch.Tensor:
 # =========================================================================== noise
 
 
-def _fused_noise(x: torch.Tensor) -> bool:
-    # pointwise compiled kernels (noise, HSV) take contiguous float32 CPU batches
+def _pointwise_kernels(x: torch.Tensor) -> bool:
+    # the pointwise compiled kernels take contiguous float32 CPU batches
     return _ops._cpu_kernels(x) and x.dtype == torch.float32 and x.is_contiguous() and _compiled.available()
 
 
 def _gaussian_noise(x, p, g):
     (sigma,) = p
     n = _ops.randn(x.shape, g, x.device)
-    if _fused_noise(x):
+    if _pointwise_kernels(x):
         return _compiled.noise_apply(x, n, "gaussian", sigma)  # the line below in one pass
     return (x + n.mul_(sigma)).clamp_(0.0, 1.0)
 
@@ -127,7 +127,7 @@ def _impulse_noise(x, p, g):
     # prob 1/2 each.  One uniform draw per element encodes both decisions.
     (amount,) = p
     u = _ops.rand(x.shape, g, x.device)
-    if _fused_noise(x):
+    if _pointwise_kernels(x):
         return _compiled.noise_apply(x, u, "impulse", amount)  # the line below in one pass
     # u < amount/2: pepper (0); amount/2 <= u < amount: salt (1); else unchanged
     return torch.where(u < amount, (u >= amount * 0.5).to(x.dtype), x)
@@ -136,7 +136,7 @@ def _impulse_noise(x, p, g):
 def _speckle_noise(x, p, g):
     (sigma,) = p
     n = _ops.randn(x.shape, g, x.device)
-    if _fused_noise(x):
+    if _pointwise_kernels(x):
         return _compiled.noise_apply(x, n, "speckle", sigma)  # the lines below in one pass
     n.mul_(sigma)
     return (x + x * n).clamp_(0.0, 1.0)
@@ -478,7 +478,7 @@ def _fog(x, p, g, mapsize: int = 256):
 
 def _brightness(x, p, g):
     (c,) = p
-    if _fused_noise(x):
+    if _pointwise_kernels(x):
         return _compiled.hsv_affine(x, False, 1.0, c)  # the line below in one pass
     return _ops.hsv_value_shift(x, c).clamp_(0.0, 1.0)
 
@@ -620,10 +620,14 @@ def _spatter(x, p, g):
     liquid = torch.where(liquid < thr, torch.zeros_like(liquid), liquid)
     if not mud:
         m = spatter_water_mask(liquid, intensity)
+        if _pointwise_kernels(x):
+            return _compiled.spatter_mix(x, m, _WATER_RGB, False)  # the line below in one pass
         return (x + m * _WATER_RGB.to(x).view(1, 3, 1, 1)).clamp_(0.0, 1.0)
     m = (liquid > thr).to(x.dtype)
     m = _ops.gaussian_filter(m, intensity, mode="nearest")
     m = torch.where(m < 0.8, torch.zeros_like(m), m)
+    if _pointwise_kernels(x):
+        return _compiled.spatter_mix(x, m, _MUD_RGB, True)  # the line below in one pass
     return (x * (1.0 - m) + _MUD_RGB.to(x).view(1, 3, 1, 1) * m).clamp_(0.0, 1.0)
 
 
@@ -638,7 +642,7 @@ def _contrast(x, p, g):
 
 def _saturate(x, p, g):
     mul, add = p
-    if _fused_noise(x):
+    if _pointwise_kernels(x):
         return _compiled.hsv_affine(x, True, mul, add)  # the line below in one pass
     return _ops.hsv_saturation_affine(x, mul, add).clamp_(0.0, 1.0)
 
