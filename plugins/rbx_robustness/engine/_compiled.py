@@ -455,7 +455,30 @@ def _kernels():
                         v = x[b, c, i, j] * (f(1.0) - mm) + k * mm if mud else x[b, c, i, j] + mm * k
                         out[b, c, i, j] = min(max(v, f(0.0)), f(1.0))
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix
+    @nb.njit(cache=True, nogil=True)
+    def motion_taps(xp, out, offs, wts, ntaps):  # pragma: no cover - compiled
+        # out[b, c, i, j] = sum_t wts[b, t] * xp[b, c, i + offs[b, t, 0], j + offs[b, t, 1]]
+        # over the first ntaps[b] taps, accumulated in tap order as in _ops.motion_blur.
+        bsz, ch, h, w = out.shape
+        for b in range(bsz):
+            for c in range(ch):
+                for i in range(h):
+                    # windows sliced first: indices from range(w) need no negative-index
+                    # wraparound, so the row loops vectorise
+                    o = out[b, c, i]
+                    ox = offs[b, 0, 1]
+                    src = xp[b, c, i + offs[b, 0, 0], ox:ox + w]
+                    wt = wts[b, 0]
+                    for j in range(w):
+                        o[j] = src[j] * wt
+                    for t in range(1, ntaps[b]):
+                        ox = offs[b, t, 1]
+                        src = xp[b, c, i + offs[b, t, 0], ox:ox + w]
+                        wt = wts[b, t]
+                        for j in range(w):
+                            o[j] = o[j] + wt * src[j]
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -573,4 +596,13 @@ def spatter_mix(x: torch.Tensor, m: torch.Tensor, rgb: torch.Tensor, mud: bool) 
     with the (B, 1, H, W) mask ``m`` and colour ``rgb`` (3,)."""
     out = torch.empty_like(x)
     _kernels()[12](x.numpy(), m.contiguous().numpy(), rgb.contiguous().numpy(), bool(mud), out.numpy())
+    return out
+
+
+def motion_taps(xp: torch.Tensor, out: torch.Tensor, offs: np.ndarray, wts: np.ndarray, ntaps: np.ndarray) -> torch.Tensor:
+    """Fill (B, C, H, W) float32 ``out`` with the weighted sum of shifted windows of
+    the border-extended float32 ``xp``: per image ``b``, taps ``t < ntaps[b]`` of
+    weight ``wts[b, t]`` (float32) reading ``xp`` at offset ``offs[b, t]`` (rows, cols;
+    int64, into ``xp``)."""
+    _kernels()[13](xp.contiguous().numpy(), out.numpy(), offs, wts, ntaps)
     return out

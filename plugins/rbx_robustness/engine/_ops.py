@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -416,14 +417,27 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angles_deg: torch.
         out = torch.empty_like(x)
         wl = wts.tolist()
         dyl, dxl = dy.tolist(), dx.tolist()
+        merged = []
         for i in range(b):
-            o = out[i]
-            src = xp[i]
             # accumulate taps sharing an offset (large-angle rounding duplicates)
             acc: dict = {}
             for t in range(width):
                 key = (dyl[i][t], dxl[i][t])
                 acc[key] = acc.get(key, 0.0) + wl[t]
+            merged.append(acc)
+        if x.dtype == torch.float32 and _compiled.available():
+            # the shifted-copy sums below, one compiled pass per output row
+            offs = np.zeros((b, width, 2), dtype=np.int64)
+            wk = np.zeros((b, width), dtype=np.float32)
+            for i, acc in enumerate(merged):
+                for t, ((oy, ox), wt) in enumerate(acc.items()):
+                    offs[i, t] = (r + oy, r + ox)
+                    wk[i, t] = wt
+            ntaps = np.array([len(acc) for acc in merged], dtype=np.int64)
+            return _compiled.motion_taps(xp, out, offs, wk, ntaps)
+        for i, acc in enumerate(merged):
+            o = out[i]
+            src = xp[i]
             first = True
             for (oy, ox), wt in acc.items():
                 sl = src[:, r + oy: r + oy + h, r + ox: r + ox + w]
