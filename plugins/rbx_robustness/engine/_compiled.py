@@ -507,7 +507,10 @@ def zoom_sum(x: torch.Tensor, rows, cols) -> torch.Tensor:
     n, c, h, w = x.shape
     xs = x.contiguous().view(n * c, h, w)
     out = xs.clone()
-    _kernels()[2](xs.numpy(), out.numpy(), *rows, *cols)
+    # unsigned indices: numba skips the negative-index wraparound on each gather
+    (r0, r1, rf), (c0, c1, cf) = rows, cols
+    u = np.uintp
+    _kernels()[2](xs.numpy(), out.numpy(), r0.astype(u), r1.astype(u), rf, c0.astype(u), c1.astype(u), cf)
     return out.view(n, c, h, w)
 
 
