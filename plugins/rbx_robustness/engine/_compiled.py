@@ -79,8 +79,9 @@ def _kernels():
                     o[j] = row[j] * k0
                 for v in range(1, nkw):
                     kv = kw[v]
+                    rv = row[v:v + w]  # sliced: no wraparound check on j + v, the loop vectorises
                     for j in range(w):
-                        o[j] += row[j + v] * kv
+                        o[j] += rv[j] * kv
 
     @nb.njit(cache=True, nogil=True)
     def zoom_sum(x, out, r0, r1, rf, c0, c1, cf):  # pragma: no cover - compiled
@@ -495,8 +496,8 @@ def separable_filter(x: torch.Tensor, kh: torch.Tensor, ih: torch.Tensor, kw: to
     xs = x.contiguous().view(n * c, h, w)
     out = torch.empty_like(xs)
     f32 = np.float32
-    _kernels()[1](xs.numpy(), out.numpy(), kh.numpy().astype(f32), ih.numpy().astype(np.int64),
-                  kw.numpy().astype(f32), iw.numpy().astype(np.int64))
+    _kernels()[1](xs.numpy(), out.numpy(), kh.numpy().astype(f32), ih.numpy().astype(np.uintp),
+                  kw.numpy().astype(f32), iw.numpy().astype(np.uintp))
     return out.view(n, c, h, w)
 
 
