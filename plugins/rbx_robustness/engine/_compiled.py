@@ -47,10 +47,13 @@ def _kernels():
                 for hh in range(h - delta, delta, -1):
                     for ww in range(w - delta, delta, -1):
                         code = codes[s, b, hh - delta - 1, ww - delta - 1]
-                        sy = hh + code // n - delta
-                        sx = ww + code % n - delta
+                        # unsigned indices (all >= 0): no negative-index wraparound checks
+                        sy = np.uintp(hh + code // n - delta)
+                        sx = np.uintp(ww + code % n - delta)
+                        th = np.uintp(hh)
+                        tw = np.uintp(ww)
                         for c in range(ch):
-                            y[b, c, hh, ww] = y[b, c, sy, sx]
+                            y[b, c, th, tw] = y[b, c, sy, sx]
 
     @nb.njit(cache=True, nogil=True)
     def separable(x, out, kh, ih, kw, iw):  # pragma: no cover - compiled
