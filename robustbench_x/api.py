@@ -56,6 +56,7 @@ __all__ = [
     "torch_threads",
     "DatasetEntry",
     "configured_datasets",
+    "load_state_dict",
 ]
 
 #: The core modules a plugin may import; everything else under ``robustbench_x``
@@ -585,6 +586,49 @@ def cached_file(path: str | os.PathLike, build: Callable[[Path], None]) -> tuple
     from robustbench_x.cachedir import cached_file as cached
 
     return cached(path, build)
+
+
+#: Keys under which training scripts commonly wrap a state dict.
+_STATE_WRAPPERS = ("state_dict", "model", "model_state_dict")
+
+
+def load_state_dict(path: str | os.PathLike, *, key: str = "checkpoint") -> "dict[str, torch.Tensor]":
+    """A user's weights file as a state dict, read without unpickling code:
+    safetensors, or ``torch.load(path, weights_only=True)``. A ``state_dict`` /
+    ``model`` / ``model_state_dict`` wrapper and DataParallel's ``module.``
+    prefix are removed. Anything else (a pickled module, a TorchScript archive)
+    is a :class:`~robustbench_x.errors.ConfigError` naming the file and ``key``
+    (the option that named it)."""
+    from robustbench_x.errors import ConfigError
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        import torch
+
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot read {path} as weights: refused by torch.load(weights_only=True) "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                file=str(path),
+                key=key,
+                fix="save the model's state_dict (as .safetensors, or with torch.save(model.state_dict(), ...)); "
+                "pickled modules and TorchScript archives are not read",
+            ) from None
+        for wrapper in _STATE_WRAPPERS:
+            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+    if not isinstance(state, dict) or not state:
+        raise ConfigError(f"{path}: expected a state dict, found {type(state).__name__}", file=str(path), key=key,
+                          fix="save model.state_dict()")
+    if all(str(k).startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rbx_detection.detections_file import EMPTY, read_detections
-from robustbench_x.api import Model
+from robustbench_x.api import Model, load_state_dict
 from robustbench_x.errors import ConfigError, JobError
 
 PROVIDES = frozenset({"detections"})
@@ -61,7 +61,7 @@ class TorchvisionDetector(Model):
         except ValueError as exc:
             raise ConfigError(f"torchvision has no model '{arch}': {exc}", key="arch", fix="see torchvision.models.list_models(torchvision.models.detection)") from None
         self.net = builder(weights=None, weights_backbone=None, num_classes=num_classes).eval()
-        state = _load_state(checkpoint)
+        state = load_state_dict(checkpoint)
         missing, unexpected = self.net.load_state_dict(state, strict=False)
         if missing:
             raise ConfigError(f"checkpoint does not fit '{arch}' with {num_classes} classes: missing {len(missing)} keys, e.g. {missing[:3]}", file=str(checkpoint), key="checkpoint", fix="use the architecture and num_classes the checkpoint was trained with")
@@ -98,17 +98,6 @@ def _frame_keys(dataset):
     if keys is None:
         raise JobError(f"dataset '{dataset.name}' does not say which video and frame each sample is (no frame_keys(subset)); use a CURE-TSD dataset")
     return keys
-
-
-def _load_state(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    import torch
-
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    return state.get("model", state) if isinstance(state, dict) else state
 
 
 def build_file(arch: str | None = None, options: dict | None = None, dataset=None, seed: int = 0, log=print) -> DetectionsFileModel:

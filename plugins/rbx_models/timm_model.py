@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_x.api import Model
+from robustbench_x.api import Model, load_state_dict
 from robustbench_x.errors import ConfigError
 
 
@@ -114,21 +114,6 @@ class TimmModel(Model):
 
     def fingerprint(self) -> str:
         return self._fingerprint
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely: safetensors, or torch.load with weights_only=True."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return state
 
 
 def _hash_state(net: nn.Module) -> str:

@@ -24,8 +24,9 @@ classification methods must not pair with a segmenter).
   ``deeplabv3_resnet50``, ``deeplabv3_resnet101``,
   ``deeplabv3_mobilenet_v3_large``, ``lraspp_mobilenet_v3_large``, built with
   ``weights=None, weights_backbone=None`` (nothing is downloaded) and loaded
-  from the entry's ``checkpoint:`` (safetensors, or ``torch.load(...,
-  weights_only=True)``); ``num_classes:`` defaults to the dataset's. Input:
+  from the entry's ``checkpoint:`` (``robustbench_x.api.load_state_dict``:
+  safetensors, or PyTorch's loader restricted to weights); ``num_classes:``
+  defaults to the dataset's. Input:
   ImageNet mean/std normalisation at the image's own resolution.
 * ``segmentation-module``: a datasets.yaml models entry with
   ``arch: "package.module:attr"``, a callable returning an ``nn.Module`` whose
@@ -45,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustbench_x.api import Dataset, Model, cache_root, cached_file, load_factory
+from robustbench_x.api import Dataset, Model, cache_root, cached_file, load_factory, load_state_dict
 from robustbench_x.errors import ConfigError
 
 __all__ = ["BuiltinSegmenter", "ModuleSegmenter", "build_builtin", "build_torchvision", "build_module", "TORCHVISION_ARCHS"]
@@ -262,28 +263,12 @@ class ModuleSegmenter(Model):
         return self._fingerprint
 
 
-def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from safetensors, or from ``torch.load(..., weights_only=True)`` (a
-    ``state_dict`` / ``model`` / ``model_state_dict`` wrapper key is unwrapped)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return state
-
-
 def _load_into(net: nn.Module, checkpoint, what: str, log) -> None:
     path = Path(str(checkpoint)).expanduser()
     if not path.is_file():
         raise ConfigError(f"{what}: checkpoint file not found", file=str(path), key="checkpoint",
                           fix="give the path of a .safetensors or .pth state dict in the model's datasets.yaml entry")
-    missing, unexpected = net.load_state_dict(load_checkpoint(path), strict=False)
+    missing, unexpected = net.load_state_dict(load_state_dict(path), strict=False)
     missing = [k for k in missing if not k.startswith("aux_classifier.")]
     if missing:
         raise ConfigError(f"{what}: the checkpoint does not fit: missing {len(missing)} keys, e.g. {missing[:3]}", file=str(path), key="checkpoint",

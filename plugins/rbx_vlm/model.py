@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_x.api import Model
+from robustbench_x.api import Model, load_state_dict
 from robustbench_x.errors import ConfigError
 
 ZERO_SHOT_TEMPLATE = "a photo of a {}"
@@ -88,32 +88,6 @@ def split_arch(arch: str) -> tuple[str, str | None]:
         return arch, None
     name, _, tag = arch.partition("/")
     return name, tag or None
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read weights safely: safetensors, or torch.load with weights_only=True."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # e.g. OpenAI's TorchScript archives
-            raise ConfigError(
-                f"cannot read {path} as weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                file=str(path),
-                key="checkpoint",
-                fix="save the model's state_dict as .safetensors (TorchScript archives and pickled modules are not read)",
-            ) from None
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise ConfigError(f"{path}: expected a state dict", file=str(path), key="checkpoint", fix="save model.state_dict()")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
 
 
 def _hash_state(net: nn.Module) -> str:
@@ -531,4 +505,4 @@ def build(arch: str | None = None, options: dict | None = None, dataset=None, se
     )
 
 
-__all__ = ["OpenClipModel", "build", "split_arch", "class_names", "load_state_dict", "ZERO_SHOT_TEMPLATE"]
+__all__ = ["OpenClipModel", "build", "split_arch", "class_names", "ZERO_SHOT_TEMPLATE"]

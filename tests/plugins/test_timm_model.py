@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rbx_models.timm_model import build, load_state_dict
+from rbx_models.timm_model import build
+from robustbench_x.api import load_state_dict
 from robustbench_x.errors import ConfigError
 from robustbench_x.results import read_results
 
