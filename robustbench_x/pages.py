@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,32 @@ class Page:
         if diag:
             parts.append("diagnostics: " + "; ".join(diag))
         return f"{method}{self.note(f'`{method}`: ' + ' '.join(p if p.endswith('.') else p + '.' for p in parts))}" if parts else method
+
+    def groups(self) -> "Iterator[tuple[str, str, pd.DataFrame]]":
+        """``(model, dataset, ok rows)`` for every model × dataset pair that has
+        results, models then datasets in sorted order: the sections of a page."""
+        ok = self.ok
+        for model in sorted(self.rows["model"].dropna().unique()):
+            for dataset in sorted(self.rows.loc[self.rows["model"] == model, "dataset"].dropna().unique()):
+                rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
+                if not rows.empty:
+                    yield model, dataset, rows
+
+    def group_heading(self, model: str, dataset: str) -> str:
+        """``## model `m` on `dataset` `` with both footnotes, the heading of a :meth:`groups` section."""
+        return f"{self.model_heading(model)} on `{self.dataset_label(dataset)}`".replace("### ", "## ", 1)
+
+    def not_run(self) -> list[str]:
+        """The ``## Not run`` section: jobs skipped or failed as a whole, the reason in a footnote."""
+        problems = self.problems[self.problems["metric"].isna()]
+        if problems.empty:
+            return []
+        rows = [
+            [p["model"], p["dataset"], p["method"], str(p["seed"]),
+             str(p["status"]) + self.note(f"{p['status']}: {(p['error'] or '').splitlines()[0] if isinstance(p['error'], str) else ''}")]
+            for _, p in problems.sort_values(["model", "dataset", "method", "seed"]).iterrows()
+        ]
+        return ["## Not run", "", *markdown_table(["model", "dataset", "method", "seed", "status"], rows, align="lllll"), ""]
 
     def dataset_label(self, dataset: str) -> str:
         spec = self._spec("datasets", dataset)

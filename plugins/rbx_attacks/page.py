@@ -64,15 +64,10 @@ def render(page: Page) -> list[str]:
         "**bold**: the lowest robust accuracy of the table. The adversarial inputs are stored in float32 (never quantised).",
         "",
     ]
-    ok = page.ok
     measured = []
-    for model in sorted(page.rows["model"].dropna().unique()):
-        for dataset in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique()):
-            rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
-            if rows.empty:
-                continue
-            lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
-            lines += _table(page, rows, model, dataset, measured)
+    for model, dataset, rows in page.groups():
+        lines += [page.group_heading(model, dataset), ""]
+        lines += _table(page, rows, model, dataset, measured)
     lines += _published(page, measured)
     lines += _problems(page)
     return lines

@@ -35,21 +35,16 @@ def render(page: Page) -> list[str]:
         "Cells are point values (no interval); with several seeds, mean ± standard deviation. ↑ higher is better.",
         "",
     ]
-    ok = page.ok
-    for model in sorted(page.rows["model"].dropna().unique()):
-        for dataset in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique()):
-            rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
-            if rows.empty:
-                continue
-            where = f"{model} / {dataset}"
-            lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
-            lines += _summary(page, rows, where)
-            for method in sorted(rows["method"].unique()):
-                lines += [f"### {page.method_label(method)}", ""]
-                for metric in page.suite.headline:
-                    lines += _conditions(page, rows[rows["method"] == method], metric, f"{where} / {method}")
-            lines += _plot(page, rows, model, dataset)
-    return lines + _undefined(page) + _problems(page)
+    for model, dataset, rows in page.groups():
+        where = f"{model} / {dataset}"
+        lines += [page.group_heading(model, dataset), ""]
+        lines += _summary(page, rows, where)
+        for method in sorted(rows["method"].unique()):
+            lines += [f"### {page.method_label(method)}", ""]
+            for metric in page.suite.headline:
+                lines += _conditions(page, rows[rows["method"] == method], metric, f"{where} / {method}")
+        lines += _plot(page, rows, model, dataset)
+    return lines + _undefined(page) + page.not_run()
 
 
 def _cell(rows: pd.DataFrame, metric: str, subset: str, scale: float) -> tuple[float | None, str]:
@@ -144,13 +139,3 @@ def _undefined(page: Page) -> list[str]:
     for (model, dataset, method, error), part in rows.groupby(["model", "dataset", "method", "error"]):
         out.append(f"- {model} / {dataset} / {method}: {error} ({', '.join(f'{m} on {s}' for m, s in zip(part['metric'], part['subset']))})")
     return out + [""]
-
-
-def _problems(page: Page) -> list[str]:
-    problems = page.problems[page.problems["metric"].isna()]
-    if problems.empty:
-        return []
-    return ["## Not run", "", *markdown_table(["model", "dataset", "method", "seed", "status"], align="lllll", rows=[
-        [p["model"], p["dataset"], p["method"], str(p["seed"]), str(p["status"]) + page.note(f"{p['status']}: {(p['error'] or '').splitlines()[0] if isinstance(p['error'], str) else ''}")]
-        for _, p in problems.sort_values(["model", "dataset", "method", "seed"]).iterrows()
-    ]), ""]  # fmt: skip

@@ -30,17 +30,12 @@ def render(page: Page) -> list[str]:
         "↑ higher is better, ↓ lower is better; a blank cell has no image in its group.",
         "",
     ]
-    ok = page.ok
-    for model in sorted(page.rows["model"].dropna().unique()):
-        for dataset in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique()):
-            rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
-            if rows.empty:
-                continue
-            lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
-            for method in sorted(rows["method"].unique()):
-                mine = rows[rows["method"] == method]
-                lines += _table(page, mine, method, f"{model} / {dataset} / {method}")
-                lines += _grid(page, mine, model, dataset, method)
+    for model, dataset, rows in page.groups():
+        lines += [page.group_heading(model, dataset), ""]
+        for method in sorted(rows["method"].unique()):
+            mine = rows[rows["method"] == method]
+            lines += _table(page, mine, method, f"{model} / {dataset} / {method}")
+            lines += _grid(page, mine, model, dataset, method)
     lines += _problems(page)
     return lines
 

@@ -29,16 +29,11 @@ def render(page: Page) -> list[str]:
         "(mean ± standard deviation over seeds when there are several); ↑ higher is better.",
         "",
     ]
-    ok = page.ok
-    for model in sorted(page.rows["model"].dropna().unique()):
-        for dataset in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique()):
-            rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
-            if rows.empty:
-                continue
-            lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
-            lines += _tables(page, rows, f"{model} / {dataset}")
-            lines += _curve(page, rows, model, dataset)
-    return lines + _problems(page)
+    for model, dataset, rows in page.groups():
+        lines += [page.group_heading(model, dataset), ""]
+        lines += _tables(page, rows, f"{model} / {dataset}")
+        lines += _curve(page, rows, model, dataset)
+    return lines + page.not_run()
 
 
 def _cell(values: np.ndarray, scale: float) -> str:
@@ -157,14 +152,3 @@ def _figure(curves: list[dict], title: str):
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def _problems(page: Page) -> list[str]:
-    problems = page.problems[page.problems["metric"].isna()]
-    if problems.empty:
-        return []
-    body = [
-        [p["model"], p["dataset"], p["method"], str(p["seed"]), f"{p['status']}: {(p['error'] or '').splitlines()[0] if isinstance(p['error'], str) else ''}"]
-        for _, p in problems.sort_values(["model", "dataset", "method", "seed"]).iterrows()
-    ]
-    return ["## Not run", "", *markdown_table(["model", "dataset", "method", "seed", "reason"], body, "lllll"), ""]

@@ -47,24 +47,19 @@ def render(page: Page) -> list[str]:
         "↑ higher is better, ↓ lower is better.",
         "",
     ]
-    ok = page.ok
-    for model in sorted(page.rows["model"].dropna().unique()):
-        for dataset in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique()):
-            rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
-            if rows.empty:
-                continue
-            jobs = page.rows[(page.rows["model"] == model) & (page.rows["dataset"] == dataset)]
-            seeds = jobs.groupby("method")["seed"].nunique().to_dict()
-            groups = _groups(page, rows)
-            lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
-            lines += _members(page, groups)
-            lines += _summary(page, rows, groups, seeds, f"{model} / {dataset}")
-            for metric in page.suite.headline:
-                per = rows[(rows["metric"] == metric) & (rows["subset"] != ALL)]
-                if not per.empty:
-                    lines += _conditions(page, per, groups, seeds, metric, f"{model} / {dataset}")
-            lines += _severity_plot(page, rows, groups, model, dataset)
-    lines += _problems(page)
+    for model, dataset, rows in page.groups():
+        jobs = page.rows[(page.rows["model"] == model) & (page.rows["dataset"] == dataset)]
+        seeds = jobs.groupby("method")["seed"].nunique().to_dict()
+        groups = _groups(page, rows)
+        lines += [page.group_heading(model, dataset), ""]
+        lines += _members(page, groups)
+        lines += _summary(page, rows, groups, seeds, f"{model} / {dataset}")
+        for metric in page.suite.headline:
+            per = rows[(rows["metric"] == metric) & (rows["subset"] != ALL)]
+            if not per.empty:
+                lines += _conditions(page, per, groups, seeds, metric, f"{model} / {dataset}")
+        lines += _severity_plot(page, rows, groups, model, dataset)
+    lines += page.not_run()
     return lines
 
 
@@ -235,15 +230,3 @@ def _severity_figure(conditions: list[str], curves: list[dict], ylabel: str, tit
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def _problems(page: Page) -> list[str]:
-    """Methods that did not run (skipped or failed), with the reason."""
-    problems = page.problems[page.problems["metric"].isna()]
-    if problems.empty:
-        return []
-    lines = ["## Not run", "", *markdown_table(["model", "dataset", "method", "seed", "status"], align="lllll", rows=[
-        [p["model"], p["dataset"], p["method"], str(p["seed"]), str(p["status"]) + page.note(f"{p['status']}: {(p['error'] or '').splitlines()[0] if isinstance(p['error'], str) else ''}")]
-        for _, p in problems.sort_values(["model", "dataset", "method", "seed"]).iterrows()
-    ]), ""]
-    return lines

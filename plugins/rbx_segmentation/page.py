@@ -67,24 +67,19 @@ def _legend() -> list[str]:
 
 def _body(page: Page, kind: str) -> list[str]:
     lines: list[str] = []
-    ok = page.ok
-    for model in sorted(page.rows["model"].dropna().unique()):
-        for dataset in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique()):
-            rows = ok[(ok["model"] == model) & (ok["dataset"] == dataset)]
-            if rows.empty:
-                continue
-            lines += [f"{page.model_heading(model)} on `{page.dataset_label(dataset)}`".replace("### ", "## ", 1), ""]
-            for subset in sorted(rows["subset"].unique()):
-                sub = rows[rows["subset"] == subset]
-                metrics = [m for m in page.suite.metrics if m in set(sub["metric"])]
-                protocol = _protocol(page, sub)
-                heading = f"### `{subset}`" + (f" — protocol `{protocol}`" if protocol else "")
-                lines += [heading, ""]
-                if protocol in PROTOCOL_NOTES:
-                    lines += [PROTOCOL_NOTES[protocol] + ".", ""]
-                table = f"{model} / {dataset} / {subset}"
-                lines += _table(page, sub, metrics, table)
-                lines += _figure(page, sub, metrics, kind, model, dataset, subset)
+    for model, dataset, rows in page.groups():
+        lines += [page.group_heading(model, dataset), ""]
+        for subset in sorted(rows["subset"].unique()):
+            sub = rows[rows["subset"] == subset]
+            metrics = [m for m in page.suite.metrics if m in set(sub["metric"])]
+            protocol = _protocol(page, sub)
+            heading = f"### `{subset}`" + (f" — protocol `{protocol}`" if protocol else "")
+            lines += [heading, ""]
+            if protocol in PROTOCOL_NOTES:
+                lines += [PROTOCOL_NOTES[protocol] + ".", ""]
+            table = f"{model} / {dataset} / {subset}"
+            lines += _table(page, sub, metrics, table)
+            lines += _figure(page, sub, metrics, kind, model, dataset, subset)
     return lines
 
 
