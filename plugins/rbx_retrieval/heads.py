@@ -166,11 +166,32 @@ class RankLossHead(Method):
                 out["total"] = sum(out.values())
                 return out
 
+            def calibration_pairs() -> dict[str, float]:
+                """Where ROADMAP's calibration margins stand on the probe batches: its
+                terms are averages over the active pairs only, so their value can rise
+                while each pair improves (``docs/methods.md#roadmap-head``)."""
+                pos, neg = [], []
+                with torch.no_grad():
+                    for b in probe:
+                        e = torch.nn.functional.normalize(head(x_all[b]), dim=1)
+                        s, y = e @ e.T, h_all[b, 0]
+                        same = y[:, None] == y[None, :]
+                        pos.append(s[same & ~torch.eye(len(b), dtype=torch.bool)])
+                        neg.append(s[~same])
+                p, n = torch.cat(pos), torch.cat(neg)
+                return {
+                    "positive pairs below 0.9": float((p < 0.9).double().mean()),
+                    "negative pairs above 0.6": float((n > 0.6).double().mean()),
+                    "mean positive similarity": float(p.mean()),
+                    "mean negative similarity": float(n.mean()),
+                }
+
             def train_map() -> float:
                 with torch.no_grad():
                     e = torch.nn.functional.normalize(head(x_all), dim=1).numpy()
                 return _mean_ap(e, hierarchy[:, 0])
 
+            pairs_before = calibration_pairs() if self.loss == "roadmap" else {}
             before, map_before = probe_losses(), train_map()
             for step, idx in enumerate(batches):
                 opt.zero_grad()
@@ -186,9 +207,12 @@ class RankLossHead(Method):
                     if proxy_sched is not None:
                         proxy_sched.step()
             after, map_after = probe_losses(), train_map()
+            pairs_after = calibration_pairs() if self.loss == "roadmap" else {}
         ctx.record("steps", total)
         for key in before:
             ctx.record(f"loss/{key}", f"{before[key]:.4f} -> {after[key]:.4f}")
+        for key in pairs_before:
+            ctx.record(f"calibration/{key}", f"{pairs_before[key]:.3f} -> {pairs_after[key]:.3f}")
         ctx.record("train_map", f"{map_before:.4f} -> {map_after:.4f}")
         return {"weight": head.weight.detach().numpy().copy(), "bias": head.bias.detach().numpy().copy()}
 

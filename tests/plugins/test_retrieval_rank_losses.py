@@ -3,7 +3,8 @@ exact rank AP equals scikit-learn per query under both self conventions,
 SupAP <= AP per query with ROADMAP's defaults and tends to AP as its step
 tends to the Heaviside, SmoothAP likewise, H-AP with one level equals AP and
 matches the evaluation metric with two, HAPPIER's "less relevant" compares
-shared levels, and the calibration and cluster losses on hand-worked cases."""
+shared levels, and the calibration and cluster losses on hand-worked cases
+(the calibration loss also against pytorch-metric-learning, which ROADMAP uses)."""
 
 from __future__ import annotations
 
@@ -126,6 +127,30 @@ def test_calibration_loss_averages_each_kind_over_its_nonzero_terms():
     s = torch.tensor([[1.0, 0.5, 0.7], [0.5, 1.0, 0.2], [0.7, 0.2, 1.0]])
     # positive pairs (0,1),(1,0): [0.9 - 0.5]+ = 0.4 each; negatives: 0.7 -> 0.1 (twice), 0.2 -> 0 (twice)
     assert float(rl.calibration_loss(s, labels)) == pytest.approx(0.4 + 0.1)
+
+
+def test_calibration_loss_equals_pytorch_metric_learning_and_its_gradient():
+    """ROADMAP's CalibrationLoss is pytorch-metric-learning's ContrastiveLoss on
+    dot products with its default reducer; ours must equal it in value and in
+    gradient (the reducer's averaging over active pairs drives training)."""
+    from pytorch_metric_learning.distances import DotProductSimilarity
+    from pytorch_metric_learning.losses import ContrastiveLoss
+
+    reference = ContrastiveLoss(pos_margin=0.9, neg_margin=0.6, distance=DotProductSimilarity())
+    g = torch.Generator().manual_seed(3)
+    for n, classes in ((24, 6), (28, 7), (9, 2)):
+        raw = torch.randn(n, 8, generator=g, dtype=torch.float64)
+        labels = torch.randint(0, classes, (n,), generator=g)
+        # Gradients w.r.t. the head's raw output, as in training: the library
+        # normalises again, which changes nothing at unit norm.
+        ours_raw, ref_raw = raw.clone().requires_grad_(), raw.clone().requires_grad_()
+        e = torch.nn.functional.normalize(ours_raw, dim=1)
+        ours = rl.calibration_loss(e @ e.T, labels)
+        ref = reference(torch.nn.functional.normalize(ref_raw, dim=1), labels)
+        ours.backward()
+        ref.backward()
+        assert float(ours) == pytest.approx(float(ref), rel=1e-12)
+        assert torch.allclose(ours_raw.grad, ref_raw.grad, rtol=1e-9, atol=1e-12)
 
 
 def test_cluster_loss_is_a_normalised_softmax_cross_entropy():
