@@ -233,23 +233,35 @@ def lock_for(entry: Path):
 # ------------------------------------------------------------------ file entries
 
 
-def cached_file(path: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
+def cached_file(path: Path, build: Callable[[Path], None], *, stale_before: float | None = None) -> tuple[Path, bool]:
     """Make ``path`` a sound cache file; return ``(path, built)``.
 
     A sound entry is reused (``built`` False). A missing or damaged one
     (reported by path and removed) is rebuilt: ``build(tmp)`` writes the file
     at ``tmp``, which is then renamed to ``path`` and sealed with its manifest,
-    under a lock so that concurrent processes build it once. Any model or
-    plugin can cache its files this way; ``rbx cache verify`` checks them all.
+    under a lock so that concurrent processes build it once. With
+    ``stale_before`` (a time stamp), an entry sealed before it is rebuilt too,
+    and one sealed after it is reused: ``rbx run --force`` refits method state
+    once per run, however many processes share it. Any model or plugin can
+    cache its files this way; ``rbx cache verify`` checks them all.
     """
     path = Path(path)
-    if check(path) is None:
+
+    def problem_with() -> str | None:
+        problem = check(path)
+        if problem is None and stale_before is not None and _manifest_path(path).stat().st_mtime < stale_before:
+            return "stale"
+        return problem
+
+    if problem_with() is None:
         return path, False
     with lock_for(path):
-        problem = check(path)
+        problem = problem_with()
         if problem is None:  # another process built it while we waited
             return path, False
-        if path.exists() or _manifest_path(path).exists():
+        if problem == "stale":  # asked for, not damage: no warning
+            remove(path)
+        elif path.exists() or _manifest_path(path).exists():
             discard(path, problem)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:

@@ -74,7 +74,7 @@ def run(
     ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus", help="GPUs per Ray task (default: 1 if the cluster has GPUs, else 0)."),
     out_dir: Path = typer.Option(Path("rbx-results"), "--out", help="Result store directory."),
     config: Optional[Path] = typer.Option(None, "--config", help="datasets.yaml (default: $RBX_CONFIG, then ./datasets.yaml)."),
-    force: bool = typer.Option(False, "--force", help="Recompute jobs that already have results."),
+    force: bool = typer.Option(False, "--force", help="Recompute jobs that already have results and refit their methods' state (temperatures, trained heads); cached features are reused."),
     fmt: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
     """Plan every compatible (model, dataset, method) job of a suite and run it.
@@ -179,7 +179,7 @@ def _run_plan(plan, executor, cfg, out_dir: Path, force: bool, fmt: str) -> dict
     ex = executor()
     for job in plan.skipped:
         write_skipped(job, out_dir)
-    options = RunOptions(out=str(out_dir), force=force, config_file=str(cfg.path) if cfg.path else None)
+    options = RunOptions(out=str(out_dir), force=force, refit_before=time.time() if force else None, config_file=str(cfg.path) if cfg.path else None)
     runnable = plan.runnable
 
     def log(message: str) -> None:

@@ -38,6 +38,9 @@ from robustbench_x.results import ResultStore, scores_table
 class RunOptions:
     out: str
     force: bool = False
+    #: With ``--force``, the run's start: fitted method state sealed before it is
+    #: refitted (its cache key covers parameters, weights and data, not the code).
+    refit_before: float | None = None
     config_file: str | None = None
     device: str = "cpu"
     batch_size: int = 256
@@ -127,7 +130,7 @@ class RunContext(Context):
             fitted.update({k: np.ascontiguousarray(np.asarray(v)) for k, v in state.items()})
             save_file(fitted, str(tmp), metadata={_DIAGNOSTICS_KEY: json.dumps(captured, sort_keys=True)})
 
-        path, built = cached_file(cache_root() / "fitted" / f"{owner}-{digest}.safetensors", write)
+        path, built = cached_file(cache_root() / "fitted" / f"{owner}-{digest}.safetensors", write, stale_before=self.options.refit_before)
         if built:
             self.log(f"{self.job.method}: fitted state saved {path.name}")
             return fitted

@@ -25,10 +25,13 @@ def _diagnostics(out, method: str) -> dict:
 
 def test_recorded_values_are_on_every_row_and_survive_a_reused_fitted_state(cli, test_plugins, tmp_path):
     test_plugins("diagnostic_methods")
+    import diagnostic_methods
+
+    builds = diagnostic_methods.BUILDS
+    before = len(builds)  # the list lives as long as the process
     first = cli("--quiet", "run", "--suite", "ood", "--methods", "recorder", "--out", str(tmp_path / "a"))
     assert first.code == 0, first
-    builds = sys.modules["diagnostic_methods"].BUILDS
-    assert len(builds) == 1
+    assert len(builds) == before + 1
     recorded = _diagnostics(tmp_path / "a", "recorder")
     assert recorded["rule"] == "max logit"
     assert recorded["undefined"] == "nan"  # JSON has no NaN
@@ -36,15 +39,34 @@ def test_recorded_values_are_on_every_row_and_survive_a_reused_fitted_state(cli,
 
     again = cli("--quiet", "run", "--suite", "ood", "--methods", "recorder", "--out", str(tmp_path / "b"))
     assert again.code == 0, again
-    assert len(builds) == 1  # the fitted state was reused, not rebuilt...
+    assert len(builds) == before + 1  # the fitted state was reused, not rebuilt...
     assert _diagnostics(tmp_path / "b", "recorder") == recorded  # ...and what its build recorded is still there
+
+
+def test_force_refits_the_state_once_per_run_and_a_plain_rerun_reuses_it(cli, test_plugins, tmp_path, monkeypatch):
+    """The fitted state's key covers parameters, weights and data, not the
+    method's code: ``--force`` is how an edited method gets refitted."""
+    monkeypatch.setenv("RBX_CACHE_DIR", str(tmp_path / "cache"))  # refitting must not touch other tests' states
+    test_plugins("diagnostic_methods")
+    out = str(tmp_path / "a")
+    assert cli("--quiet", "run", "--suite", "ood", "--methods", "recorder,sharer-a,sharer-b", "--out", out).code == 0
+    builds, shared = sys.modules["diagnostic_methods"].BUILDS, sys.modules["diagnostic_methods"].SHARED_BUILDS
+    before = (len(builds), len(shared))  # the lists live as long as the process
+    forced = cli("--quiet", "run", "--suite", "ood", "--methods", "recorder,sharer-a,sharer-b", "--out", out, "--force")
+    assert forced.code == 0, forced
+    assert (len(builds), len(shared)) == (before[0] + 1, before[1] + 1)  # refitted; the shared state once for both
+    assert cli("--quiet", "run", "--suite", "ood", "--methods", "recorder", "--out", str(tmp_path / "b")).code == 0
+    assert len(builds) == before[0] + 1  # a run without --force reuses what the forced run fitted
 
 
 def test_shared_fitted_state_is_built_once_for_methods_with_different_names_and_params(cli, test_plugins, tmp_path):
     test_plugins("diagnostic_methods")
+    import diagnostic_methods
+
+    before = len(diagnostic_methods.SHARED_BUILDS)  # the list lives as long as the process
     result = cli("--quiet", "run", "--suite", "ood", "--methods", "sharer-a,sharer-b", "--out", str(tmp_path))
     assert result.code == 0, result
-    assert len(sys.modules["diagnostic_methods"].SHARED_BUILDS) == 1
+    assert len(diagnostic_methods.SHARED_BUILDS) == before + 1
     frame = read_results(tmp_path)
     a = frame[(frame["method"] == "sharer-a") & (frame["metric"] == "auroc")]["value"].to_numpy()
     b = frame[(frame["method"] == "sharer-b") & (frame["metric"] == "auroc")]["value"].to_numpy()

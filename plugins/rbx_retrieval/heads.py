@@ -213,6 +213,12 @@ class RankLossHead(Method):
             ctx.record(f"loss/{key}", f"{before[key]:.4f} -> {after[key]:.4f}")
         for key in pairs_before:
             ctx.record(f"calibration/{key}", f"{pairs_before[key]:.3f} -> {pairs_after[key]:.3f}")
+        if self.loss == "roadmap" and after["calibration"] > before["calibration"]:
+            ctx.record(
+                "calibration/why it rose",
+                "each kind of pair is averaged over its active pairs only (the official loss's pytorch-metric-learning "
+                "reducer), so the few negatives left above the margin carry the whole term; docs/methods.md#roadmap-head",
+            )
         ctx.record("train_map", f"{map_before:.4f} -> {map_after:.4f}")
         return {"weight": head.weight.detach().numpy().copy(), "bias": head.bias.detach().numpy().copy()}
 
