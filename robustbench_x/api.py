@@ -275,6 +275,12 @@ class DatasetSpec:
     #: cannot be shipped, a score direction that contradicts the paper's own
     #: benchmark). Each is one sentence; the leaderboard prints it as a footnote.
     deviations: tuple[str, ...] = ()
+    #: Evaluated with pretrained models only: its train split (if any) is there
+    #: for methods that fit on a backbone's features, and is far too large to
+    #: train a model on. A model that trains on the dataset it evaluates
+    #: (``ModelSpec.requires`` holds ``train_split``, e.g. the built-in CNN)
+    #: paired with it stops the run before any work (exit 2), naming the fix.
+    pretrained_only: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))

@@ -44,6 +44,7 @@ class DatasetRef:
     provides: frozenset[str]
     label_space: str | None
     task: str
+    pretrained_only: bool = False  # DatasetSpec.pretrained_only
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None
             if name in config.datasets and excluded is not None:
                 excluded[name] = why
             continue
-        refs.append(DatasetRef(name, spec.name, options, frozenset(provides), label_space, spec.task))
+        refs.append(DatasetRef(name, spec.name, options, frozenset(provides), label_space, spec.task, spec.pretrained_only))
     return refs
 
 
@@ -275,9 +276,22 @@ def _serving(registry: Registry, config: Config, refs: list[ModelRef], suite, *,
 
 def _check_model_needs(model: ModelRef, dataset: DatasetRef, config: Config) -> None:
     """A model that cannot even be built on a dataset (the built-in CNN trains on
-    its train split) stops the run before any work, naming the entry to fix."""
+    its train split, and not on a ``pretrained_only`` dataset's) stops the run
+    before any work, naming the entry to fix."""
+    if model.label_space not in (None, dataset.label_space):
+        return
+    if dataset.pretrained_only and "train_split" in model.requires:
+        what = (
+            f"model '{model.name}' trains on the dataset it evaluates, and dataset '{dataset.name}' is evaluated with "
+            "pretrained models only (its train split, when it has one, is for fitting methods on a backbone's features: too large to train a model on)"
+        )
+        fix = ("evaluate a pretrained model with --models, e.g. `--models timm:resnet50` with `label_space: imagenet-1k` "
+               "in the entry (see `rbx list models`), or leave the dataset out by naming the ones to run with --datasets")
+        if dataset.name in config.datasets:
+            raise ConfigError(what, file=config.file, key=f"datasets.{dataset.name}", fix=fix)
+        raise UsageError(f"{what}.\n  fix: {fix}")
     need = sorted(model.requires - dataset.provides)
-    if not need or model.label_space not in (None, dataset.label_space):
+    if not need:
         return
     what = f"model '{model.name}' needs {', '.join(need)} from the dataset it runs on, which dataset '{dataset.name}' does not provide"
     hints = "; ".join(HINTS[n] for n in need if n in HINTS)

@@ -96,6 +96,27 @@ def test_imagefolder_without_train_for_a_model_that_trains_on_it(cli, tmp_path):
     assert "KeyError" not in text and not store.exists()
 
 
+def test_a_pretrained_only_dataset_refuses_models_that_train_on_it(tmp_path):
+    """DatasetSpec.pretrained_only: a model whose build trains on the train split (requires train_split) stops the
+    plan before any work, even when the dataset has a train split; models that do not train on it pass."""
+    from robustbench_x.config import Config, Entry
+    from robustbench_x.errors import ConfigError, UsageError
+    from robustbench_x.plan import DatasetRef, ModelRef, _check_model_needs
+
+    config = Config(tmp_path / "datasets.yaml", datasets={"big": Entry("big", "big-type", {"train": "train"})})
+    big = DatasetRef("big", "big-type", {"train": "train"}, frozenset({"train_split"}), "big", "retrieval", pretrained_only=True)
+    trains = ModelRef("cnn", "cnn", None, {}, frozenset({"features"}), None, frozenset({"train_split"}))
+    with pytest.raises(ConfigError, match=r"model 'cnn' trains on the dataset it evaluates, and dataset 'big' is evaluated with pretrained models only") as exc:
+        _check_model_needs(trains, big, config)
+    assert exc.value.key == "datasets.big" and "--models" in exc.value.fix
+    with pytest.raises(UsageError, match=r"(?s)dataset 'big' is evaluated with pretrained models only.*fix: evaluate a pretrained model"):
+        _check_model_needs(trains, big, Config())  # a built-in dataset: no entry to name
+    _check_model_needs(ModelRef("extractor", "extractor", None, {}, frozenset({"features"}), None), big, config)
+    _check_model_needs(ModelRef("other", "other", None, {}, frozenset(), "imagenet-1k", frozenset({"train_split"})), big, config)
+    small = DatasetRef("small", "small-type", {"train": "train"}, frozenset({"train_split"}), "small", "retrieval")
+    _check_model_needs(trains, small, config)
+
+
 def test_non_utf8_yaml_names_the_file(cli, tmp_path):
     config = tmp_path / "datasets.yaml"
     config.write_bytes("datasets:\n  caf\u00e9:\n    type: imagefolder\n".encode("latin-1"))

@@ -27,8 +27,11 @@ Weights, in the order they are looked for:
    then cached. This happens for any dataset or seed without shipped weights:
    a user's ``imagefolder`` dataset (``label_space=None``: the model is
    always trained for the dataset it is evaluated on, never reused across
-   label spaces), or ``--seeds 1``. Such weights are deterministic on one
-   machine but may differ in the last bits on another CPU, so their
+   label spaces), or ``--seeds 1``; never on a ``pretrained_only`` dataset
+   (H-GLDv2, whose train split is 1.58 M images: the planner refuses the
+   pairing before any work, because ``requires`` holds ``train_split``).
+   Such weights are deterministic on one machine but may differ in the last
+   bits on another CPU, so their
    fingerprint (and the cells built on them) can differ between machines.
 
 Which weights apply is decided by a key hashing the recipe, the train split's

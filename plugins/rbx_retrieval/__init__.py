@@ -139,11 +139,14 @@ DATASETS = [
         factory="rbx_retrieval.hgldv2.dataset:build",
         provides={"hierarchy"},
         task="retrieval",
-        option_keys={"root", "hierarchy_dir", "split", "query_dir", "gallery_dir", "label_space"},
+        option_keys={"root", "hierarchy_dir", "split", "query_dir", "gallery_dir", "train", "label_space"},
         required_keys={"root", "hierarchy_dir"},
-        option_types={"root": "path", "hierarchy_dir": "path", "split": "str", "query_dir": "path", "gallery_dir": "path", "label_space": "str"},
+        option_types={"root": "path", "hierarchy_dir": "path", "split": "str", "query_dir": "path", "gallery_dir": "path",
+                      "train": "path", "label_space": "str"},
+        # its train split (1.58 M images, opt-in) is for the heads on a pretrained backbone, never for the built-in CNN
+        pretrained_only=True,
         summary="H-GLDv2: GLDv2 test queries vs index gallery, landmark -> super-category -> natural/human-made "
-        "(hierarchy_dir from `rbx datasets build hgldv2`)",
+        "(hierarchy_dir from `rbx datasets build hgldv2`); opt-in GLDv2 train split for the heads",
     ),
 ]
 

@@ -43,6 +43,15 @@ SOLUTION = [  # (test id, index images or None, Usage)
 QUERY_LANDMARK = {hexid("c", 1): 100, hexid("c", 2): 101, hexid("c", 4): 102, hexid("c", 6): 101}
 # supercategory ids = positions of sorted names: mountains 0, religious 1; human-made 0, natural 1
 HIER = {100: [100, 1, 0], 101: [101, 0, 1], 102: [102, 1, 0]}
+# train landmarks: another id space (7 is not index landmark 7); 5 has no cluster: its images are dropped
+TRAIN_LANDMARKS = {
+    7: ("religious", "human-made", (215, 35, 35)),
+    8: ("mountains", "natural", (35, 205, 35)),
+    9: ("religious", "human-made", (205, 85, 35)),
+    5: ("", "", (35, 35, 215)),
+}
+TRAIN = {lm: [hexid("a", lm * 16 + j) for j in range(3)] for lm in TRAIN_LANDMARKS}
+TRAIN_HIER = {7: [7, 1, 0], 8: [8, 0, 1], 9: [9, 1, 0]}
 
 
 def write_fixture(base: Path) -> dict[str, Path]:
@@ -50,7 +59,7 @@ def write_fixture(base: Path) -> dict[str, Path]:
 
     csv = base / "gldv2_csv"
     csv.mkdir(parents=True)
-    (csv / "train_clean.csv").write_text("landmark_id,images\n7," + hexid("a", 1) + "\n")
+    (csv / "train_clean.csv").write_text("landmark_id,images\n" + "".join(f"{lm},{' '.join(ims)}\n" for lm, ims in TRAIN.items()))
     index_rows = [(i, lm) for lm, ims in INDEX.items() for i in ims]
     (csv / "index.csv").write_text("id\n" + "".join(f"{i}\n" for i, _ in index_rows) + NO_LANDMARK + "\n")
     (csv / "index_image_to_landmark.csv").write_text("id,landmark_id\n" + "".join(f"{i},{lm}\n" for i, lm in index_rows))
@@ -61,7 +70,9 @@ def write_fixture(base: Path) -> dict[str, Path]:
     hier = base / "hier_csv"
     hier.mkdir()
     header = "landmark_id,category,supercategory,hierarchical_label,natural_or_human_made\n"
-    (hier / "train_label_to_hierarchical.csv").write_text(header + f"7,{C}X7,church,religious,human-made\n")
+    (hier / "train_label_to_hierarchical.csv").write_text(
+        header + "".join(f"{lm},{C}T{lm},sub{lm},{sc},{top}\n" for lm, (sc, top, _) in TRAIN_LANDMARKS.items())
+    )
     (hier / "index_label_to_hierarchical.csv").write_text(
         header + "".join(f"{lm},{C}X{lm},sub{lm},{sc},{top}\n" for lm, (sc, top, _) in LANDMARKS.items())
     )
@@ -69,12 +80,20 @@ def write_fixture(base: Path) -> dict[str, Path]:
     assert manifest["mode"] == "public_csv"
     images = base / "gldv2_images"
     rng = np.random.default_rng(0)
-    for folder, ids in (("index", index_rows), ("test", [(t, QUERY_LANDMARK.get(t, 103)) for t, _, _ in SOLUTION])):
+    train_rows = [(i, lm) for lm, ims in TRAIN.items() for i in ims]
+    for folder, ids, colours in (
+        ("index", index_rows, LANDMARKS),
+        ("test", [(t, QUERY_LANDMARK.get(t, 103)) for t, _, _ in SOLUTION], LANDMARKS),
+        ("train", train_rows, TRAIN_LANDMARKS),
+    ):
         for image_id, lm in ids:
             path = images / folder / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             size = (int(rng.integers(12, 20)), int(rng.integers(12, 20)))
-            Image.new("RGB", size, LANDMARKS[lm][2]).save(path, quality=95)
+            colour = colours[lm][2]
+            if folder == "train":  # not one colour per landmark, so the heads have something to learn
+                colour = tuple(int(c) for c in np.clip(np.array(colour) + rng.integers(-12, 13, 3), 0, 255))
+            Image.new("RGB", size, colour).save(path, quality=95)
     return {"images": images, "hierarchy": base / "hgldv2", "csv": csv, "hier_csv": hier}
 
 
@@ -199,34 +218,52 @@ def build(arch=None, options=None, dataset=None, seed=0, log=print):
 '''
 
 
-def test_hgldv2_runs_through_the_retrieval_suite_from_datasets_yaml(fixture, tmp_path, cli, monkeypatch):
-    from robustbench_x.results import read_results, read_scores
-
-    (tmp_path / "plugin").mkdir()
-    (tmp_path / "plugin" / "rbx_test_mean_colour.py").write_text(MODEL_PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
-    monkeypatch.setenv("RBX_PLUGINS", "rbx_test_mean_colour")
+def _config(tmp_path, fx, extra: str = "") -> Path:
     config = tmp_path / "datasets.yaml"
     config.write_text(textwrap.dedent(f"""\
         datasets:
           landmarks:
             type: hgldv2
-            root: {os.path.relpath(fixture['images'], tmp_path)}
-            hierarchy_dir: {os.path.relpath(fixture['hierarchy'], tmp_path)}
-            split: all
-    """))
+            root: {os.path.relpath(fx['images'], tmp_path)}
+            hierarchy_dir: {os.path.relpath(fx['hierarchy'], tmp_path)}
+    """) + extra)
+    return config
+
+
+def _with_mean_colour(tmp_path, monkeypatch) -> None:
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "rbx_test_mean_colour.py").write_text(MODEL_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
+    monkeypatch.setenv("RBX_PLUGINS", "rbx_test_mean_colour")
+
+
+def _run_retrieval(cli, config: Path, out: Path):
+    return cli("--quiet", "run", "--suite", "retrieval", "--config", str(config), "--models", "mean-colour",
+               "--datasets", "landmarks", "--out", str(out), "--format", "json")
+
+
+def _verify_and_run(cli, config: Path, out: Path):
+    """``rbx datasets verify`` then the retrieval suite with the mean-colour model: (verify output, rows, head rows)."""
+    from robustbench_x.results import read_results
+
     verify = cli("datasets", "verify", "landmarks", "--config", str(config))
     assert verify.code == 0, verify
-    assert "landmarks query: 4 samples" in verify.out and "landmarks gallery: 7 samples" in verify.out
-
-    out = tmp_path / "store"
-    run = cli("--quiet", "run", "--suite", "retrieval", "--config", str(config), "--models", "mean-colour",
-              "--datasets", "landmarks", "--out", str(out), "--format", "json")
+    run = _run_retrieval(cli, config, out)
     assert run.code == 0, run
     frame = read_results(out)
-    # The rank-loss heads train on a train split, which H-GLDv2 does not have: skipped, saying so.
     heads = frame[frame["method"].str.endswith("-head")]
     assert set(heads["method"]) == {"roadmap-head", "happier-head", "smoothap-head"}
+    return verify.out, frame, heads
+
+
+def test_hgldv2_runs_through_the_retrieval_suite_from_datasets_yaml(fixture, tmp_path, cli, monkeypatch):
+    from robustbench_x.results import read_scores
+
+    _with_mean_colour(tmp_path, monkeypatch)
+    out = tmp_path / "store"
+    verify, frame, heads = _verify_and_run(cli, _config(tmp_path, fixture, "    split: all\n"), out)
+    assert "landmarks query: 4 samples" in verify and "landmarks gallery: 7 samples" in verify and "landmarks train:" not in verify
+    # The rank-loss heads train on a train split, which the entry has only with `train:`: skipped, saying so.
     assert (heads["status"] == "skipped").all() and heads["error"].str.contains("requires train_split").all()
     frame = frame[~frame["method"].str.endswith("-head")]
     assert (frame["status"] == "ok").all() and set(frame["method"]) == {"embedding", "logit-embedding"}
@@ -236,6 +273,99 @@ def test_hgldv2_runs_through_the_retrieval_suite_from_datasets_yaml(fixture, tmp
     scores = read_scores(out, "retrieval", "mean-colour", "landmarks", "embedding")
     assert list(scores["sample_id"]) == list(QUERY_LANDMARK) and scores["prediction"].tolist() == list(QUERY_LANDMARK.values())
     assert scores["n_relevant"].tolist() == [2, 3, 2, 3]
+
+
+def test_train_subset_only_with_the_option(fixture):
+    from rbx_retrieval.hgldv2 import load_hgldv2_labels
+
+    plain = open_dataset(fixture)
+    assert plain.subsets() == ["query", "gallery"] and plain.provides == {"hierarchy"}
+    with pytest.raises(KeyError, match=r"no subset 'train'.*add 'train: train'"):
+        plain.hierarchy("train")
+    ds = open_dataset(fixture, train="train")
+    assert ds.subsets() == ["query", "gallery", "train"] and ds.provides == {"hierarchy", "train_split"}
+    train = ds.samples("train")
+    # train_clean.csv order; train landmark 5 (no cluster) is left out
+    assert train.ids == TRAIN[7] + TRAIN[8] + TRAIN[9]
+    assert train.labels.tolist() == [7, 7, 7, 8, 8, 8, 9, 9, 9]
+    hierarchy = ds.hierarchy("train")
+    assert hierarchy.dtype == np.int64 and hierarchy.tolist() == [TRAIN_HIER[lm] for lm in train.labels]
+    ids, labels = load_hgldv2_labels(fixture["hierarchy"], "train")
+    assert list(ids) == train.ids and np.array_equal(labels, hierarchy)
+    every_id, every_label = load_hgldv2_labels(fixture["hierarchy"], "train", drop_missing=False)
+    assert len(every_id) == 12 and every_label[every_label[:, 0] == 5, 1:].tolist() == [[-1, -1]] * 3
+    # columns 1-2 are one id space: train landmark 7 and index landmark 100 are both religious, human-made
+    assert hierarchy[0, 1:].tolist() == ds.hierarchy("gallery")[0, 1:].tolist() == [1, 0]
+    image, label, sid = train[3]
+    assert image.mode == "RGB" and label == 8 and sid == TRAIN[8][0]
+    assert train.path(0) == fixture["images"] / "train" / "a" / "0" / "0" / f"{TRAIN[7][0]}.jpg"
+    # query, gallery and classes (index landmarks) are what they are without the option
+    for subset in ("query", "gallery"):
+        assert ds.samples(subset).ids == plain.samples(subset).ids
+        assert ds.fingerprint(subset) == plain.fingerprint(subset)
+    assert ds.classes == plain.classes == ["100", "101", "102"]
+    # the train fingerprint: its own, not changed by the queries' Usage filter, follows the images
+    fp = ds.fingerprint("train")
+    assert fp not in {ds.fingerprint("query"), ds.fingerprint("gallery")}
+    assert open_dataset(fixture, train="train", split="private").fingerprint("train") == fp
+    Image.new("RGB", (30, 30), (0, 0, 0)).save(train.path(0))
+    assert open_dataset(fixture, train="train").fingerprint("train") != fp
+
+
+def test_missing_train_images_and_folder_are_named(fixture, tmp_path):
+    ds = open_dataset(fixture, train="train")
+    missing = ds.samples("train").path(4)
+    missing.unlink()
+    with pytest.raises(ValueError, match=r"1 of 9 train images are missing, e\.g\. .*" + missing.name + r".*fix: extract the GLDv2 image shards under .*train.*or remove 'train' from the entry"):
+        ds.fingerprint("train")
+    assert open_dataset(fixture).fingerprint("gallery")  # without the option no train image is looked at
+    with pytest.raises(ConfigError, match=r"train image folder does not exist: .*nowhere") as exc:
+        open_dataset(fixture, train="nowhere")
+    assert exc.value.key == "datasets.landmarks.train"
+    (fixture["hierarchy"] / "train.parquet").rename(tmp_path / "train.parquet")
+    open_dataset(fixture)  # the train table is needed only with the option
+    with pytest.raises(ConfigError, match=r"train.parquet not found"):
+        open_dataset(fixture, train="train")
+
+
+def test_the_builtin_cnn_is_refused_before_any_work(fixture, tmp_path, cli):
+    for extra in ("", "    train: train\n", "    train: train\n    label_space: imagenet-1k\n"):
+        config = _config(tmp_path, fixture, extra)
+        out = tmp_path / "store"
+        result = cli("run", "--suite", "retrieval", "--config", str(config), "--datasets", "landmarks", "--out", str(out))
+        assert result.code == 2, (extra, result)
+        text = " ".join(result.err.split())
+        assert "model 'builtin-cnn' trains on the dataset it evaluates, and dataset 'landmarks' is evaluated with pretrained models only" in text
+        assert "key 'datasets.landmarks'" in text and "`--models timm:resnet50` with `label_space: imagenet-1k`" in text
+        assert not out.exists()
+
+
+def test_retrieval_heads_train_on_the_hgldv2_train_split(fixture, tmp_path, cli, monkeypatch):
+    from robustbench_x.results import read_results
+
+    _with_mean_colour(tmp_path, monkeypatch)
+    config = _config(tmp_path, fixture, "    train: train\n")
+    verify, frame, heads = _verify_and_run(cli, config, tmp_path / "store")
+    assert "landmarks train: 9 samples" in verify
+    assert (heads["status"] == "ok").all() and (heads["n"] == 4).all() and heads["value"].between(0, 1).all()
+    assert (frame["status"] == "ok").all()
+    diagnostics = {m: json.loads(d) for m, d in heads.groupby("method")["diagnostics"].first().items()}
+    # trained on the 9 train images (3 landmarks in 2 super-categories): 100 epochs x 1 pair of super-categories
+    assert diagnostics["roadmap-head"]["steps"] == 1000 and diagnostics["happier-head"]["steps"] == 500
+    for method, d in diagnostics.items():  # the fit changed the head: its training loss went down
+        before, after = (float(x) for x in d["loss/total"].split(" -> "))
+        assert after < before, (method, d)
+
+    # a train image gone: the heads fail naming it (the train fingerprint, taken before any train image is read);
+    # the other methods still run
+    missing = open_dataset(fixture, train="train").samples("train").path(2)
+    missing.unlink()
+    again = _run_retrieval(cli, config, tmp_path / "store2")
+    assert again.code == 1, again
+    frame = read_results(tmp_path / "store2")
+    heads = frame[frame["method"].str.endswith("-head")]
+    assert (heads["status"] == "failed").all() and heads["error"].str.contains(f"1 of 9 train images are missing, e.g. {missing}", regex=False).all()
+    assert (frame[~frame["method"].str.endswith("-head")]["status"] == "ok").all()
 
 
 def test_build_hgldv2_cli_maps_options_and_errors(fixture, tmp_path):
