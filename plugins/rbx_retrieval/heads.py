@@ -30,8 +30,15 @@ ROADMAP's optimiser and batches. An epoch is, as in pytorch-metric-learning's
 sampler, ``batches_per_pair`` batches for every pair of super-classes.
 
 The head is initialised like ``torch.nn.Linear`` from the job's seed; the
-fit is cached (``ctx.fitted``) and records the training loss and the train
-split's exact mean AP (query excluded) before and after training.
+fit is cached (``ctx.fitted``) and records the training loss (on one epoch's
+batches, at most :data:`PROBE_BATCHES`) and the train split's exact mean AP
+(query excluded; on a fixed sample of :data:`MAP_SAMPLES` items when the
+split is larger) before and after training. It trains on the model's device
+(the GPU of a CUDA run) with the features left in host memory, batches drawn
+as they are consumed and one HAPPIER proxy per finest class present, so
+H-GLDv2's train split (~1 M images, 78 super-categories: 3,003 pairs, 30,030
+ROADMAP batches per epoch) fits in memory; at that size the SOP schedule's
+100 epochs are 3 M steps, a GPU job.
 """
 
 from __future__ import annotations
@@ -53,6 +60,24 @@ LOSSES = {
     "happier": dict(lr=1e-4, weight_decay=1e-4, schedule="cosine", batch_size=256, batches_per_pair=5),
     "smoothap": dict(lr=2e-5, weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10),
 }
+
+
+#: Batches of the before / after loss probe (one epoch, when shorter).
+PROBE_BATCHES = 256
+#: Train items over which the before / after exact mean AP is taken (all of them when fewer).
+MAP_SAMPLES = 8192
+#: A training of at least this many steps logs its progress every tenth of its epochs.
+LOG_STEPS = 50_000
+
+
+def _device(ctx: Context):
+    """The model's device (a CUDA run trains the head there), else the CPU."""
+    import torch
+
+    try:
+        return next(ctx.model.module.parameters()).device
+    except (AttributeError, NotImplementedError, StopIteration, TypeError):
+        return torch.device("cpu")
 
 
 def _mean_ap(embeddings: np.ndarray, labels: np.ndarray) -> float:
@@ -124,8 +149,10 @@ class RankLossHead(Method):
         total = self.epochs * steps_per_epoch
         rng = np.random.default_rng(seed)
         draw = lambda n: hierarchical(hierarchy, batch_size=self.batch_size, m=self.m, super_per_batch=2, n_batches=n, rng=rng)  # noqa: E731
-        probe = draw(steps_per_epoch)  # one epoch's batches, the same before and after training
-        batches = draw(total)
+        # One epoch's batches (at most PROBE_BATCHES), the same before and after training.
+        probe = list(draw(min(steps_per_epoch, PROBE_BATCHES)))
+        batches = draw(total)  # drawn as consumed: H-GLDv2's 100 epochs are millions of batches
+        device = _device(ctx)
 
         with torch_threads(1):
             torch.manual_seed(seed)
@@ -134,19 +161,26 @@ class RankLossHead(Method):
             opt = torch.optim.Adam(params)
             sched = self._scheduler(opt, steps_per_epoch, eta_min=0.0)
             proxies = proxy_opt = proxy_sched = None
+            # One proxy per finest class present, not per id up to the largest (GLDv2 ids reach ~200 k).
+            classes, fine_index = np.unique(hierarchy[:, 0], return_inverse=True)
             if self.loss == "happier":
-                n_fine = int(hierarchy[:, 0].max()) + 1
-                proxies = torch.nn.Parameter(torch.empty(n_fine, self.dim).uniform_(-1 / math.sqrt(self.dim), 1 / math.sqrt(self.dim)))
+                proxies = torch.nn.Parameter(torch.empty(len(classes), self.dim).uniform_(-1 / math.sqrt(self.dim), 1 / math.sqrt(self.dim)))
                 proxy_opt = torch.optim.Adam([proxies], lr=10.0, weight_decay=0.0)
                 proxy_sched = self._scheduler(proxy_opt, steps_per_epoch, eta_min=0.1)
-            x_all = torch.from_numpy(features.copy())
-            h_all = torch.from_numpy(hierarchy)
+            head.to(device)
+            if proxies is not None:  # moved as a tensor: the optimiser holds this very Parameter
+                proxies.data = proxies.data.to(device)
+            h_all = torch.from_numpy(np.stack([fine_index, *hierarchy[:, 1:].T], 1))
+
+            def embed(idx: np.ndarray) -> torch.Tensor:
+                # The features stay where the cache keeps them (~8 GB for H-GLDv2's train split); a batch moves.
+                return torch.nn.functional.normalize(head(torch.from_numpy(features[idx]).to(device)), dim=1)
 
             def parts(idx: np.ndarray) -> dict[str, torch.Tensor]:
                 """The weighted terms of the paper's objective on one batch."""
-                e = torch.nn.functional.normalize(head(x_all[idx]), dim=1)
+                e = embed(idx)
                 s = e @ e.T
-                h = h_all[idx]
+                h = h_all[idx].to(device)
                 if self.loss == "roadmap":
                     return {
                         "supap": 1 - rl.sup_ap(s, h[:, 0], include_self=self.include_self).mean(),
@@ -173,8 +207,8 @@ class RankLossHead(Method):
                 pos, neg = [], []
                 with torch.no_grad():
                     for b in probe:
-                        e = torch.nn.functional.normalize(head(x_all[b]), dim=1)
-                        s, y = e @ e.T, h_all[b, 0]
+                        e = embed(b)
+                        s, y = (e @ e.T).cpu(), h_all[b, 0]
                         same = y[:, None] == y[None, :]
                         pos.append(s[same & ~torch.eye(len(b), dtype=torch.bool)])
                         neg.append(s[~same])
@@ -188,8 +222,14 @@ class RankLossHead(Method):
 
             def train_map() -> float:
                 with torch.no_grad():
-                    e = torch.nn.functional.normalize(head(x_all), dim=1).numpy()
-                return _mean_ap(e, hierarchy[:, 0])
+                    e = torch.cat([embed(chunk).cpu() for chunk in np.array_split(map_sample, max(1, len(map_sample) // 4096))])
+                return _mean_ap(e.numpy(), hierarchy[map_sample, 0])
+
+            # Exact on the whole split up to MAP_SAMPLES items (an N x N matrix), else on a fixed sample.
+            map_sample = np.arange(len(hierarchy))
+            if len(map_sample) > MAP_SAMPLES:
+                map_sample = np.sort(np.random.default_rng(seed).choice(len(hierarchy), MAP_SAMPLES, replace=False))
+            map_key = "train_map" if len(map_sample) == len(hierarchy) else f"train_map ({MAP_SAMPLES} sampled items)"
 
             pairs_before = calibration_pairs() if self.loss == "roadmap" else {}
             before, map_before = probe_losses(), train_map()
@@ -206,6 +246,9 @@ class RankLossHead(Method):
                     sched.step()
                     if proxy_sched is not None:
                         proxy_sched.step()
+                    epoch = (step + 1) // steps_per_epoch
+                    if total >= LOG_STEPS and epoch % max(1, self.epochs // 10) == 0:
+                        ctx.log(f"{self.loss}-head: epoch {epoch}/{self.epochs}, batch loss {float(loss):.4f}")
             after, map_after = probe_losses(), train_map()
             pairs_after = calibration_pairs() if self.loss == "roadmap" else {}
         ctx.record("steps", total)
@@ -219,7 +262,7 @@ class RankLossHead(Method):
                 "each kind of pair is averaged over its active pairs only (the official loss's pytorch-metric-learning "
                 "reducer), so the few negatives left above the margin carry the whole term; docs/methods.md#roadmap-head",
             )
-        ctx.record("train_map", f"{map_before:.4f} -> {map_after:.4f}")
+        ctx.record(map_key, f"{map_before:.4f} -> {map_after:.4f}")
         return {"weight": head.weight.detach().numpy().copy(), "bias": head.bias.detach().numpy().copy()}
 
     def _scheduler(self, opt, steps_per_epoch: int, eta_min: float):

@@ -111,9 +111,9 @@ def pop_relevances(levels: torch.Tensor, n_levels: int, alpha: float = 1.0, *, m
     if mask is None:
         mask = torch.ones_like(levels, dtype=torch.bool)
     scale = max(n_levels - 1, 1)
-    weights = torch.tensor([(lv / scale) ** alpha for lv in range(n_levels + 1)], dtype=torch.float64)
+    weights = torch.tensor([(lv / scale) ** alpha for lv in range(n_levels + 1)], dtype=torch.float64, device=levels.device)
     weights[0] = 0.0
-    counts = torch.zeros(levels.shape[0], n_levels + 1, dtype=torch.float64)
+    counts = torch.zeros(levels.shape[0], n_levels + 1, dtype=torch.float64, device=levels.device)
     counts.scatter_add_(1, levels * mask, mask.to(torch.float64))
     table = torch.where(counts > 0, weights[None, :] / counts.clamp_min(1.0), torch.zeros_like(counts))
     return torch.gather(table, 1, levels) * mask
@@ -170,7 +170,7 @@ def rank_ap(
 def _binary(labels: torch.Tensor, include_self: bool) -> torch.Tensor:
     same = (labels[:, None] == labels[None, :]).to(torch.float64)
     if not include_self:
-        same = same * ~torch.eye(len(labels), dtype=torch.bool)
+        same = same * ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return same / same.sum(-1, keepdim=True).clamp_min(1.0)
 
 
@@ -200,7 +200,7 @@ def h_ap(scores: torch.Tensor, hierarchy: torch.Tensor, *, alpha: float = 1.0, i
     levels = shared_levels(hierarchy)
     member = torch.ones_like(levels, dtype=torch.bool)
     if not include_self:
-        member &= ~torch.eye(len(levels), dtype=torch.bool)
+        member &= ~torch.eye(len(levels), dtype=torch.bool, device=levels.device)
     rel = pop_relevances(levels, n_levels, alpha, mask=member)
     p = {**SUPAP_DEFAULTS, **params}
     step = (lambda t: supap_step(t, **p)) if smooth else heaviside

@@ -121,3 +121,63 @@ def test_diagnostics_are_json_ready():
     _, ctx, _ = _fit("roadmap", epochs=1)
     assert {"loss/supap", "loss/calibration", "loss/total", "train_map", "steps"} <= set(ctx.diagnostics)
     json.dumps(ctx.diagnostics)
+
+
+def _naive_hierarchical(hierarchy, *, batch_size, m, n_batches, rng):
+    """The sampler's definition, scanning every row per class (what it did before grouping once)."""
+    fine, coarse = hierarchy[:, 0], hierarchy[:, 1]
+    supers, per_super = np.unique(coarse), max(batch_size // 2 // m, 1)
+    for _ in range(n_batches):
+        parts = []
+        for s in rng.choice(supers, size=min(2, len(supers)), replace=False):
+            classes = np.unique(fine[coarse == s])
+            for c in rng.choice(classes, size=min(per_super, len(classes)), replace=False):
+                members = np.flatnonzero(fine == c)
+                parts.append(rng.choice(members, size=m, replace=len(members) < m))
+        yield np.concatenate(parts)
+
+
+def test_grouped_sampler_draws_exactly_the_batches_of_the_definition():
+    rng = np.random.default_rng(5)
+    # unsorted rows, sparse ids and classes smaller than m (drawn with replacement)
+    h = np.stack([rng.integers(0, 40, 500) * 1000 + 7, rng.integers(0, 5, 500)], 1)
+    h[:, 1] = (h[:, 0] // 1000) % 5  # a tree: each class in one super-class
+    got = list(hierarchical(h, batch_size=32, m=4, super_per_batch=2, n_batches=20, rng=np.random.default_rng(1)))
+    want = list(_naive_hierarchical(h, batch_size=32, m=4, n_batches=20, rng=np.random.default_rng(1)))
+    assert len(got) == len(want) == 20
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sparse_class_ids_get_one_proxy_each_and_a_large_split_a_sampled_train_map(monkeypatch):
+    """GLDv2 landmark ids reach ~200 k: HAPPIER's proxies are one per class
+    present; past MAP_SAMPLES items the train mAP is taken on a fixed sample
+    and says so in its name; the fit is the one of the renumbered labels."""
+    import rbx_retrieval.heads as heads
+
+    dense = Mixture()
+    sparse = Mixture()
+    for subset, (x, h) in sparse._data.items():
+        sparse._data[subset] = (x, np.stack([h[:, 0] * 10_007 + 3, h[:, 1]], 1))
+    a = RankLossHead(loss="happier", dim=8, epochs=2, lr=5e-3, batch_size=48, batches_per_pair=4)
+    b = RankLossHead(loss="happier", dim=8, epochs=2, lr=5e-3, batch_size=48, batches_per_pair=4)
+    a.fit(dense.context())
+    monkeypatch.setattr(heads, "MAP_SAMPLES", 100)
+    ctx = sparse.context()
+    b.fit(ctx)
+    np.testing.assert_array_equal(a.state["weight"], b.state["weight"])
+    assert "train_map (100 sampled items)" in ctx.diagnostics and "train_map" not in ctx.diagnostics
+
+
+@pytest.mark.parametrize("loss", ["sup_ap", "smooth_ap", "exact_ap", "h_ap"])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_the_rank_losses_create_every_tensor_on_the_scores_device(loss, include_self):
+    """A CUDA run trains the head on the GPU; no helper tensor may be made on
+    the CPU (checked on the meta device, where mixing devices raises)."""
+    import torch
+
+    from rbx_retrieval import rank_losses as rl
+
+    s = torch.empty(6, 6, device="meta")
+    labels = torch.empty(6, 2, dtype=torch.long, device="meta") if loss == "h_ap" else torch.empty(6, dtype=torch.long, device="meta")
+    assert getattr(rl, loss)(s, labels, include_self=include_self).device.type == "meta"
