@@ -13,9 +13,14 @@ from rbx_robustness.engine import _compiled, _ops, corrupt
 from rbx_robustness.engine import corruptions as C
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure"])
 @pytest.mark.parametrize("lam", [3, 25, 60, 500])
-def test_poisson_levels_is_the_exact_inverse_cdf(lam):
+def test_poisson_levels_is_the_exact_inverse_cdf(lam, compiled, monkeypatch):
     stats = pytest.importorskip("scipy.stats")
+    if compiled and not _compiled.available():
+        pytest.skip("numba not installed")
+    if not compiled:
+        monkeypatch.setattr(_compiled, "available", lambda: False)
     levels = torch.arange(256, dtype=torch.float32).repeat(40)
     got = _ops.poisson_levels(levels, lam, torch.Generator().manual_seed(lam))
     # replay the draws: 24 bits per element (float32), then 53 more bits for the
@@ -49,6 +54,17 @@ def test_shot_noise_takes_the_table_only_for_8bit_levels(monkeypatch):
 
 
 needs_numba = pytest.mark.skipif(not _compiled.available(), reason="numba not installed")
+
+
+@needs_numba
+def test_compiled_shot_noise_is_torch_bit_for_bit(monkeypatch):
+    u8 = torch.randint(0, 256, (3, 3, 40, 52), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = (u8, u8.float() / 255.0, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)))
+    fast = [[corrupt(x, "shot_noise", s, torch.Generator().manual_seed(s)) for s in range(1, 6)] for x in inputs]
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    for x, outs in zip(inputs, fast):
+        for s, a in enumerate(outs, 1):
+            assert torch.equal(a, corrupt(x, "shot_noise", s, torch.Generator().manual_seed(s))), (x.dtype, s)
 
 
 def _sequential_glass_sweeps(y: np.ndarray, offsets: np.ndarray, d: int) -> np.ndarray:

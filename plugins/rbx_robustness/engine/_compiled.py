@@ -36,64 +36,94 @@ def _kernels():
     nb = _numba()
 
     @nb.njit(cache=True, nogil=True)
-    def glass_sweeps(y, codes, delta):  # pragma: no cover - compiled
-        # y (B, C, H, W) float32, in place; codes (S, B, nh, nw) int16 = (dy + d) * 2d + dx + d
-        # for the swept positions in raster order.  The published loop: y[h, w] <- y[h + dy,
-        # w + dx] (a copy, see corruptions.glass_source_index), h and w descending.
-        bsz, ch, h, w = y.shape
-        n = 2 * delta
+    def glass_sweeps(y, codes, offs, delta, w):  # pragma: no cover - compiled
+        # y (B, C, H*W) float32, in place; codes (S, B, nh, nw) int16 for the swept positions
+        # in raster order, offs[code] the flat offset of its (dy, dx) (a table: no integer
+        # division per pixel).  The published loop: y[h, w] <- y[h + dy, w + dx] (a copy, see
+        # corruptions.glass_source_index), h and w descending.
+        bsz, ch, n = y.shape
+        h = n // w
         for s in range(codes.shape[0]):
             for b in range(bsz):
+                yb = y[b]
+                cb = codes[s, b]
                 for hh in range(h - delta, delta, -1):
+                    crow = cb[hh - delta - 1]
                     for ww in range(w - delta, delta, -1):
-                        code = codes[s, b, hh - delta - 1, ww - delta - 1]
+                        t = hh * w + ww
                         # unsigned indices (all >= 0): no negative-index wraparound checks
-                        sy = np.uintp(hh + code // n - delta)
-                        sx = np.uintp(ww + code % n - delta)
-                        th = np.uintp(hh)
-                        tw = np.uintp(ww)
+                        src = np.uintp(t + offs[np.uintp(crow[ww - delta - 1])])
+                        tt = np.uintp(t)
                         for c in range(ch):
-                            y[b, c, th, tw] = y[b, c, sy, sx]
+                            yb[c, tt] = yb[c, src]
 
     @nb.njit(cache=True, nogil=True)
     def separable(x, out, kh, ih, kw, iw):  # pragma: no cover - compiled
         # out[p, i, j] = sum_u kh[u] sum_v kw[v] x[p, ih[i + u], iw[j + v]]: the vertical
-        # pass into a row buffer, then the horizontal one, taps accumulated in order.
+        # pass into a row buffer, then the horizontal one, taps accumulated in order
+        # (four per pass over the row: the partial sums stay in registers).
         planes, h, w = x.shape
         nkh, nkw = kh.shape[0], kw.shape[0]
         row = np.empty(iw.shape[0], dtype=np.float32)
         tmp = np.empty(w, dtype=np.float32)
         for p in range(planes):
+            xp = x[p]
             for i in range(h):
-                r = x[p, ih[i]]
+                r = xp[ih[i]]
                 k0 = kh[0]
                 for j in range(w):
                     tmp[j] = r[j] * k0
-                for u in range(1, nkh):
-                    r = x[p, ih[i + u]]
+                u = 1
+                while u + 4 <= nkh:
+                    r0, r1, r2, r3 = xp[ih[i + u]], xp[ih[i + u + 1]], xp[ih[i + u + 2]], xp[ih[i + u + 3]]
+                    k0, k1, k2, k3 = kh[u], kh[u + 1], kh[u + 2], kh[u + 3]
+                    for j in range(w):
+                        tmp[j] = (((tmp[j] + r0[j] * k0) + r1[j] * k1) + r2[j] * k2) + r3[j] * k3
+                    u += 4
+                while u < nkh:
+                    r = xp[ih[i + u]]
                     ku = kh[u]
                     for j in range(w):
                         tmp[j] += r[j] * ku
+                    u += 1
                 for j in range(iw.shape[0]):
                     row[j] = tmp[iw[j]]
                 o = out[p, i]
                 k0 = kw[0]
                 for j in range(w):
                     o[j] = row[j] * k0
-                for v in range(1, nkw):
+                v = 1
+                while v + 4 <= nkw:
+                    # sliced: no wraparound check on j + v, the loop vectorises
+                    r0, r1, r2, r3 = row[v:v + w], row[v + 1:v + 1 + w], row[v + 2:v + 2 + w], row[v + 3:v + 3 + w]
+                    k0, k1, k2, k3 = kw[v], kw[v + 1], kw[v + 2], kw[v + 3]
+                    for j in range(w):
+                        o[j] = (((o[j] + r0[j] * k0) + r1[j] * k1) + r2[j] * k2) + r3[j] * k3
+                    v += 4
+                while v < nkw:
                     kv = kw[v]
-                    rv = row[v:v + w]  # sliced: no wraparound check on j + v, the loop vectorises
+                    rv = row[v:v + w]
                     for j in range(w):
                         o[j] += rv[j] * kv
+                    v += 1
 
     @nb.njit(cache=True, nogil=True)
-    def zoom_sum(x, out, r0, r1, rf, c0, c1, cf):  # pragma: no cover - compiled
+    def zoom_sum(x, out, r0, r1, rf, c0, c1, cf, identity):  # pragma: no cover - compiled
         # out[p] += sum_z bilinear(x[p]) at rows (r0, r1, rf)[z] and columns (c0, c1, cf)[z]:
         # per output row, the vertical interpolation into a row buffer, then the horizontal one.
+        # identity[z]: zoom z is the identity (zoom 1: every weight 0), whose
+        # interpolation adds x itself (a + 0 * (b - a) == a).
         planes, h, w = x.shape
         tmp = np.empty(w, dtype=np.float32)
         for p in range(planes):
             for z in range(r0.shape[0]):
+                if identity[z]:
+                    for i in range(h):
+                        a = x[p, i]
+                        o = out[p, i]
+                        for j in range(w):
+                            o[j] += a[j]
+                    continue
                 for i in range(h):
                     a = x[p, r0[z, i]]
                     b = x[p, r1[z, i]]
@@ -216,8 +246,8 @@ def _kernels():
         return min(float(size - 1), max(v, 0.0))
 
     @nb.njit(cache=True, nogil=True, inline="always")
-    def bilinear_at(src, dst, i, j, sy, sx):  # pragma: no cover - compiled
-        ch, h, w = src.shape
+    def bilinear3(s0, s1, s2, d0, d1, d2, j, sy, sx, h, w):  # pragma: no cover - compiled
+        # d_c[j] = bilinear sample of the flat (H*W) planes s_c at (sy, sx), both >= 0
         f = np.float32
         y0 = int(sy)  # sy, sx >= 0 after the clip: truncation is the floor
         x0 = int(sx)
@@ -229,40 +259,43 @@ def _kernels():
         w01 = fx * (f(1) - fy)
         w10 = (f(1) - fx) * fy
         w11 = fx * fy
-        for c in range(ch):
-            dst[c, i, j] = (((src[c, y0, x0] * w00 + src[c, y0, x1] * w01) + src[c, y1, x0] * w10)
-                            + src[c, y1, x1] * w11)
+        # unsigned flat indices: no negative-index wraparound checks on the 12 loads
+        p00, p01 = np.uintp(y0 * w + x0), np.uintp(y0 * w + x1)
+        p10, p11 = np.uintp(y1 * w + x0), np.uintp(y1 * w + x1)
+        jj = np.uintp(j)
+        d0[jj] = ((s0[p00] * w00 + s0[p01] * w01) + s0[p10] * w10) + s0[p11] * w11
+        d1[jj] = ((s1[p00] * w00 + s1[p01] * w01) + s1[p10] * w10) + s1[p11] * w11
+        d2[jj] = ((s2[p00] * w00 + s2[p01] * w01) + s2[p10] * w10) + s2[p11] * w11
 
     @nb.njit(cache=True, nogil=True)
-    def affine_pass(src, dst, a):  # pragma: no cover - compiled
-        _, h, w = src.shape
-        for i in range(h):
-            bx = a[0, 2] + a[0, 1] * i
-            by = a[1, 2] + a[1, 1] * i
-            for j in range(w):
-                sx = reflect_clip(a[0, 0] * j + bx, 0.0, 2.0 * (w - 1), w)
-                sy = reflect_clip(a[1, 0] * j + by, 0.0, 2.0 * (h - 1), h)
-                bilinear_at(src, dst, i, j, sy, sx)
-
-    @nb.njit(cache=True, nogil=True)
-    def displace_pass(src, dst, dy, dx):  # pragma: no cover - compiled
-        _, h, w = src.shape
+    def elastic(x, out, warped, inv, dy, dx, h, w):  # pragma: no cover - compiled
+        # Per image (planes flat, (B, 3, H*W)): warped = bilinear(x) at inv @ (j, i, 1),
+        # reflected about the edge pixel centres; out = bilinear(warped) at (i + dy,
+        # j + dx), reflected about the pixel edges (grid_sample's 'reflection' with
+        # align_corners True, then False; taps summed in grid_sample's order).
         f = np.float32
-        for i in range(h):
-            for j in range(w):
-                sy = reflect_clip(f(i) + dy[i, j], -1.0, 2.0 * h - 1.0, h)
-                sx = reflect_clip(f(j) + dx[i, j], -1.0, 2.0 * w - 1.0, w)
-                bilinear_at(src, dst, i, j, sy, sx)
-
-    @nb.njit(cache=True, nogil=True)
-    def elastic(x, out, warped, inv, dy, dx):  # pragma: no cover - compiled
-        # Per image: warped = bilinear(x) at inv @ (j, i, 1), reflected about the
-        # edge pixel centres; out = bilinear(warped) at (i + dy, j + dx), reflected
-        # about the pixel edges (grid_sample's 'reflection' with align_corners
-        # True, then False; taps summed in grid_sample's order).
         for b in range(x.shape[0]):
-            affine_pass(x[b], warped, inv[b])
-            displace_pass(warped, out[b], dy[b], dx[b])
+            a = inv[b]
+            s0, s1, s2 = x[b, 0], x[b, 1], x[b, 2]
+            for i in range(h):
+                bx = a[0, 2] + a[0, 1] * i
+                by = a[1, 2] + a[1, 1] * i
+                o = i * w
+                d0, d1, d2 = warped[0, o:o + w], warped[1, o:o + w], warped[2, o:o + w]
+                for j in range(w):
+                    sx = reflect_clip(a[0, 0] * j + bx, 0.0, 2.0 * (w - 1), w)
+                    sy = reflect_clip(a[1, 0] * j + by, 0.0, 2.0 * (h - 1), h)
+                    bilinear3(s0, s1, s2, d0, d1, d2, j, sy, sx, h, w)
+            s0, s1, s2 = warped[0], warped[1], warped[2]
+            for i in range(h):
+                o = i * w
+                d0, d1, d2 = out[b, 0, o:o + w], out[b, 1, o:o + w], out[b, 2, o:o + w]
+                ry, rx = dy[b, i], dx[b, i]
+                fi = f(i)
+                for j in range(w):
+                    sy = reflect_clip(fi + ry[j], -1.0, 2.0 * h - 1.0, h)
+                    sx = reflect_clip(f(j) + rx[j], -1.0, 2.0 * w - 1.0, w)
+                    bilinear3(s0, s1, s2, d0, d1, d2, j, sy, sx, h, w)
 
     @nb.njit(cache=True, nogil=True)
     def canny(img, low, high, out):  # pragma: no cover - compiled
@@ -368,81 +401,110 @@ def _kernels():
     @nb.njit(cache=True, nogil=True)
     def unit_to_u8(x, out, rnd):  # pragma: no cover - compiled
         # corruptions.quantize_u8 in one pass: x * 255, then round (half to even) or
-        # + 1e-4, clamped to [0, 255], truncated; float32 throughout
+        # + 1e-4, clamped to [0, 255], truncated; float32 throughout (one loop per
+        # mode, through int32: the loops vectorise)
         f = np.float32
-        eps = f(1e-4)
-        for i in range(x.shape[0]):
-            v = x[i] * f(255.0)
-            v = np.round(v) if rnd else v + eps
-            out[i] = np.uint8(min(max(v, f(0.0)), f(255.0)))
+        eps, lo, hi = f(1e-4), f(0.0), f(255.0)
+        if rnd:
+            for i in range(x.shape[0]):
+                v = np.round(x[i] * hi)
+                out[i] = np.uint8(np.int32(min(max(v, lo), hi)))
+        else:
+            for i in range(x.shape[0]):
+                v = x[i] * hi + eps
+                out[i] = np.uint8(np.int32(min(max(v, lo), hi)))
 
     @nb.njit(cache=True, nogil=True)
     def snow_composite(x, bl, blend, out):  # pragma: no cover - compiled
-        # corruptions.snow_composite pointwise, float32 in the torch path's order
+        # corruptions.snow_composite pointwise, float32 in the torch path's order; row
+        # by row, one channel per inner loop (the loops vectorise)
         bsz, ch, h, w = x.shape
         f = np.float32
         kb, kc = f(blend), f(1.0 - blend)
+        t = np.empty(w, dtype=np.float32)
         for b in range(bsz):
             for i in range(h):
+                x0, x1, x2 = x[b, 0, i], x[b, 1, i], x[b, 2, i]
+                snow = bl[b, 0, i]
+                flip = bl[b, 0, h - 1 - i]
                 for j in range(w):
-                    grey = (f(0.299) * x[b, 0, i, j] + f(0.587) * x[b, 1, i, j]) + f(0.114) * x[b, 2, i, j]
-                    t = grey * f(1.5) + f(0.5)
-                    snow = bl[b, 0, i, j]
-                    flip = bl[b, 0, h - 1 - i, w - 1 - j]
-                    for c in range(ch):
-                        v = x[b, c, i, j]
-                        v = ((kb * v + kc * max(v, t)) + snow) + flip
-                        out[b, c, i, j] = min(max(v, f(0.0)), f(1.0))
+                    grey = (f(0.299) * x0[j] + f(0.587) * x1[j]) + f(0.114) * x2[j]
+                    t[j] = grey * f(1.5) + f(0.5)
+                for c in range(ch):
+                    xc = x[b, c, i]
+                    oc = out[b, c, i]
+                    for j in range(w):
+                        v = xc[j]
+                        v = ((kb * v + kc * max(v, t[j])) + snow[j]) + flip[w - 1 - j]
+                        oc[j] = min(max(v, f(0.0)), f(1.0))
 
     @nb.njit(cache=True, nogil=True)
     def noise_apply(x, n, kind, a):  # pragma: no cover - compiled
         # in place on the random draws n, float32 in the torch paths' order:
         # 0 gaussian: clip(x + n * a); 1 speckle: clip(x + x * (n * a));
         # 2 impulse (n uniform): 0 or 1 where n < a (1 iff n >= a / 2), else x
+        # (one loop per kind: they vectorise)
         f = np.float32
-        af, half = f(a), f(a * 0.5)
-        for i in range(x.shape[0]):
-            v = x[i]
-            if kind == 0:
-                v = v + n[i] * af
-            elif kind == 1:
+        af, half, zero, one = f(a), f(a * 0.5), f(0.0), f(1.0)
+        if kind == 0:
+            for i in range(x.shape[0]):
+                v = x[i] + n[i] * af
+                n[i] = min(max(v, zero), one)
+        elif kind == 1:
+            for i in range(x.shape[0]):
+                v = x[i]
                 v = v + v * (n[i] * af)
-            elif n[i] < af:
-                v = f(1.0) if n[i] >= half else f(0.0)
-            n[i] = min(max(v, f(0.0)), f(1.0))
+                n[i] = min(max(v, zero), one)
+        else:
+            for i in range(x.shape[0]):
+                u = n[i]
+                v = x[i]
+                if u < af:
+                    v = one if u >= half else zero
+                n[i] = min(max(v, zero), one)
 
     @nb.njit(cache=True, nogil=True)
     def hsv_affine(x, out, saturation, a, c):  # pragma: no cover - compiled
         # _ops.hsv_saturation_affine (S <- clip(S a + c)) or _ops.hsv_value_shift
         # (V <- clip(V + c)) then the corruption's clip to [0, 1], pixel by pixel,
-        # float32 in the torch path's order
+        # float32 in the torch path's order; row by row with the three channels
+        # written in the same inner loop (it vectorises)
         bsz, ch, h, w = x.shape
         f = np.float32
         af, cf, tiny, zero, one = f(a), f(c), f(1e-12), f(0.0), f(1.0)
         for b in range(bsz):
             for i in range(h):
-                for j in range(w):
-                    r, g, bl = x[b, 0, i, j], x[b, 1, i, j], x[b, 2, i, j]
-                    v = max(max(r, g), bl)
-                    if saturation:
+                x0, x1, x2 = x[b, 0, i], x[b, 1, i], x[b, 2, i]
+                o0, o1, o2 = out[b, 0, i], out[b, 1, i], out[b, 2, i]
+                if saturation:
+                    for j in range(w):
+                        r, g, bl = x0[j], x1[j], x2[j]
+                        v = max(max(r, g), bl)
                         delta = v - min(min(r, g), bl)
                         s = delta / max(v, tiny) if v > zero else zero
                         s2 = min(max(s * af + cf, zero), one)
                         k = s2 / max(s, tiny)
                         vs = v * s2
-                        for cc in range(3):
-                            xv = x[b, cc, i, j]
-                            if delta > zero:
-                                o = v - k * (v - xv)
-                            else:
-                                o = v - vs * (zero if cc == 0 else one)
-                            out[b, cc, i, j] = min(max(o, zero), one)
-                    else:
+                        if delta > zero:
+                            p0, p1, p2 = v - k * (v - r), v - k * (v - g), v - k * (v - bl)
+                        else:  # grey: hue 0 (red), so (V, V(1 - S'), V(1 - S'))
+                            p0, p1, p2 = v - vs * zero, v - vs * one, v - vs * one
+                        o0[j] = min(max(p0, zero), one)
+                        o1[j] = min(max(p1, zero), one)
+                        o2[j] = min(max(p2, zero), one)
+                else:
+                    for j in range(w):
+                        r, g, bl = x0[j], x1[j], x2[j]
+                        v = max(max(r, g), bl)
                         v2 = min(max(v + cf, zero), one)
                         ratio = v2 / max(v, tiny) if v > zero else zero
-                        for cc in range(3):
-                            o = x[b, cc, i, j] * ratio if v > zero else v2
-                            out[b, cc, i, j] = min(max(o, zero), one)
+                        if v > zero:
+                            p0, p1, p2 = r * ratio, g * ratio, bl * ratio
+                        else:
+                            p0, p1, p2 = v2, v2, v2
+                        o0[j] = min(max(p0, zero), one)
+                        o1[j] = min(max(p1, zero), one)
+                        o2[j] = min(max(p2, zero), one)
 
     @nb.njit(cache=True, nogil=True)
     def spatter_mix(x, m, rgb, mud, out):  # pragma: no cover - compiled
@@ -465,31 +527,79 @@ def _kernels():
         # over the first ntaps[b] taps, accumulated in tap order as in _ops.motion_blur.
         bsz, ch, h, w = out.shape
         for b in range(bsz):
+            nt = ntaps[b]
+            ob, wb = offs[b], wts[b]
             for c in range(ch):
+                xc = xp[b, c]
                 for i in range(h):
                     # windows sliced first: indices from range(w) need no negative-index
                     # wraparound, so the row loops vectorise
                     o = out[b, c, i]
-                    ox = offs[b, 0, 1]
-                    src = xp[b, c, i + offs[b, 0, 0], ox:ox + w]
-                    wt = wts[b, 0]
+                    src = xc[i + ob[0, 0], ob[0, 1]:ob[0, 1] + w]
+                    wt = wb[0]
                     for j in range(w):
                         o[j] = src[j] * wt
-                    for t in range(1, ntaps[b]):
-                        ox = offs[b, t, 1]
-                        src = xp[b, c, i + offs[b, t, 0], ox:ox + w]
-                        wt = wts[b, t]
+                    t = 1
+                    while t + 4 <= nt:
+                        # four taps per pass over the row (same order of additions): the
+                        # partial sum stays in registers
+                        s0 = xc[i + ob[t, 0], ob[t, 1]:ob[t, 1] + w]
+                        s1 = xc[i + ob[t + 1, 0], ob[t + 1, 1]:ob[t + 1, 1] + w]
+                        s2 = xc[i + ob[t + 2, 0], ob[t + 2, 1]:ob[t + 2, 1] + w]
+                        s3 = xc[i + ob[t + 3, 0], ob[t + 3, 1]:ob[t + 3, 1] + w]
+                        w0, w1, w2, w3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
+                        for j in range(w):
+                            o[j] = (((o[j] + w0 * s0[j]) + w1 * s1[j]) + w2 * s2[j]) + w3 * s3[j]
+                        t += 4
+                    while t < nt:
+                        src = xc[i + ob[t, 0], ob[t, 1]:ob[t, 1] + w]
+                        wt = wb[t]
                         for j in range(w):
                             o[j] = o[j] + wt * src[j]
+                        t += 1
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps
+    @nb.njit(cache=True, nogil=True)
+    def u8_levels(x, lv):  # pragma: no cover - compiled
+        # lv = round(x * 255) (half to even), and whether every |lv / 255 - x| <= 1e-6:
+        # corruptions._shot_noise's test, float32 in the torch path's order
+        f = np.float32
+        s255, inv, tol = f(255.0), f(1.0 / 255.0), f(1e-6)
+        ok = True
+        for i in range(x.shape[0]):
+            v = np.round(x[i] * s255)
+            ok &= abs(v * inv - x[i]) <= tol
+            lv[i] = np.int32(v)
+        return ok
+
+    @nb.njit(cache=True, nogil=True)
+    def poisson_guide(lv, u, guide, values, out, amb):  # pragma: no cover - compiled
+        # _ops.poisson_levels' guide-table step: top = the 24-bit integer of the float32
+        # uniform u; its bucket settles k -> out = values[k], else the position goes to amb
+        # and u keeps top (exact in float32) for the float64 refinement.
+        n = 0
+        scale = np.float32(1 << 24)
+        for i in range(lv.shape[0]):
+            top = np.int32(np.floor(u[i] * scale))
+            k = guide[np.uintp((top >> 12) + lv[i] * 4096)]
+            if k < 0:
+                amb[n] = i
+                n += 1
+                u[i] = np.float32(top)
+            else:
+                out[i] = values[k]
+        return n
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps, u8_levels, poisson_guide
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
     """Run the published glass-blur sweeps in place on (B, C, H, W) float32 ``y``
     (contiguous, CPU).  ``codes``: (S, B, nh, nw) int16 ``(dy + d) * 2d + (dx + d)``,
     sweep-major."""
-    _kernels()[0](y.numpy(), codes.to(torch.int16).contiguous().numpy(), delta)
+    b, c, h, w = y.shape
+    code = np.arange(4 * delta * delta)
+    offs = (code // (2 * delta) - delta) * w + (code % (2 * delta) - delta)
+    _kernels()[0](y.view(b, c, h * w).numpy(), codes.to(torch.int16).contiguous().numpy(), offs, delta, w)
 
 
 def separable_filter(x: torch.Tensor, kh: torch.Tensor, ih: torch.Tensor, kw: torch.Tensor, iw: torch.Tensor) -> torch.Tensor:
@@ -514,7 +624,8 @@ def zoom_sum(x: torch.Tensor, rows, cols) -> torch.Tensor:
     # unsigned indices: numba skips the negative-index wraparound on each gather
     (r0, r1, rf), (c0, c1, cf) = rows, cols
     u = np.uintp
-    _kernels()[2](xs.numpy(), out.numpy(), r0.astype(u), r1.astype(u), rf, c0.astype(u), c1.astype(u), cf)
+    identity = ((rf == 0).all(1) & (r0 == np.arange(h)).all(1) & (cf == 0).all(1) & (c0 == np.arange(w)).all(1))
+    _kernels()[2](xs.numpy(), out.numpy(), r0.astype(u), r1.astype(u), rf, c0.astype(u), c1.astype(u), cf, identity)
     return out.view(n, c, h, w)
 
 
@@ -541,11 +652,12 @@ def elastic(x: torch.Tensor, inv: torch.Tensor, dy: torch.Tensor, dx: torch.Tens
     float32 CPU ``x``: the affine warp by the inverse maps ``inv`` (B, 3, 3)
     float64 (edge-centre reflection), then the displacement ``(dy, dx)``
     (B, H, W) float32 (edge reflection)."""
+    b, c, h, w = x.shape  # c == 3
     x = x.contiguous()
     out = torch.empty_like(x)
-    warped = torch.empty(x.shape[1:], dtype=x.dtype)
-    _kernels()[5](x.numpy(), out.numpy(), warped.numpy(), inv.contiguous().numpy(),
-                  dy.contiguous().numpy(), dx.contiguous().numpy())
+    warped = torch.empty((c, h * w), dtype=x.dtype)
+    _kernels()[5](x.view(b, c, h * w).numpy(), out.view(b, c, h * w).numpy(), warped.numpy(),
+                  inv.contiguous().numpy(), dy.contiguous().numpy(), dx.contiguous().numpy(), h, w)
     return out
 
 
@@ -613,3 +725,32 @@ def motion_taps(xp: torch.Tensor, out: torch.Tensor, offs: np.ndarray, wts: np.n
     int64, into ``xp``)."""
     _kernels()[13](xp.contiguous().numpy(), out.numpy(), offs, wts, ntaps)
     return out
+
+
+def u8_levels(x: torch.Tensor) -> torch.Tensor | None:
+    """``round(x * 255)`` as int32 of contiguous float32 CPU ``x`` when every
+    element is within 1e-6 of its 8-bit level (``corruptions._shot_noise``'s
+    test), else None."""
+    lv = torch.empty(x.shape, dtype=torch.int32)
+    return lv if _kernels()[14](x.view(-1).numpy(), lv.view(-1).numpy()) else None
+
+
+def poisson_guide(lv: torch.Tensor, u: torch.Tensor, guide: torch.Tensor, values: torch.Tensor):
+    """The guide-table step of ``_ops.poisson_levels`` on flat int32 levels ``lv`` and
+    their float32 uniforms ``u`` (overwritten): ``(out, amb)`` with ``out[i] =
+    values[k]`` where the bucket settles ``k``, and ``amb`` the other positions (int64,
+    increasing), whose ``u`` now holds the 24-bit integer of the uniform."""
+    out = torch.empty(u.shape, dtype=torch.float32)
+    amb = torch.empty(u.shape, dtype=torch.int64)
+    n = _kernels()[15](lv.numpy(), u.numpy(), guide.numpy(), values.numpy(), out.numpy(), amb.numpy())
+    return out, amb[:n]
+
+
+def correlate_taps(xp: torch.Tensor, shape, taps) -> torch.Tensor:
+    """Correlation of the border-extended float32 (B, C, H + kh - 1, W + kw - 1)
+    ``xp`` with the nonzero kernel entries ``taps`` ((row, col, weight), in the
+    order to accumulate), same taps for every image: the (B, C, H, W) output."""
+    b = shape[0]
+    offs = np.ascontiguousarray(np.broadcast_to(np.array([t[:2] for t in taps], dtype=np.int64), (b, len(taps), 2)))
+    wts = np.ascontiguousarray(np.broadcast_to(np.array([t[2] for t in taps], dtype=np.float32), (b, len(taps))))
+    return motion_taps(xp, torch.empty(shape, dtype=torch.float32), offs, wts, np.full(b, len(taps), dtype=np.int64))

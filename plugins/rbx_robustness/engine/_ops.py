@@ -140,6 +140,18 @@ def poisson_levels(levels: torch.Tensor, lam: float, generator) -> torch.Tensor:
     dev = levels.device
     cdf, guide, kmax = _poisson_level_tables(float(lam), 256)
     lv = levels.reshape(-1).to(torch.int32)
+    if _cpu_kernels(lv) and _compiled.available():
+        # the steps below, the table look-up in one compiled pass; k / lam as the
+        # torch tail computes it, tabulated for every count
+        values = torch.arange(kmax + 1, dtype=torch.float32).div_(float(lam)).clamp_(0.0, 1.0)
+        u = rand(lv.shape, generator, dev)
+        out, amb = _compiled.poisson_guide(lv.contiguous(), u, guide, values)
+        if amb.numel():
+            u = u.index_select(0, amb).double().add_(rand(amb.shape, generator, dev, torch.float64)).mul_(2.0 ** -24)
+            rows = cdf.index_select(0, lv.index_select(0, amb))
+            k = torch.searchsorted(rows, u.unsqueeze(1), right=True).view(-1)
+            out.index_copy_(0, amb, values.index_select(0, k))
+        return out.view(levels.shape)
     top = rand(lv.shape, generator, dev).mul_(1 << 24).floor_().to(torch.int32)  # 24-bit integer
     idx = (top >> (24 - _POISSON_BUCKET_BITS)).add_(lv.mul(1 << _POISSON_BUCKET_BITS))
     k = guide.to(dev).index_select(0, idx).to(torch.float32)
@@ -331,6 +343,11 @@ def correlate2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tenso
     h, w = x.shape[-2:]
     if _cpu_kernels(x):
         ks = kernel.detach().cpu().double().tolist()
+        if x.dtype == torch.float32 and _compiled.available():
+            # the loop below in one compiled pass
+            taps = [(u, v, ks[u][v]) for u in range(kh) for v in range(kw) if ks[u][v] != 0.0]
+            if taps:
+                return _compiled.correlate_taps(xp.contiguous(), x.shape, taps)
         out = torch.zeros_like(x)
         for u in range(kh):
             for v in range(kw):
