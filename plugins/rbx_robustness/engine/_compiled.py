@@ -540,9 +540,24 @@ def _kernels():
                     for j in range(w):
                         o[j] = src[j] * wt
                     t = 1
+                    while t + 8 <= nt:
+                        # eight (then four) taps per pass over the row, same order of
+                        # additions: the partial sum stays in registers
+                        s0 = xc[i + ob[t, 0], ob[t, 1]:ob[t, 1] + w]
+                        s1 = xc[i + ob[t + 1, 0], ob[t + 1, 1]:ob[t + 1, 1] + w]
+                        s2 = xc[i + ob[t + 2, 0], ob[t + 2, 1]:ob[t + 2, 1] + w]
+                        s3 = xc[i + ob[t + 3, 0], ob[t + 3, 1]:ob[t + 3, 1] + w]
+                        s4 = xc[i + ob[t + 4, 0], ob[t + 4, 1]:ob[t + 4, 1] + w]
+                        s5 = xc[i + ob[t + 5, 0], ob[t + 5, 1]:ob[t + 5, 1] + w]
+                        s6 = xc[i + ob[t + 6, 0], ob[t + 6, 1]:ob[t + 6, 1] + w]
+                        s7 = xc[i + ob[t + 7, 0], ob[t + 7, 1]:ob[t + 7, 1] + w]
+                        w0, w1, w2, w3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
+                        w4, w5, w6, w7 = wb[t + 4], wb[t + 5], wb[t + 6], wb[t + 7]
+                        for j in range(w):
+                            o[j] = (((((((o[j] + w0 * s0[j]) + w1 * s1[j]) + w2 * s2[j]) + w3 * s3[j])
+                                     + w4 * s4[j]) + w5 * s5[j]) + w6 * s6[j]) + w7 * s7[j]
+                        t += 8
                     while t + 4 <= nt:
-                        # four taps per pass over the row (same order of additions): the
-                        # partial sum stays in registers
                         s0 = xc[i + ob[t, 0], ob[t, 1]:ob[t, 1] + w]
                         s1 = xc[i + ob[t + 1, 0], ob[t + 1, 1]:ob[t + 1, 1] + w]
                         s2 = xc[i + ob[t + 2, 0], ob[t + 2, 1]:ob[t + 2, 1] + w]

@@ -1032,8 +1032,9 @@ def quantize_u8(x: torch.Tensor, mode: str = "floor", inplace: bool = False) -> 
     as the scratch buffer (one pass less)."""
     if x.dtype == torch.uint8:
         return x
-    if _ops._cpu_kernels(x) and x.dtype == torch.float32 and x.is_contiguous() and _compiled.available():
-        return _compiled.unit_to_u8(x, mode)  # the steps below in one pass
+    if _ops._cpu_kernels(x) and x.dtype == torch.float32 and _compiled.available():
+        # the steps below in one pass (a strided x, e.g. a crop of an FFT buffer, copied first)
+        return _compiled.unit_to_u8(x.contiguous(), mode)
     v = x.mul_(255.0) if inplace else x.mul(255.0)
     # the uint8 cast truncates: clamping to [0, 255] first makes it a floor
     v = v.round_() if mode == "round" else v.add_(1e-4)
