@@ -186,7 +186,7 @@ def test_compiled_snow_composite_is_torch_bit_for_bit(monkeypatch):
 
 
 @needs_numba
-@pytest.mark.parametrize("name", ["gaussian_noise", "speckle_noise", "impulse_noise", "brightness", "saturate"])
+@pytest.mark.parametrize("name", ["gaussian_noise", "speckle_noise", "impulse_noise", "brightness", "saturate", "fog"])
 def test_compiled_pointwise_corruptions_are_torch_bit_for_bit(name, monkeypatch):
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     x[0, :, :8] = x[0, :1, :8]  # grey pixels (S = 0)
@@ -205,3 +205,29 @@ def test_compiled_spatter_blend_is_torch_bit_for_bit():
     water, mud = C._WATER_RGB.view(1, 3, 1, 1), C._MUD_RGB.view(1, 3, 1, 1)
     assert torch.equal(_compiled.spatter_mix(x, m, C._WATER_RGB, False), (x + m * water).clamp_(0.0, 1.0))
     assert torch.equal(_compiled.spatter_mix(x, m, C._MUD_RGB, True), (x * (1.0 - m) + mud * m).clamp_(0.0, 1.0))
+
+
+@needs_numba
+def test_compiled_equalize_hist_and_8bit_levels_are_torch_bit_for_bit(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    # truncated distance maps, empty low bins, a constant image, and histograms whose
+    # LUT entry (cdf - h0) * 255 / (n - h0) lies within 1e-4 of a rounding tie (h0
+    # pixels at 0, d at 1, the rest at 2): there the float32 order of operations shows
+    img = torch.randint(0, 21, (200, 1, 30, 41), generator=g).float()
+    img[1] = torch.randint(100, 256, (1, 30, 41), generator=g).float()
+    img[2] = 7.0
+    n = 30 * 41
+    h0, d = np.meshgrid(np.arange(1, n), np.arange(1, n), indexing="ij")
+    v = d * 255.0 / (n - h0)
+    ties = np.argwhere((np.abs(v - np.floor(v) - 0.5) < 1e-4) & (h0 + d < n))[:150] + 1
+    assert len(ties) > 50
+    for k, (a, b) in enumerate(ties, 3):
+        img[k] = 2.0
+        img[k].view(-1)[:a] = 0.0
+        img[k].view(-1)[a:a + b] = 1.0
+    x = torch.rand(2, 3, 19, 23, generator=g) * 1.2 - 0.1
+    x[0, 0, 0, :5] = torch.tensor([0.0, 1.0, 3.0 / 255.0, 0.5, -0.0])
+    fast_h, fast_l = C._equalize_hist(img), C._uint8_levels_unit_(x.clone())
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    assert torch.equal(fast_h, C._equalize_hist(img))
+    assert torch.equal(fast_l, C._uint8_levels_unit_(x.clone()))

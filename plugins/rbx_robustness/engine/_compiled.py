@@ -268,11 +268,12 @@ def _kernels():
         d2[jj] = ((s2[p00] * w00 + s2[p01] * w01) + s2[p10] * w10) + s2[p11] * w11
 
     @nb.njit(cache=True, nogil=True)
-    def elastic(x, out, warped, inv, dy, dx, h, w):  # pragma: no cover - compiled
+    def elastic(x, out, warped, inv, fields, alpha, h, w):  # pragma: no cover - compiled
         # Per image (planes flat, (B, 3, H*W)): warped = bilinear(x) at inv @ (j, i, 1),
         # reflected about the edge pixel centres; out = bilinear(warped) at (i + dy,
         # j + dx), reflected about the pixel edges (grid_sample's 'reflection' with
-        # align_corners True, then False; taps summed in grid_sample's order).
+        # align_corners True, then False; taps summed in grid_sample's order), clipped
+        # to [0, 1]; (dx, dy) = alpha * fields[b, 0 / 1].
         f = np.float32
         for b in range(x.shape[0]):
             a = inv[b]
@@ -287,15 +288,21 @@ def _kernels():
                     sy = reflect_clip(a[1, 0] * j + by, 0.0, 2.0 * (h - 1), h)
                     bilinear3(s0, s1, s2, d0, d1, d2, j, sy, sx, h, w)
             s0, s1, s2 = warped[0], warped[1], warped[2]
+            zero, one = f(0.0), f(1.0)
             for i in range(h):
                 o = i * w
                 d0, d1, d2 = out[b, 0, o:o + w], out[b, 1, o:o + w], out[b, 2, o:o + w]
-                ry, rx = dy[b, i], dx[b, i]
+                fy_, fx_ = fields[b, 1, i], fields[b, 0, i]
                 fi = f(i)
                 for j in range(w):
-                    sy = reflect_clip(fi + ry[j], -1.0, 2.0 * h - 1.0, h)
-                    sx = reflect_clip(f(j) + rx[j], -1.0, 2.0 * w - 1.0, w)
+                    # displacement = field * alpha (float32, as the torch path)
+                    sy = reflect_clip(fi + fy_[j] * alpha, -1.0, 2.0 * h - 1.0, h)
+                    sx = reflect_clip(f(j) + fx_[j] * alpha, -1.0, 2.0 * w - 1.0, w)
                     bilinear3(s0, s1, s2, d0, d1, d2, j, sy, sx, h, w)
+                for j in range(w):  # the corruption's clip to [0, 1]
+                    d0[j] = min(max(d0[j], zero), one)
+                    d1[j] = min(max(d1[j], zero), one)
+                    d2[j] = min(max(d2[j], zero), one)
 
     @nb.njit(cache=True, nogil=True)
     def canny(img, low, high, out):  # pragma: no cover - compiled
@@ -604,7 +611,70 @@ def _kernels():
                 out[i] = values[k]
         return n
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps, u8_levels, poisson_guide
+    @nb.njit(cache=True, nogil=True)
+    def levels_unit(x):  # pragma: no cover - compiled
+        # corruptions._uint8_levels_unit_ in place on flat float32 x, in its order:
+        # floor(clip(x, 0, 1) * 255 + 1e-4) / 255
+        f = np.float32
+        lo, hi, s, eps = f(0.0), f(1.0), f(255.0), f(1e-4)
+        for i in range(x.shape[0]):
+            x[i] = np.floor(min(max(x[i], lo), hi) * s + eps) / s
+
+    @nb.njit(cache=True, nogil=True)
+    def fog_mix(x, fr, maxv, strength, out):  # pragma: no cover - compiled
+        # corruptions._fog's last line: clip((x + s * fractal) * max(x) / (max(x) + s)),
+        # float32 in the torch path's order; fr is the whole map, cropped here; maxv the
+        # per-image maxima (torch's amax: a float max reduction does not vectorise here)
+        bsz, ch, h, w = x.shape
+        f = np.float32
+        s, zero, one = f(strength), f(0.0), f(1.0)
+        for b in range(bsz):
+            m = maxv[b]
+            den = m + s
+            for c in range(ch):
+                for i in range(h):
+                    r = x[b, c, i]
+                    q = fr[b, i, :w]
+                    o = out[b, c, i]
+                    for j in range(w):
+                        v = ((r[j] + s * q[j]) * m) / den
+                        o[j] = min(max(v, zero), one)
+
+    @nb.njit(cache=True, nogil=True)
+    def equalize_hist(img, out):  # pragma: no cover - compiled
+        # corruptions._equalize_hist image by image (flat (B, N) uint8-valued float32):
+        # lut[i] = round((cdf(i) - h0) * (255 * (1 / (N - h0)))) for i above the first
+        # non-empty bin i0 (0 up to it), float32 as torch computes it; constant images
+        # map to i0
+        bsz, n = img.shape
+        f = np.float32
+        hist = np.zeros(256, dtype=np.int64)
+        lut = np.empty(256, dtype=np.float32)
+        lv = np.empty(n, dtype=np.int64)
+        for b in range(bsz):
+            hist[:] = 0
+            for k in range(n):
+                v = min(max(np.int64(img[b, k]), 0), 255)
+                lv[k] = v
+                hist[v] += 1
+            first = 0
+            while hist[first] == 0:
+                first += 1
+            h0 = hist[first]
+            if h0 == n:
+                lut[:] = f(first)
+            else:
+                scale = (f(1.0) / f(max(n - h0, 1))) * f(255.0)
+                cdf = 0
+                for i in range(256):
+                    cdf += hist[i]
+                    val = min(max(np.round(f(cdf - h0) * scale), f(0.0)), f(255.0))
+                    lut[i] = f(0.0) if i <= first else val
+            o = out[b]
+            for k in range(n):
+                o[k] = lut[lv[k]]
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps, u8_levels, poisson_guide, levels_unit, fog_mix, equalize_hist
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -662,17 +732,17 @@ def plasma(u: torch.Tensor, wibbledecay: float) -> torch.Tensor:
     return m
 
 
-def elastic(x: torch.Tensor, inv: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """The two bilinear resamplings of ``elastic_transform`` on (B, C, H, W)
-    float32 CPU ``x``: the affine warp by the inverse maps ``inv`` (B, 3, 3)
-    float64 (edge-centre reflection), then the displacement ``(dy, dx)``
-    (B, H, W) float32 (edge reflection)."""
+def elastic(x: torch.Tensor, inv: torch.Tensor, fields: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The two bilinear resamplings of ``elastic_transform`` and its clip to [0, 1]
+    on (B, 3, H, W) float32 CPU ``x``: the affine warp by the inverse maps ``inv``
+    (B, 3, 3) float64 (edge-centre reflection), then the displacement
+    ``alpha * fields`` ((B, 2, H, W) float32, channel 0 = x, 1 = y; edge reflection)."""
     b, c, h, w = x.shape  # c == 3
     x = x.contiguous()
     out = torch.empty_like(x)
     warped = torch.empty((c, h * w), dtype=x.dtype)
     _kernels()[5](x.view(b, c, h * w).numpy(), out.view(b, c, h * w).numpy(), warped.numpy(),
-                  inv.contiguous().numpy(), dy.contiguous().numpy(), dx.contiguous().numpy(), h, w)
+                  inv.contiguous().numpy(), fields.contiguous().numpy(), np.float32(alpha), h, w)
     return out
 
 
@@ -769,3 +839,26 @@ def correlate_taps(xp: torch.Tensor, shape, taps) -> torch.Tensor:
     offs = np.ascontiguousarray(np.broadcast_to(np.array([t[:2] for t in taps], dtype=np.int64), (b, len(taps), 2)))
     wts = np.ascontiguousarray(np.broadcast_to(np.array([t[2] for t in taps], dtype=np.float32), (b, len(taps))))
     return motion_taps(xp, torch.empty(shape, dtype=torch.float32), offs, wts, np.full(b, len(taps), dtype=np.int64))
+
+
+def levels_unit_(x: torch.Tensor) -> torch.Tensor:
+    """``corruptions._uint8_levels_unit_`` in place on contiguous float32 CPU ``x``."""
+    _kernels()[16](x.view(-1).numpy())
+    return x
+
+
+def fog_mix(x: torch.Tensor, fractal: torch.Tensor, strength: float) -> torch.Tensor:
+    """``corruptions._fog``'s blend of contiguous float32 CPU (B, 3, H, W) ``x`` with
+    the (B, S, S) plasma maps (S >= H, W; cropped to the image)."""
+    out = torch.empty_like(x)
+    maxv = x.reshape(x.shape[0], -1).amax(dim=1)
+    _kernels()[17](x.numpy(), fractal.contiguous().numpy(), maxv.numpy(), float(strength), out.numpy())
+    return out
+
+
+def equalize_hist(img: torch.Tensor) -> torch.Tensor:
+    """``corruptions._equalize_hist`` of (B, 1, H, W) uint8-valued float32 CPU ``img``."""
+    b = img.shape[0]
+    out = torch.empty(img.shape, dtype=torch.float32)
+    _kernels()[18](img.reshape(b, -1).contiguous().numpy(), out.view(b, -1).numpy())
+    return out

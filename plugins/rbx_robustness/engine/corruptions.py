@@ -91,6 +91,8 @@ __all__ = [
 def _uint8_levels_unit_(x: torch.Tensor) -> torch.Tensor:
     """``np.uint8(x * 255) / 255`` for x in [0, 1]: truncation to 8-bit levels,
     in place on the temporary ``x``."""
+    if _pointwise_kernels(x):
+        return _compiled.levels_unit_(x)  # the line below in one pass
     return x.clamp_(0.0, 1.0).mul_(255.0).add_(1e-4).floor_().div_(255.0)
 
 
@@ -489,7 +491,10 @@ def _fog(x, p, g, mapsize: int = 256):
     size = max(h, w)
     # the map is cropped to the image: grow it (next power of two) when the image is larger
     msize = mapsize if size <= mapsize else 1 << (size - 1).bit_length()
-    fractal = _ops.plasma_fractal(b, msize, decay, g, x.device)[:, :h, :w].unsqueeze(1)
+    fractal = _ops.plasma_fractal(b, msize, decay, g, x.device)
+    if _pointwise_kernels(x):
+        return _compiled.fog_mix(x, fractal, strength)  # the lines below in one pass
+    fractal = fractal[:, :h, :w].unsqueeze(1)
     maxv = x.amax(dim=(1, 2, 3), keepdim=True)
     return ((x + strength * fractal) * maxv / (maxv + strength)).clamp_(0.0, 1.0)
 
@@ -584,6 +589,8 @@ def _equalize_hist(img: torch.Tensor) -> torch.Tensor:
     """OpenCV ``equalizeHist`` per image on uint8-valued floats (B, 1, H, W):
     ``lut[i] = round((cdf(i) - hist[i0]) * 255 / (N - hist[i0]))`` with ``i0``
     the first non-empty bin (``lut[i0] = 0``); constant images stay constant."""
+    if _ops._cpu_kernels(img) and _compiled.available() and img.dtype == torch.float32:
+        return _compiled.equalize_hist(img)  # the lines below in one pass
     b = img.shape[0]
     v = img.view(b, -1).long().clamp_(0, 255)
     n = v.shape[1]
@@ -786,11 +793,11 @@ def _elastic_transform(x, p, g):
     fields = _ops.uniform((b, 2, h, w), -1.0, 1.0, g, dev)
     if sigma > 0:  # sigma 0 (CIFAR severity 1) is scipy's identity filter
         fields = _ops.gaussian_filter(fields, sigma, mode="reflect", truncate=3.0)
+    if _ops._cpu_kernels(x) and _compiled.available() and x.dtype == torch.float32 and c == 3:
+        # the lines below, compiled, without the coordinate grids
+        return _compiled.elastic(x, inv, fields, alpha)
     fields = fields * alpha
     dx, dy = fields[:, 0], fields[:, 1]
-    if _ops._cpu_kernels(x) and _compiled.available() and x.dtype == torch.float32 and c == 3:
-        # both resamplings below, compiled, without the coordinate grids
-        return _compiled.elastic(x, inv, dy, dx).clamp_(0.0, 1.0)
     a = inv.reshape(b, 9, 1, 1)
     sx = (a[:, 0] * xs + a[:, 2]) + a[:, 1] * ys
     sy = (a[:, 3] * xs + a[:, 5]) + a[:, 4] * ys
