@@ -108,32 +108,40 @@ def _kernels():
                     v += 1
 
     @nb.njit(cache=True, nogil=True)
-    def zoom_sum(x, out, r0, r1, rf, c0, c1, cf, identity):  # pragma: no cover - compiled
+    def zoom_sum(x, out, r0, r1, rf, c0, c1, cf, identity, rlo, rhi):  # pragma: no cover - compiled
         # out[p] += sum_z bilinear(x[p]) at rows (r0, r1, rf)[z] and columns (c0, c1, cf)[z]:
-        # per output row, the vertical interpolation into a row buffer, then the horizontal one.
-        # identity[z]: zoom z is the identity (zoom 1: every weight 0), whose
-        # interpolation adds x itself (a + 0 * (b - a) == a).
+        # per zoom, the horizontal interpolation (a gather) of the source rows the zoom
+        # reads (rlo..rhi: its crop, ~1/zoom of the image) into a buffer, then the
+        # vertical one (it vectorises) added to the output rows.  identity[z]: zoom z is
+        # the identity (zoom 1: every weight 0), which adds x itself.
         planes, h, w = x.shape
-        tmp = np.empty(w, dtype=np.float32)
+        hb = np.empty((h, w), dtype=np.float32)
         for p in range(planes):
+            xp = x[p]
+            op = out[p]
             for z in range(r0.shape[0]):
                 if identity[z]:
                     for i in range(h):
-                        a = x[p, i]
-                        o = out[p, i]
+                        a = xp[i]
+                        o = op[i]
                         for j in range(w):
                             o[j] += a[j]
                     continue
+                c0z, c1z, cfz = c0[z], c1[z], cf[z]
+                r0z, r1z, rfz = r0[z], r1[z], rf[z]
+                for r in range(rlo[z], rhi[z] + 1):
+                    src = xp[r]
+                    t = hb[r]
+                    for j in range(w):
+                        u = src[c0z[j]]
+                        t[j] = u + cfz[j] * (src[c1z[j]] - u)
                 for i in range(h):
-                    a = x[p, r0[z, i]]
-                    b = x[p, r1[z, i]]
-                    f = rf[z, i]
+                    a = hb[r0z[i]]
+                    b = hb[r1z[i]]
+                    f = rfz[i]
+                    o = op[i]
                     for j in range(w):
-                        tmp[j] = a[j] + f * (b[j] - a[j])
-                    o = out[p, i]
-                    for j in range(w):
-                        u = tmp[c0[z, j]]
-                        o[j] += u + cf[z, j] * (tmp[c1[z, j]] - u)
+                        o[j] += a[j] + f * (b[j] - a[j])
 
     @nb.njit(cache=True, nogil=True, inline="always")
     def clip8(ss):  # pragma: no cover - compiled
@@ -710,7 +718,8 @@ def zoom_sum(x: torch.Tensor, rows, cols) -> torch.Tensor:
     (r0, r1, rf), (c0, c1, cf) = rows, cols
     u = np.uintp
     identity = ((rf == 0).all(1) & (r0 == np.arange(h)).all(1) & (cf == 0).all(1) & (c0 == np.arange(w)).all(1))
-    _kernels()[2](xs.numpy(), out.numpy(), r0.astype(u), r1.astype(u), rf, c0.astype(u), c1.astype(u), cf, identity)
+    _kernels()[2](xs.numpy(), out.numpy(), r0.astype(u), r1.astype(u), rf, c0.astype(u), c1.astype(u), cf, identity,
+                  r0.min(1).astype(u), r1.max(1).astype(u))
     return out.view(n, c, h, w)
 
 
