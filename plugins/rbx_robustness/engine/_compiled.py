@@ -317,47 +317,62 @@ def _kernels():
         # corruptions._canny image by image: Sobel (replicated border), L1 magnitude,
         # 4-direction non-maximum suppression (zero magnitude outside), then
         # hysteresis as a flood fill from the strong pixels through the candidates
-        # (8-connectivity: the fixpoint of the torch dilation loop).
+        # (8-connectivity: the fixpoint of the torch dilation loop).  Sobel and
+        # suppression run row by row without branches (the loops vectorise); the
+        # values are integers, exact in float32 in any order.
         bsz, h, w = img.shape
         f = np.float32
         mag = np.zeros((h + 2, w + 2), dtype=np.float32)
         gxs = np.empty((h, w), dtype=np.float32)
         gys = np.empty((h, w), dtype=np.float32)
-        cand = np.empty((h, w), dtype=np.bool_)
+        cand = np.zeros((h, w), dtype=np.bool_)
+        pad = np.empty((3, w + 2), dtype=np.float32)
         stack = np.empty(h * w, dtype=np.int64)
         t22 = f(0.4142135623730950488)
+        two, flow, fhigh = f(2.0), f(low), f(high)
         for b in range(bsz):
             x = img[b]
             for i in range(h):
-                im, ip = max(i - 1, 0), min(i + 1, h - 1)
+                rows = (max(i - 1, 0), i, min(i + 1, h - 1))
+                for k in range(3):  # the three rows, replicated one pixel left and right
+                    src = x[rows[k]]
+                    pk = pad[k]
+                    pk[1:w + 1] = src
+                    pk[0] = src[0]
+                    pk[w + 1] = src[w - 1]
+                pm, p0, pp = pad[0], pad[1], pad[2]
+                gxr, gyr = gxs[i], gys[i]
+                mr = mag[i + 1, 1:w + 1]
                 for j in range(w):
-                    jm, jp = max(j - 1, 0), min(j + 1, w - 1)
-                    gx = (x[im, jp] + f(2) * x[i, jp] + x[ip, jp]) - (x[im, jm] + f(2) * x[i, jm] + x[ip, jm])
-                    gy = (x[ip, jm] + f(2) * x[ip, j] + x[ip, jp]) - (x[im, jm] + f(2) * x[im, j] + x[im, jp])
-                    gxs[i, j] = gx
-                    gys[i, j] = gy
-                    mag[i + 1, j + 1] = abs(gx) + abs(gy)
+                    gx = (pm[j + 2] + two * p0[j + 2] + pp[j + 2]) - (pm[j] + two * p0[j] + pp[j])
+                    gy = (pp[j] + two * pp[j + 1] + pp[j + 2]) - (pm[j] + two * pm[j + 1] + pm[j + 2])
+                    gxr[j] = gx
+                    gyr[j] = gy
+                    mr[j] = abs(gx) + abs(gy)
             o = out[b]
-            n = 0
             for i in range(h):
+                up, mid, dn = mag[i], mag[i + 1], mag[i + 2]
+                gxr, gyr = gxs[i], gys[i]
+                cr, orow = cand[i], o[i]
                 for j in range(w):
-                    c = mag[i + 1, j + 1]
-                    gx, gy = gxs[i, j], gys[i, j]
+                    c = mid[j + 1]
+                    gx, gy = gxr[j], gyr[j]
                     ax, ay = abs(gx), abs(gy)
                     tg22 = ax * t22
-                    tg67 = tg22 + ax * f(2)
-                    if ay < tg22:
-                        keep = c > mag[i + 1, j] and c >= mag[i + 1, j + 2]
-                    elif ay > tg67:
-                        keep = c > mag[i, j + 1] and c >= mag[i + 2, j + 1]
-                    elif gx * gy >= 0:
-                        keep = c > mag[i, j] and c > mag[i + 2, j + 2]
-                    else:
-                        keep = c > mag[i, j + 2] and c > mag[i + 2, j]
-                    cand[i, j] = keep and c > low
-                    strong = cand[i, j] and c > high
-                    o[i, j] = strong
-                    if strong:
+                    tg67 = tg22 + ax * two
+                    k_h = (c > mid[j]) & (c >= mid[j + 2])
+                    k_v = (c > up[j + 1]) & (c >= dn[j + 1])
+                    k_d = (c > up[j]) & (c > dn[j + 2])
+                    k_a = (c > up[j + 2]) & (c > dn[j])
+                    keep = k_h if ay < tg22 else (k_v if ay > tg67 else (k_d if gx * gy >= 0 else k_a))
+                    ca = keep & (c > flow)
+                    cr[j] = ca
+                    orow[j] = ca & (c > fhigh)
+            n = 0
+            for i in range(h):
+                orow = o[i]
+                for j in range(w):
+                    if orow[j]:
                         stack[n] = i * w + j
                         n += 1
             while n > 0:
