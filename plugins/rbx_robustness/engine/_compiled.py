@@ -413,20 +413,34 @@ def _kernels():
             o = out[b]
             for i in range(h):
                 d = o[i]
-                d[:] = g2[i]
-                top = d.max()  # d only decreases
+                gi = g2[i]
+                # more: some d[j] > k^2, i.e. rows k away can still lower a distance
+                # (a branch-free flag: it vectorises, a float max does not)
+                more = False
+                for j in range(w):
+                    d[j] = gi[j]
+                    more |= gi[j] > f(1)
                 for k in range(1, min(cap, h - 1) + 1):
-                    kk = f(k * k)
-                    if kk >= top:  # no row this far can lower any distance
+                    if not more:
                         break
+                    kk = f(k * k)
+                    kn = f((k + 1) * (k + 1))
+                    more = False
                     if i - k >= 0:
                         r = g2[i - k]
                         for j in range(w):
-                            d[j] = min(d[j], r[j] + kk)
+                            v = r[j] + kk
+                            d[j] = v if v < d[j] else d[j]
                     if i + k < h:
                         r = g2[i + k]
                         for j in range(w):
-                            d[j] = min(d[j], r[j] + kk)
+                            v = r[j] + kk
+                            dj = v if v < d[j] else d[j]
+                            d[j] = dj
+                            more |= dj > kn
+                    else:
+                        for j in range(w):
+                            more |= d[j] > kn
 
     @nb.njit(cache=True, nogil=True)
     def unit_to_u8(x, out, rnd):  # pragma: no cover - compiled
