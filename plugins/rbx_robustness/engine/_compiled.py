@@ -711,7 +711,25 @@ def _kernels():
             for k in range(n):
                 o[k] = lut[lv[k]]
 
-    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps, u8_levels, poisson_guide, levels_unit, fog_mix, equalize_hist
+    @nb.njit(cache=True, nogil=True)
+    def poisson_refine(lv, amb, u, cdf, values, out):  # pragma: no cover - compiled
+        # _ops.poisson_levels' refinement of the undecided elements: k = #{j : cdf[lv, j]
+        # <= u} (float64; torch.searchsorted(..., right=True) on the sorted CDF row)
+        kmax = cdf.shape[1]
+        for t in range(amb.shape[0]):
+            i = amb[t]
+            row = cdf[lv[i]]
+            ut = u[t]
+            lo, hi = 0, kmax  # binary search: the first j with row[j] > u
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if row[mid] <= ut:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[i] = values[lo]
+
+    return glass_sweeps, separable, zoom_sum, pil_box_nearest, plasma, elastic, canny, edt_truncated, unit_to_u8, snow_composite, noise_apply, hsv_affine, spatter_mix, motion_taps, u8_levels, poisson_guide, levels_unit, fog_mix, equalize_hist, poisson_refine
 
 
 def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
@@ -867,6 +885,13 @@ def poisson_guide(lv: torch.Tensor, u: torch.Tensor, guide: torch.Tensor, values
     amb = torch.empty(u.shape, dtype=torch.int64)
     n = _kernels()[15](lv.numpy(), u.numpy(), guide.numpy(), values.numpy(), out.numpy(), amb.numpy())
     return out, amb[:n]
+
+
+def poisson_refine(lv: torch.Tensor, amb: torch.Tensor, u: torch.Tensor, cdf: torch.Tensor, values: torch.Tensor,
+                   out: torch.Tensor) -> None:
+    """``out[amb[t]] = values[k]`` with ``k`` the float64 inverse CDF of level
+    ``lv[amb[t]]`` (rows of ``cdf``) at ``u[t]``: ``_ops.poisson_levels``' refinement."""
+    _kernels()[19](lv.numpy(), amb.numpy(), u.numpy(), cdf.numpy(), values.numpy(), out.numpy())
 
 
 def correlate_taps(xp: torch.Tensor, shape, taps) -> torch.Tensor:

@@ -148,9 +148,7 @@ def poisson_levels(levels: torch.Tensor, lam: float, generator) -> torch.Tensor:
         out, amb = _compiled.poisson_guide(lv.contiguous(), u, guide, values)
         if amb.numel():
             u = u.index_select(0, amb).double().add_(rand(amb.shape, generator, dev, torch.float64)).mul_(2.0 ** -24)
-            rows = cdf.index_select(0, lv.index_select(0, amb))
-            k = torch.searchsorted(rows, u.unsqueeze(1), right=True).view(-1)
-            out.index_copy_(0, amb, values.index_select(0, k))
+            _compiled.poisson_refine(lv, amb, u, cdf, values, out)  # the searchsorted below
         return out.view(levels.shape)
     top = rand(lv.shape, generator, dev).mul_(1 << 24).floor_().to(torch.int32)  # 24-bit integer
     idx = (top >> (24 - _POISSON_BUCKET_BITS)).add_(lv.mul(1 << _POISSON_BUCKET_BITS))
