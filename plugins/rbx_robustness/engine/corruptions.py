@@ -280,9 +280,16 @@ def _defocus_blur(x, p, g):
         sparse = torch.where(k > k.sum() * 2.0 ** -40, k, torch.zeros_like(k))
         if int((sparse != 0).sum()) <= _DEFOCUS_DIRECT_TAPS:
             return _ops.correlate2d(x, sparse, "mirror").clamp_(0.0, 1.0)
-    k = k.to(device=x.device, dtype=x.dtype)
+    k = k.to(device=x.device, dtype=x.dtype).unsqueeze(0)
     # cv2.filter2D (correlation, anchor centre, BORDER_REFLECT_101) per channel
-    return _ops.fft_correlate(x, k.unsqueeze(0), (r, r), "mirror").clamp_(0.0, 1.0)
+    if _ops._cpu_kernels(x) and x.shape[0] > 1:
+        # image by image on the CPU: one image's FFT buffers stay in cache (the same
+        # numbers; measured ~1.5x faster on a chunk while other work runs)
+        out = torch.empty_like(x)
+        for o, xi in zip(out, x.split(1)):
+            o.copy_(_ops.fft_correlate(xi, k, (r, r), "mirror")[0])
+        return out.clamp_(0.0, 1.0)
+    return _ops.fft_correlate(x, k, (r, r), "mirror").clamp_(0.0, 1.0)
 
 
 def _motion_blur(x, p, g):
