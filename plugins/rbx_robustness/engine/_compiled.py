@@ -37,11 +37,12 @@ def _kernels():
 
     @nb.njit(cache=True, nogil=True)
     def glass_sweeps(y, codes, offs, delta, w):  # pragma: no cover - compiled
-        # y (B, C, H*W) float32, in place; codes (S, B, nh, nw) int16 for the swept positions
-        # in raster order, offs[code] the flat offset of its (dy, dx) (a table: no integer
-        # division per pixel).  The published loop: y[h, w] <- y[h + dy, w + dx] (a copy, see
+        # y (B, H*W, C) float32 channels-last (a pixel's channels share a cache line), in
+        # place; codes (S, B, nh, nw) int16 for the swept positions in raster order,
+        # offs[code] the flat offset of its (dy, dx) (a table: no integer division per
+        # pixel).  The published loop: y[h, w] <- y[h + dy, w + dx] (a copy, see
         # corruptions.glass_source_index), h and w descending.
-        bsz, ch, n = y.shape
+        bsz, n, ch = y.shape
         h = n // w
         for s in range(codes.shape[0]):
             for b in range(bsz):
@@ -55,7 +56,7 @@ def _kernels():
                         src = np.uintp(t + offs[np.uintp(crow[ww - delta - 1])])
                         tt = np.uintp(t)
                         for c in range(ch):
-                            yb[c, tt] = yb[c, src]
+                            yb[tt, c] = yb[src, c]
 
     @nb.njit(cache=True, nogil=True)
     def separable(x, out, kh, ih, kw, iw):  # pragma: no cover - compiled
@@ -739,7 +740,9 @@ def glass_sweeps(y: torch.Tensor, codes: torch.Tensor, delta: int) -> None:
     b, c, h, w = y.shape
     code = np.arange(4 * delta * delta)
     offs = (code // (2 * delta) - delta) * w + (code % (2 * delta) - delta)
-    _kernels()[0](y.view(b, c, h * w).numpy(), codes.to(torch.int16).contiguous().numpy(), offs, delta, w)
+    yc = y.permute(0, 2, 3, 1).contiguous()  # channels-last: ~1.3x faster sweeps, transposes included
+    _kernels()[0](yc.view(b, h * w, c).numpy(), codes.to(torch.int16).contiguous().numpy(), offs, delta, w)
+    y.copy_(yc.permute(0, 3, 1, 2))
 
 
 def separable_filter(x: torch.Tensor, kh: torch.Tensor, ih: torch.Tensor, kw: torch.Tensor, iw: torch.Tensor) -> torch.Tensor:
