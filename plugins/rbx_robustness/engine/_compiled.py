@@ -62,7 +62,7 @@ def _kernels():
     def separable(x, out, kh, ih, kw, iw):  # pragma: no cover - compiled
         # out[p, i, j] = sum_u kh[u] sum_v kw[v] x[p, ih[i + u], iw[j + v]]: the vertical
         # pass into a row buffer, then the horizontal one, taps accumulated in order
-        # (four per pass over the row: the partial sums stay in registers).
+        # (eight, four or two per pass over the row: the partial sums stay in registers).
         planes, h, w = x.shape
         nkh, nkw = kh.shape[0], kw.shape[0]
         row = np.empty(iw.shape[0], dtype=np.float32)
@@ -75,12 +75,27 @@ def _kernels():
                 for j in range(w):
                     tmp[j] = r[j] * k0
                 u = 1
+                while u + 8 <= nkh:
+                    r0, r1, r2, r3 = xp[ih[i + u]], xp[ih[i + u + 1]], xp[ih[i + u + 2]], xp[ih[i + u + 3]]
+                    r4, r5, r6, r7 = xp[ih[i + u + 4]], xp[ih[i + u + 5]], xp[ih[i + u + 6]], xp[ih[i + u + 7]]
+                    k0, k1, k2, k3 = kh[u], kh[u + 1], kh[u + 2], kh[u + 3]
+                    k4, k5, k6, k7 = kh[u + 4], kh[u + 5], kh[u + 6], kh[u + 7]
+                    for j in range(w):
+                        tmp[j] = (((((((tmp[j] + r0[j] * k0) + r1[j] * k1) + r2[j] * k2) + r3[j] * k3)
+                            + r4[j] * k4) + r5[j] * k5) + r6[j] * k6) + r7[j] * k7
+                    u += 8
                 while u + 4 <= nkh:
                     r0, r1, r2, r3 = xp[ih[i + u]], xp[ih[i + u + 1]], xp[ih[i + u + 2]], xp[ih[i + u + 3]]
                     k0, k1, k2, k3 = kh[u], kh[u + 1], kh[u + 2], kh[u + 3]
                     for j in range(w):
                         tmp[j] = (((tmp[j] + r0[j] * k0) + r1[j] * k1) + r2[j] * k2) + r3[j] * k3
                     u += 4
+                while u + 2 <= nkh:
+                    r0, r1 = xp[ih[i + u]], xp[ih[i + u + 1]]
+                    k0, k1 = kh[u], kh[u + 1]
+                    for j in range(w):
+                        tmp[j] = (tmp[j] + r0[j] * k0) + r1[j] * k1
+                    u += 2
                 while u < nkh:
                     r = xp[ih[i + u]]
                     ku = kh[u]
@@ -94,13 +109,28 @@ def _kernels():
                 for j in range(w):
                     o[j] = row[j] * k0
                 v = 1
-                while v + 4 <= nkw:
+                while v + 8 <= nkw:
                     # sliced: no wraparound check on j + v, the loop vectorises
+                    r0, r1, r2, r3 = row[v:v + w], row[v + 1:v + 1 + w], row[v + 2:v + 2 + w], row[v + 3:v + 3 + w]
+                    r4, r5, r6, r7 = row[v + 4:v + 4 + w], row[v + 5:v + 5 + w], row[v + 6:v + 6 + w], row[v + 7:v + 7 + w]
+                    k0, k1, k2, k3 = kw[v], kw[v + 1], kw[v + 2], kw[v + 3]
+                    k4, k5, k6, k7 = kw[v + 4], kw[v + 5], kw[v + 6], kw[v + 7]
+                    for j in range(w):
+                        o[j] = (((((((o[j] + r0[j] * k0) + r1[j] * k1) + r2[j] * k2) + r3[j] * k3)
+                          + r4[j] * k4) + r5[j] * k5) + r6[j] * k6) + r7[j] * k7
+                    v += 8
+                while v + 4 <= nkw:
                     r0, r1, r2, r3 = row[v:v + w], row[v + 1:v + 1 + w], row[v + 2:v + 2 + w], row[v + 3:v + 3 + w]
                     k0, k1, k2, k3 = kw[v], kw[v + 1], kw[v + 2], kw[v + 3]
                     for j in range(w):
                         o[j] = (((o[j] + r0[j] * k0) + r1[j] * k1) + r2[j] * k2) + r3[j] * k3
                     v += 4
+                while v + 2 <= nkw:
+                    r0, r1 = row[v:v + w], row[v + 1:v + 1 + w]
+                    k0, k1 = kw[v], kw[v + 1]
+                    for j in range(w):
+                        o[j] = (o[j] + r0[j] * k0) + r1[j] * k1
+                    v += 2
                 while v < nkw:
                     kv = kw[v]
                     rv = row[v:v + w]
