@@ -373,13 +373,16 @@ def _fast_len(n: int) -> int:
     return best
 
 
-def fft_correlate(x: torch.Tensor, kernels: torch.Tensor, anchor: tuple[int, int], mode: str) -> torch.Tensor:
+def fft_correlate(x: torch.Tensor, kernels: torch.Tensor, anchor: tuple[int, int], mode: str,
+                  spectra: dict | None = None) -> torch.Tensor:
     """out[b, c, y, x] = sum_{u,v} k[b, u, v] * x_ext[b, c, y + u - ay, x + v - ax]
 
     with a per-image (or shared, leading dim 1) 2-D kernel ``kernels`` of shape
     (B|1, kh, kw) and ``x_ext`` the border-extended image (``mode`` as in
     :func:`pad_index`).  Computed exactly (up to float rounding) with FFTs on the
     padded image, so wide/arbitrary kernels cost the same as small ones.
+    ``spectra``: a dict kept by a caller that applies the same kernels to several
+    batches of one size (the kernels' transform is then computed once).
     """
     n, c, h, w = x.shape
     kh, kw = kernels.shape[-2:]
@@ -390,8 +393,13 @@ def fft_correlate(x: torch.Tensor, kernels: torch.Tensor, anchor: tuple[int, int
     # transform needs no zero-padded copy.
     xp = pad2d(x, ay, sh - h - ay, ax, sw - w - ax, mode)
     X = torch.fft.rfft2(xp)
-    kf = torch.flip(kernels.to(x.dtype), dims=(-2, -1)).unsqueeze(1)  # convolution kernel
-    X.mul_(torch.fft.rfft2(kf, s=(sh, sw)))
+    K = spectra.get((sh, sw)) if spectra is not None else None
+    if K is None:
+        kf = torch.flip(kernels.to(x.dtype), dims=(-2, -1)).unsqueeze(1)  # convolution kernel
+        K = torch.fft.rfft2(kf, s=(sh, sw))
+        if spectra is not None:
+            spectra[(sh, sw)] = K
+    X.mul_(K)
     y = torch.fft.irfft2(X, s=(sh, sw))
     return y[..., kh - 1: kh - 1 + h, kw - 1: kw - 1 + w]
 
