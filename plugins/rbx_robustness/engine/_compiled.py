@@ -514,6 +514,7 @@ def _kernels():
         f = np.float32
         kb, kc = f(blend), f(1.0 - blend)
         t = np.empty(w, dtype=np.float32)
+        rev = np.empty(w, dtype=np.float32)
         for b in range(bsz):
             for i in range(h):
                 x0, x1, x2 = x[b, 0, i], x[b, 1, i], x[b, 2, i]
@@ -522,12 +523,13 @@ def _kernels():
                 for j in range(w):
                     grey = (f(0.299) * x0[j] + f(0.587) * x1[j]) + f(0.114) * x2[j]
                     t[j] = grey * f(1.5) + f(0.5)
+                    rev[j] = flip[np.uintp(w - 1 - j)]  # unsigned: no wraparound test
                 for c in range(ch):
                     xc = x[b, c, i]
                     oc = out[b, c, i]
                     for j in range(w):
                         v = xc[j]
-                        v = ((kb * v + kc * max(v, t[j])) + snow[j]) + flip[w - 1 - j]
+                        v = ((kb * v + kc * max(v, t[j])) + snow[j]) + rev[j]
                         oc[j] = min(max(v, f(0.0)), f(1.0))
 
     @nb.njit(cache=True, nogil=True)
