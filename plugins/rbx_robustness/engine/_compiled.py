@@ -251,7 +251,8 @@ def _kernels():
     @nb.njit(cache=True, nogil=True)
     def plasma(u, m, wibbledecay):  # pragma: no cover - compiled
         # ops.plasma_fractal's torch levels point by point, in float32 and in the
-        # same order of operations (sums of the rolled grids, a / 4 + w * (u * 2w - w)).
+        # same order of operations (sums of the rolled grids, a / 4 + w * (u * 2w - w));
+        # the rolls' wrap-around as a test on the last row / column (no integer modulo)
         bsz, size, _ = u.shape
         f = np.float32
         for b in range(bsz):
@@ -262,27 +263,37 @@ def _kernels():
             while step >= 2:
                 half = step // 2
                 n = size // step
+                last = (n - 1) * step
                 w32, two_w, neg_w = f(wibble), f(2 * wibble), f(-wibble)
                 for i in range(n):
-                    r, r1 = i * step, ((i + 1) % n) * step
+                    r = i * step
+                    r1 = r + step if i + 1 < n else 0
+                    mr, mr1, mo, uo = mb[r], mb[r1], mb[r + half], ub[r + half]
                     for j in range(n):
-                        c, c1 = j * step, ((j + 1) % n) * step
-                        a = (mb[r, c] + mb[r1, c]) + (mb[r, c1] + mb[r1, c1])
-                        mb[r + half, c + half] = a / f(4) + w32 * (ub[r + half, c + half] * two_w + neg_w)
+                        c = j * step
+                        c1 = c + step if j + 1 < n else 0
+                        a = (mr[c] + mr1[c]) + (mr[c1] + mr1[c1])
+                        mo[c + half] = a / f(4) + w32 * (uo[c + half] * two_w + neg_w)
                 for i in range(n):
-                    r, rp, rn = i * step, ((i - 1) % n) * step, ((i + 1) % n) * step
+                    r = i * step
+                    rp = r - step if i > 0 else last
+                    mr, mdr, mdp, ur = mb[r], mb[r + half], mb[rp + half], ub[r]
                     for j in range(n):
-                        c, cp, cn = j * step, ((j - 1) % n) * step, ((j + 1) % n) * step
-                        dr = mb[r + half, c + half]
-                        a = ((dr + mb[rp + half, c + half]) + mb[r, c]) + mb[r, cn]
-                        mb[r, c + half] = a / f(4) + w32 * (ub[r, c + half] * two_w + neg_w)
+                        c = j * step
+                        cn = c + step if j + 1 < n else 0
+                        dr = mdr[c + half]
+                        a = ((dr + mdp[c + half]) + mr[c]) + mr[cn]
+                        mr[c + half] = a / f(4) + w32 * (ur[c + half] * two_w + neg_w)
                 for i in range(n):
-                    r, rn = i * step, ((i + 1) % n) * step
+                    r = i * step
+                    rn = r + step if i + 1 < n else 0
+                    mr, mrn, mh, uh = mb[r], mb[rn], mb[r + half], ub[r + half]
                     for j in range(n):
-                        c, cp = j * step, ((j - 1) % n) * step
-                        dr = mb[r + half, c + half]
-                        a = ((dr + mb[r + half, cp + half]) + mb[r, c]) + mb[rn, c]
-                        mb[r + half, c] = a / f(4) + w32 * (ub[r + half, c] * two_w + neg_w)
+                        c = j * step
+                        cp = c - step if j > 0 else last
+                        dr = mh[c + half]
+                        a = ((dr + mh[cp + half]) + mr[c]) + mrn[c]
+                        mh[c] = a / f(4) + w32 * (uh[c] * two_w + neg_w)
                 step //= 2
                 wibble /= wibbledecay
 
