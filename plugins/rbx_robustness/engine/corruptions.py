@@ -43,8 +43,9 @@ Not pure torch
   Input is rounded to uint8 first (the original JPEG-encodes the uint8 image).
 * Everything else is torch only; on the CPU, optional numba kernels
   (:mod:`._compiled`) replace the steps torch runs slowly on one core (glass
-  blur's sweeps, separable filters, zoom sum, plasma map), with the same
-  random draws and results equal up to float32 summation order.
+  blur's sweeps, separable filters, zoom sum, plasma map, shot noise's table
+  look-up, spatter's OpenCV chain, the pointwise tails), with the same random
+  draws and results equal up to float32 summation order.
 
 Frost uses the photographs of the PyPI package ``torch-uncertainty-assets``
 (two of the five drawn are JPEG re-encodings of the originals, see
@@ -869,7 +870,8 @@ _SPECS = [
     CorruptionSpec("defocus_blur", "blur", "test", ("radius", "alias_blur"),
                    ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)), _defocus_blur,
                    stochastic=False, source=_src("defocus_blur"),
-                   deviations="none: same anti-aliased disk kernel and REFLECT_101 border; FFT convolution"),
+                   deviations="none: same anti-aliased disk kernel and REFLECT_101 border; FFT convolution "
+                              "(on CPU with numba, disks of <= 120 taps by direct summation)"),
     CorruptionSpec("glass_blur", "blur", "test", ("sigma", "max_delta", "iterations"),
                    ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), _glass_blur,
                    source=_src("glass_blur"),
