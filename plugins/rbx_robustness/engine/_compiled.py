@@ -62,7 +62,9 @@ def _kernels():
     def separable(x, out, kh, ih, kw, iw):  # pragma: no cover - compiled
         # out[p, i, j] = sum_u kh[u] sum_v kw[v] x[p, ih[i + u], iw[j + v]]: the vertical
         # pass into a row buffer, then the horizontal one, taps accumulated in order
-        # (eight, four or two per pass over the row: the partial sums stay in registers).
+        # (eight, four or two per pass over the row: the partial sums stay in registers;
+        # written out in each pass and in motion_taps: a shared inlined helper measured
+        # 15-25% slower).
         planes, h, w = x.shape
         nkh, nkw = kh.shape[0], kw.shape[0]
         row = np.empty(iw.shape[0], dtype=np.float32)
