@@ -96,7 +96,7 @@ def test_compiled_glass_sweeps_are_the_published_loop(d):
 
 @needs_numba
 @pytest.mark.parametrize("name", ["glass_blur", "zoom_blur", "fog", "gaussian_blur", "spatter", "elastic_transform",
-                                  "motion_blur", "snow"])
+                                  "motion_blur", "snow", "defocus_blur"])
 def test_compiled_and_pure_torch_paths_agree(name, monkeypatch):
     x = torch.randint(0, 256, (3, 3, 40, 52), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     fast = [corrupt(x, name, s, torch.Generator().manual_seed(s)) for s in range(1, 6)]
