@@ -43,6 +43,7 @@ ROADMAP batches per epoch) fits in memory; at that size the SOP schedule's
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -148,10 +149,12 @@ class RankLossHead(Method):
         steps_per_epoch = n_pairs * self.batches_per_pair
         total = self.epochs * steps_per_epoch
         rng = np.random.default_rng(seed)
-        draw = lambda n: hierarchical(hierarchy, batch_size=self.batch_size, m=self.m, super_per_batch=2, n_batches=n, rng=rng)  # noqa: E731
+        draw = lambda epochs: hierarchical(  # noqa: E731
+            hierarchy, batch_size=self.batch_size, m=self.m, batches_per_pair=self.batches_per_pair, epochs=epochs, rng=rng
+        )
         # One epoch's batches (at most PROBE_BATCHES), the same before and after training.
-        probe = list(draw(min(steps_per_epoch, PROBE_BATCHES)))
-        batches = draw(total)  # drawn as consumed: H-GLDv2's 100 epochs are millions of batches
+        probe = list(itertools.islice(draw(1), PROBE_BATCHES))
+        batches = draw(self.epochs)  # drawn as consumed: H-GLDv2's 100 epochs are millions of batches
         device = _device(ctx)
 
         with torch_threads(1):

@@ -3,11 +3,13 @@
 * :func:`m_per_class` (ROADMAP's ``MPerClassSampler``, config
   ``roadmap/config/dataset/sop.yaml``: 128 images, 4 per class): each batch
   draws ``batch_size // m`` classes and ``m`` images of each;
-* :func:`hierarchical` (HAPPIER's ``HierarchicalSampler``, pytorch-metric-
-  learning's, config ``happier/config/dataset/sop.yaml``: 256 images, 4 per
-  class, 2 super-classes per batch): each batch draws ``super_per_batch``
-  super-classes (hierarchy column 1) and fills half the batch from each, ``m``
-  images per class.
+* :func:`hierarchical` (pytorch-metric-learning's ``HierarchicalSampler``,
+  which both papers' SOP configs use: ``happier/config/dataset/sop.yaml``,
+  256 images, 4 per class, 2 super-classes per batch, 5 batches per pair;
+  ``roadmap/config/dataset/sop.yaml``, 128 images, 10 per pair): an epoch is
+  ``batches_per_pair`` batches for every pair of super-classes (hierarchy
+  column 1), shuffled; a batch fills half from each of its two super-classes,
+  ``m`` images per class.
 
 When the train split has fewer classes than a batch asks for (the embedded
 digits have 10 digits in 3 shape groups), a batch takes every class
@@ -17,6 +19,7 @@ images is sampled with replacement (as pytorch-metric-learning does).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -57,17 +60,22 @@ def m_per_class(labels: np.ndarray, *, batch_size: int, m: int, n_batches: int, 
 
 
 def hierarchical(
-    hierarchy: np.ndarray, *, batch_size: int, m: int, super_per_batch: int, n_batches: int, rng: np.random.Generator
+    hierarchy: np.ndarray, *, batch_size: int, m: int, batches_per_pair: int, epochs: int, rng: np.random.Generator,
+    super_per_batch: int = 2,
 ) -> Iterator[np.ndarray]:
-    """``n_batches`` index arrays, drawn as they are consumed: ``super_per_batch``
-    super-classes (column 1), ``batch_size / super_per_batch`` samples from
-    each, ``m`` per finest class."""
+    """pytorch-metric-learning's ``HierarchicalSampler``, epoch after epoch,
+    drawn as consumed: an epoch gives every combination of ``super_per_batch``
+    super-classes (hierarchy column 1) ``batches_per_pair`` batches, in a
+    shuffled order; a batch takes ``batch_size / super_per_batch`` images from
+    each of its super-classes, ``m`` of each of its classes in a random order."""
     hierarchy = np.asarray(hierarchy)
     fine, coarse = hierarchy[:, 0], hierarchy[:, 1]
-    supers = np.unique(coarse)
+    supers = np.unique(coarse).tolist()
+    pairs = list(itertools.combinations(supers, min(super_per_batch, len(supers))))
+    plan = [pair for pair in pairs for _ in range(batches_per_pair)]
     classes_of = {k: np.unique(v) for k, v in _groups(coarse, fine).items()}
     members = _Classes(fine)
     per_super = max(batch_size // max(super_per_batch, 1) // m, 1)
-    for _ in range(n_batches):
-        chosen = rng.choice(supers, size=min(super_per_batch, len(supers)), replace=False)
-        yield np.concatenate([members.batch(rng, classes_of[s], per_super, m) for s in chosen.tolist()])
+    for _ in range(epochs):
+        for i in rng.permutation(len(plan)).tolist():
+            yield np.concatenate([members.batch(rng, classes_of[s], per_super, m) for s in plan[i]])

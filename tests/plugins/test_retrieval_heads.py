@@ -87,12 +87,21 @@ def test_the_fit_is_deterministic_and_depends_on_the_seed():
     assert not np.array_equal(a.state["weight"], c.state["weight"])
 
 
-def test_hierarchical_batches_draw_two_super_classes_and_m_per_class():
+def test_hierarchical_epochs_give_every_pair_of_super_classes_its_batches():
+    """pytorch-metric-learning's HierarchicalSampler: an epoch is every pair of
+    super-classes ``batches_per_pair`` times (3 pairs of the mixture's 3), in a
+    shuffled order; each batch is m per class, half from each super-class."""
     h = Mixture().hierarchy("train")
-    for idx in hierarchical(h, batch_size=24, m=4, super_per_batch=2, n_batches=5, rng=np.random.default_rng(0)):
-        assert len(np.unique(h[idx, 1])) == 2
-        _, counts = np.unique(h[idx, 0], return_counts=True)
-        assert set(counts) == {4} and len(idx) == 24  # 24 / 2 supers / 4 = 3 classes each
+    batches = list(hierarchical(h, batch_size=24, m=4, batches_per_pair=4, epochs=2, rng=np.random.default_rng(0)))
+    assert len(batches) == 2 * 3 * 4
+    for epoch in (batches[:12], batches[12:]):
+        pairs = [tuple(np.unique(h[idx, 1]).tolist()) for idx in epoch]
+        assert sorted(set(pairs)) == [(0, 1), (0, 2), (1, 2)] and all(pairs.count(p) == 4 for p in set(pairs))
+        for idx in epoch:
+            _, counts = np.unique(h[idx, 0], return_counts=True)
+            assert set(counts) == {4} and len(idx) == 24  # 24 / 2 supers / 4 = 3 classes each
+    first = [tuple(np.unique(h[idx, 1]).tolist()) for idx in batches[:12]]
+    assert first != sorted(first)  # shuffled, not pair by pair
 
 
 def test_m_per_class_batches():
@@ -123,18 +132,20 @@ def test_diagnostics_are_json_ready():
     json.dumps(ctx.diagnostics)
 
 
-def _naive_hierarchical(hierarchy, *, batch_size, m, n_batches, rng):
+def _naive_hierarchical(hierarchy, *, batch_size, m, batches_per_pair, epochs, rng):
     """The sampler's definition, scanning every row per class (what it did before grouping once)."""
     fine, coarse = hierarchy[:, 0], hierarchy[:, 1]
-    supers, per_super = np.unique(coarse), max(batch_size // 2 // m, 1)
-    for _ in range(n_batches):
-        parts = []
-        for s in rng.choice(supers, size=min(2, len(supers)), replace=False):
-            classes = np.unique(fine[coarse == s])
-            for c in rng.choice(classes, size=min(per_super, len(classes)), replace=False):
-                members = np.flatnonzero(fine == c)
-                parts.append(rng.choice(members, size=m, replace=len(members) < m))
-        yield np.concatenate(parts)
+    supers, per_super = np.unique(coarse).tolist(), max(batch_size // 2 // m, 1)
+    plan = [(a, b) for i, a in enumerate(supers) for b in supers[i + 1 :] for _ in range(batches_per_pair)]
+    for _ in range(epochs):
+        for i in rng.permutation(len(plan)):
+            parts = []
+            for s in plan[i]:
+                classes = np.unique(fine[coarse == s])
+                for c in rng.choice(classes, size=min(per_super, len(classes)), replace=False):
+                    members = np.flatnonzero(fine == c)
+                    parts.append(rng.choice(members, size=m, replace=len(members) < m))
+            yield np.concatenate(parts)
 
 
 def test_grouped_sampler_draws_exactly_the_batches_of_the_definition():
@@ -142,9 +153,9 @@ def test_grouped_sampler_draws_exactly_the_batches_of_the_definition():
     # unsorted rows, sparse ids and classes smaller than m (drawn with replacement)
     h = np.stack([rng.integers(0, 40, 500) * 1000 + 7, rng.integers(0, 5, 500)], 1)
     h[:, 1] = (h[:, 0] // 1000) % 5  # a tree: each class in one super-class
-    got = list(hierarchical(h, batch_size=32, m=4, super_per_batch=2, n_batches=20, rng=np.random.default_rng(1)))
-    want = list(_naive_hierarchical(h, batch_size=32, m=4, n_batches=20, rng=np.random.default_rng(1)))
-    assert len(got) == len(want) == 20
+    got = list(hierarchical(h, batch_size=32, m=4, batches_per_pair=2, epochs=2, rng=np.random.default_rng(1)))
+    want = list(_naive_hierarchical(h, batch_size=32, m=4, batches_per_pair=2, epochs=2, rng=np.random.default_rng(1)))
+    assert len(got) == len(want) == 2 * 10 * 2
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
 
