@@ -21,12 +21,12 @@ float kernels and produce weights that differ in the last bits.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import platform
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers next to this script
+from shipped_weights import check, environment, sha256_logged  # noqa: E402
 
 #: (dataset, factory, seeds) whose weights ship with the package.
 SHIPPED = (
@@ -38,17 +38,6 @@ SHIPPED = (
 def file_name(dataset: str, seed: int) -> str:
     return f"{dataset}-seed{seed}.safetensors"
 
-
-def environment() -> dict[str, str]:
-    import numpy
-    import torch
-
-    return {
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": platform.machine(),
-    }
 
 
 def train_all(out: Path, epochs: int | None = None, log=print) -> dict:
@@ -69,8 +58,7 @@ def train_all(out: Path, epochs: int | None = None, log=print) -> dict:
             net = train_smallcnn(dataset, seed, classes, epochs=epochs)
             path = out / file_name(name, seed)
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            log(f"{digest}  {path.name}")
+            digest = sha256_logged(path, log)
             entries.append({"file": path.name, "dataset": name, "seed": seed, "classes": classes, "train_fingerprint": train, "key": weights_key(train, seed, classes), "sha256": digest})
     manifest = {
         "recipe": RECIPE if epochs is None else {**RECIPE, "epochs": epochs},
@@ -94,13 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.check:
         train_all(args.out, args.epochs)
         return 0
-    shipped = {e["file"]: e["sha256"] for e in json.loads(MANIFEST.read_text())["weights"]}
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = {e["file"]: e["sha256"] for e in train_all(Path(tmp), args.epochs, log=lambda m: None)["weights"]}
-    differ = sorted(f for f in shipped.keys() | fresh.keys() if shipped.get(f) != fresh.get(f))
-    for f in sorted(shipped.keys() | fresh.keys()):
-        print(f"{'same   ' if f not in differ else 'DIFFERS'}  {f}")
-    return 1 if differ else 0
+    return check(MANIFEST, lambda folder: train_all(folder, args.epochs, log=lambda m: None))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ may use other float kernels and produce weights that differ in the last bits.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import platform
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers next to this script
+from shipped_weights import check, environment, sha256_logged  # noqa: E402
 
 #: (model, its recipe function, dataset, dataset factory, seed) whose weights ship with the package.
 SHIPPED = (
@@ -31,12 +31,6 @@ SHIPPED = (
     ("lipschitz-segnet", "rbx_lipschitz.segmenter:recipe_for", "embedded-scenes", "rbx_segmentation.scenes:build", 0),
 )
 
-
-def environment() -> dict[str, str]:
-    import numpy
-    import torch
-
-    return {"torch": torch.__version__, "numpy": numpy.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
 
 
 def train_all(out: Path, log=print) -> dict:
@@ -54,8 +48,7 @@ def train_all(out: Path, log=print) -> dict:
         _layout, key, train = load_factory(recipe)(dataset, seed)
         path = out / f"{model}-{name}-seed{seed}.safetensors"
         save_file(train(), str(path))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        log(f"{digest}  {path.name}")
+        digest = sha256_logged(path, log)
         entries.append({"file": path.name, "model": model, "dataset": name, "seed": seed, "train_fingerprint": dataset.fingerprint("train"), "key": key, "sha256": digest})
     manifest = {
         "generated_with": {**environment(), "deel-torchlip": version("deel-torchlip")},
@@ -76,13 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.check:
         train_all(args.out)
         return 0
-    shipped = {e["file"]: e["sha256"] for e in json.loads(MANIFEST.read_text())["weights"]}
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = {e["file"]: e["sha256"] for e in train_all(Path(tmp), log=lambda m: None)["weights"]}
-    differ = sorted(f for f in shipped.keys() | fresh.keys() if shipped.get(f) != fresh.get(f))
-    for f in sorted(shipped.keys() | fresh.keys()):
-        print(f"{'same   ' if f not in differ else 'DIFFERS'}  {f}")
-    return 1 if differ else 0
+    return check(MANIFEST, lambda folder: train_all(folder, log=lambda m: None))
 
 
 if __name__ == "__main__":

@@ -21,23 +21,17 @@ that differ in the last bits.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import platform
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers next to this script
+from shipped_weights import check, environment, sha256_logged  # noqa: E402
 
 #: (kind, members, seeds) trained on embedded-scenes' train split.
 SHIPPED = (("plain", 1, (0, 1000, 2000, 3000, 4000)), ("batchensemble", 4, (0,)), ("lpbnn", 4, (0,)))
 DATASET = "embedded-scenes"
 
-
-def environment() -> dict[str, str]:
-    import numpy
-    import torch
-
-    return {"torch": torch.__version__, "numpy": numpy.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
 
 
 def train_all(out: Path, log=print) -> dict:
@@ -51,8 +45,7 @@ def train_all(out: Path, log=print) -> dict:
         for seed in seeds:
             name = shipped_name(DATASET, kind, seed)
             key = train_into(dataset, seed, kind, members, out / name)
-            digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
-            log(f"{name}  sha256 {digest}")
+            digest = sha256_logged(out / name, log)
             entries.append({"file": name, "key": key, "dataset": DATASET, "kind": kind, "members": members, "seed": seed,
                             "train_fingerprint": dataset.fingerprint("train"), "sha256": digest})
     manifest = {"recipe": RECIPE, "generated_with": environment(), "weights": entries}
@@ -69,17 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         train_all(args.out)
         return 0
-    shipped = json.loads((args.out / "manifest.json").read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = train_all(Path(tmp))
-    want = {e["file"]: e["sha256"] for e in shipped["weights"]}
-    got = {e["file"]: e["sha256"] for e in fresh["weights"]}
-    differ = sorted(f for f in want if got.get(f) != want[f])
-    if differ:
-        print(f"differ from the shipped files: {differ} (shipped on {shipped['generated_with']}, this machine {environment()})")
-        return 1
-    print(f"all {len(want)} weight files reproduced bit for bit")
-    return 0
+    return check(args.out / "manifest.json", lambda folder: train_all(folder, log=lambda m: None))
 
 
 if __name__ == "__main__":
