@@ -266,7 +266,7 @@ class RankLossHead(Method):
                 "reducer), so the few negatives left above the margin carry the whole term; docs/methods.md#roadmap-head",
             )
         ctx.record(map_key, f"{map_before:.4f} -> {map_after:.4f}")
-        return {"weight": head.weight.detach().numpy().copy(), "bias": head.bias.detach().numpy().copy()}
+        return {"weight": head.weight.detach().cpu().numpy().copy(), "bias": head.bias.detach().cpu().numpy().copy()}
 
     def _scheduler(self, opt, steps_per_epoch: int, eta_min: float):
         import torch
