@@ -43,7 +43,7 @@ from robustbench_x.api import MetricSpec
 from robustbench_x.cachedir import cache_root
 from robustbench_x.files import atomic_write  # noqa: F401  (public here: renderers write their files with it)
 
-__all__ = ["Page", "digits", "fmt", "markdown_table", "atomic_write", "png_bytes", "slug", "bold", "job_key"]
+__all__ = ["Page", "digits", "fmt", "seed_cell", "markdown_table", "atomic_write", "png_bytes", "slug", "bold", "job_key"]
 
 
 def digits(scale: float) -> int:
@@ -54,6 +54,19 @@ def digits(scale: float) -> int:
 def fmt(value: float, scale: float) -> str:
     """``value`` in display units at the page's precision."""
     return f"{value * scale:.{digits(scale)}f}"
+
+
+def seed_cell(values: "np.ndarray", scale: float) -> tuple[float | None, str]:
+    """``(mean, text)`` of one cell's values over seeds, non-finite ones left
+    out: the value alone for one seed, ``mean ± std`` (ddof 1) for several,
+    ``(None, "")`` for none."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None, ""
+    if len(values) == 1:
+        return float(values[0]), fmt(values[0], scale)
+    return float(values.mean()), f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}"
 
 
 def bold(text: str) -> str:

@@ -364,3 +364,15 @@ def test_a_failing_page_renderer_falls_back_to_the_default_tables(tmp_path, monk
     assert any("rbx_robustness.page:render failed (KeyError" in w for w in warnings)
     assert "| msp | **40.0** |" in page and "half-written note" not in page
     assert "The suite's page renderer `rbx_robustness.page:render` failed (KeyError: 'boom'): these are the default tables." in page
+
+
+def test_seed_cell_is_the_value_for_one_seed_and_mean_sd_for_several():
+    import numpy as np
+
+    from robustbench_x.pages import seed_cell
+
+    assert seed_cell(np.array([0.5]), 100) == (0.5, "50.0")
+    value, text = seed_cell(np.array([0.5, 0.7, np.nan]), 100)  # the NaN (a failed seed) is left out
+    assert value == pytest.approx(0.6) and text == "60.0 ± 14.1"  # sd with ddof 1: 0.1414
+    assert seed_cell(np.array([np.nan]), 1) == (None, "")
+    assert seed_cell(np.array([0.12345, 0.12345]), 1) == (pytest.approx(0.12345), "0.123 ± 0.000")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from robustbench_x.pages import Page, fmt, markdown_table, pyplot, slug
+from robustbench_x.pages import Page, markdown_table, pyplot, seed_cell, slug
 
 SUMMARY = (("id", "challenge-free"), ("challenged", "all challenges"), ("all", "all frames"))
 
@@ -48,13 +48,7 @@ def render(page: Page) -> list[str]:
 
 
 def _cell(rows: pd.DataFrame, metric: str, subset: str, scale: float) -> tuple[float | None, str]:
-    values = rows.loc[(rows["metric"] == metric) & (rows["subset"] == subset), "value"].to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return None, ""
-    if len(values) == 1:
-        return float(values[0]), fmt(values[0], scale)
-    return float(values.mean()), f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}"
+    return seed_cell(rows.loc[(rows["metric"] == metric) & (rows["subset"] == subset), "value"].to_numpy(dtype=float), scale)
 
 
 def _summary(page: Page, rows: pd.DataFrame, where: str) -> list[str]:

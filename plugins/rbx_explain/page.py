@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from robustbench_x.pages import Page, fmt, markdown_table, pyplot, slug
+from robustbench_x.pages import Page, markdown_table, pyplot, seed_cell, slug
 
 __all__ = ["render"]
 
@@ -40,15 +40,6 @@ def render(page: Page) -> list[str]:
     return lines
 
 
-def _cell(values: np.ndarray, scale: float) -> tuple[float | None, str]:
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return None, ""
-    if len(values) == 1:
-        return float(values[0]), fmt(values[0], scale)
-    return float(values.mean()), f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}"
-
-
 def _table(page: Page, rows: pd.DataFrame, method: str, table: str) -> list[str]:
     metrics = [m for m in page.suite.headline if (rows["metric"] == m).any()]
     specs = {m: page.metric(m) for m in metrics}
@@ -61,7 +52,7 @@ def _table(page: Page, rows: pd.DataFrame, method: str, table: str) -> list[str]
         counts = f"{_count(n_right)} / {_count(n_wrong)}"
         cells = []
         for m in metrics:
-            value, text = _cell(here.loc[here["metric"] == m, "value"].to_numpy(dtype=float), specs[m].scale)
+            value, text = seed_cell(here.loc[here["metric"] == m, "value"].to_numpy(dtype=float), specs[m].scale)
             page.record(table, subset, m, value, specs[m].scale)
             cells.append(text)
         body.append([subset, counts, *cells])

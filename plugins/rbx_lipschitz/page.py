@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from robustbench_x.pages import Page, fmt, markdown_table, pyplot, slug
+from robustbench_x.pages import Page, markdown_table, pyplot, seed_cell, slug
 
 from rbx_lipschitz.grid import parse_eps, split_eps_subset
 
@@ -34,15 +34,6 @@ def render(page: Page) -> list[str]:
         lines += _tables(page, rows, f"{model} / {dataset}")
         lines += _curve(page, rows, model, dataset)
     return lines + page.not_run()
-
-
-def _cell(values: np.ndarray, scale: float) -> str:
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return ""
-    if len(values) == 1:
-        return fmt(values[0], scale)
-    return f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}"
 
 
 def _constant(page: Page, rows: pd.DataFrame, method: str) -> str:
@@ -81,7 +72,7 @@ def _tables(page: Page, rows: pd.DataFrame, table: str) -> list[str]:
                 for method, metric in pairs:
                     spec = page.metric(metric)
                     values = mine.loc[(mine["method"] == method) & (mine["metric"] == metric) & (mine["eps"] == eps), "value"].to_numpy(float)
-                    cells.append(_cell(values, spec.scale))
+                    cells.append(seed_cell(values, spec.scale)[1])
                     page.record(f"{table} / {subset}", f"{method} ε={eps}", metric, float(np.nanmean(values)) if len(values) else None, spec.scale)
                 body.append(cells)
             notes = " ".join(f"`{m}`: {page.metric(m).summary}; {page.metric(m).convention}." for m in metrics_eps)
@@ -95,7 +86,7 @@ def _tables(page: Page, rows: pd.DataFrame, table: str) -> list[str]:
             for metric in metrics_flat:
                 spec = page.metric(metric)
                 values = own.loc[(own["method"] == method) & (own["metric"] == metric), "value"].to_numpy(float)
-                cells.append(_cell(values, spec.scale))
+                cells.append(seed_cell(values, spec.scale)[1])
                 page.record(f"{table} / {subset}", method, metric, float(np.nanmean(values)) if len(values) else None, spec.scale)
             cells.append(_constant(page, rows, method))
             body.append(cells)

@@ -33,7 +33,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from robustbench_x.pages import Page, bold, fmt, markdown_table, pyplot, slug
+from robustbench_x.pages import Page, bold, fmt, markdown_table, pyplot, seed_cell, slug
 
 ALL = "all"
 
@@ -101,14 +101,10 @@ def _text(rows: pd.DataFrame, method: str, metric: str, subset: str, scale: floa
     """(mean, text) of one method's metric on one subset over its seeds; seeds
     without a value (failed: see "Not run") are counted in the text."""
     values = rows.loc[(rows["method"] == method) & (rows["metric"] == metric) & (rows["subset"] == subset), "value"].to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
-    expected = seeds.get(method, len(values))
-    missing = f" ({len(values)}/{expected} seeds)" if len(values) < expected else ""
-    if not len(values):
-        return None, ""
-    if len(values) == 1:
-        return float(values[0]), fmt(values[0], scale) + missing
-    return float(values.mean()), f"{fmt(values.mean(), scale)} ± {fmt(values.std(ddof=1), scale)}{missing}"
+    n = int(np.isfinite(values).sum())
+    expected = seeds.get(method, n)
+    value, text = seed_cell(values, scale)
+    return value, text + (f" ({n}/{expected} seeds)" if text and n < expected else "")
 
 
 def _bold_best(values: dict[str, float | None], texts: dict[str, str], higher: bool, scale: float) -> None:
