@@ -57,6 +57,7 @@ __all__ = [
     "DatasetEntry",
     "configured_datasets",
     "load_state_dict",
+    "load_shipped_weights",
 ]
 
 #: The core modules a plugin may import; everything else under ``robustbench_x``
@@ -635,6 +636,34 @@ def load_state_dict(path: str | os.PathLike, *, key: str = "checkpoint") -> "dic
     if all(str(k).startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+def load_shipped_weights(manifest: str | os.PathLike, key: str, *, regenerate: str) -> "dict[str, torch.Tensor] | None":
+    """The state dict a plugin ships for ``key``: ``manifest`` (JSON, a
+    ``weights`` list of ``{"file", "key", "sha256"}`` entries, files beside it)
+    names the file, whose sha256 is checked before it is read; None when no
+    entry has ``key`` (or there is no manifest). A listed file that is missing
+    or damaged raises, naming it and the fix (reinstall, or ``regenerate``, the
+    command that rebuilds the weights)."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load
+
+    manifest = Path(manifest)
+    entries = json.loads(manifest.read_text())["weights"] if manifest.is_file() else []
+    entry = next((e for e in entries if e["key"] == key), None)
+    if entry is None:
+        return None
+    path = manifest.parent / entry["file"]
+    fix = f"reinstall robustbench_x, or regenerate the weights with `{regenerate}`"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: listed in {manifest.name} but missing; {fix}")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ValueError(f"{path}: sha256 {digest[:16]}… does not match {manifest.name} ({entry['sha256'][:16]}…); the file is damaged or stale: {fix}")
+    return load(data)
 
 
 @contextmanager

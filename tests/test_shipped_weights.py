@@ -39,3 +39,24 @@ def test_every_listed_weight_file_ships(manifest):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], path
         if tracked is not None:
             assert str(path.relative_to(ROOT)) in tracked, f"{path} is not tracked by git (see .gitignore)"
+
+
+def test_load_shipped_weights_checks_the_file_before_reading_it(tmp_path):
+    import torch
+    from safetensors.torch import save
+
+    from robustbench_x.api import load_shipped_weights
+
+    assert load_shipped_weights(tmp_path / "manifest.json", "k", regenerate="python tools/x.py") is None  # no manifest
+    data = save({"w": torch.ones(2)})
+    (tmp_path / "a.safetensors").write_bytes(data)
+    entries = [{"file": "a.safetensors", "key": "k", "sha256": hashlib.sha256(data).hexdigest()},
+               {"file": "gone.safetensors", "key": "g", "sha256": "0" * 64}]
+    (tmp_path / "manifest.json").write_text(json.dumps({"weights": entries}))
+    assert torch.equal(load_shipped_weights(tmp_path / "manifest.json", "k", regenerate="python tools/x.py")["w"], torch.ones(2))
+    assert load_shipped_weights(tmp_path / "manifest.json", "other", regenerate="python tools/x.py") is None
+    with pytest.raises(FileNotFoundError, match=r"gone\.safetensors: listed in manifest\.json but missing; .*python tools/x\.py"):
+        load_shipped_weights(tmp_path / "manifest.json", "g", regenerate="python tools/x.py")
+    (tmp_path / "a.safetensors").write_bytes(data[:-1] + b"!")
+    with pytest.raises(ValueError, match=r"a\.safetensors: sha256 .* does not match manifest\.json .*damaged or stale"):
+        load_shipped_weights(tmp_path / "manifest.json", "k", regenerate="python tools/x.py")

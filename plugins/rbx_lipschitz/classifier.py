@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_x.api import Dataset, Model, cache_root, cached_file
+from robustbench_x.api import Dataset, Model, cache_root, cached_file, load_shipped_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -63,20 +63,7 @@ def fingerprint_of(prefix: str, state: dict[str, torch.Tensor], transform: dict)
 
 def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
     """The shipped state dict for ``key`` after its sha256 check; None when none ships."""
-    from safetensors.torch import load
-
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"weights": []}
-    entry = next((e for e in manifest["weights"] if e["key"] == key), None)
-    if entry is None:
-        return None
-    path = WEIGHTS_DIR / entry["file"]
-    fix = "reinstall robustbench_x, or regenerate the weights with `python tools/train_lipschitz.py`"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: listed in {MANIFEST.name} but missing; {fix}")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise ValueError(f"{path}: sha256 does not match {MANIFEST.name}; the file is damaged or stale: {fix}")
-    return load(data)
+    return load_shipped_weights(MANIFEST, key, regenerate="python tools/train_lipschitz.py")
 
 
 def weights_for(name: str, key: str, train, log) -> dict[str, torch.Tensor]:

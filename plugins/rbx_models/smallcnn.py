@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from robustbench_x.api import Dataset, Model
-from robustbench_x.api import cache_root, cached_file
+from robustbench_x.api import cache_root, cached_file, load_shipped_weights
 
 WIDTH = 64
 RECIPE = {"arch": "smallcnn-v2", "epochs": 12, "lr": 3e-3, "batch_size": 64, "dropout": 0.3, "size": 8}
@@ -180,21 +180,8 @@ def shipped_manifest() -> dict:
 
 
 def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
-    """The shipped state dict for ``key``, after checking its sha256; None when none is shipped."""
-    from safetensors.torch import load
-
-    entry = next((e for e in shipped_manifest()["weights"] if e["key"] == key), None)
-    if entry is None:
-        return None
-    path = WEIGHTS_DIR / entry["file"]
-    fix = "reinstall robustbench_x, or regenerate the weights with `python tools/train_builtin.py`"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: listed in {MANIFEST.name} but missing; {fix}")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry["sha256"]:
-        raise ValueError(f"{path}: sha256 {digest[:16]}… does not match {MANIFEST.name} ({entry['sha256'][:16]}…); the file is damaged or stale: {fix}")
-    return load(data)
+    """The shipped state dict for ``key`` after its sha256 check; None when none ships."""
+    return load_shipped_weights(MANIFEST, key, regenerate="python tools/train_builtin.py")
 
 
 def _why_not_shipped(dataset: Dataset) -> str:

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustbench_x.api import Dataset, Model, cache_root, cached_file, load_factory, load_state_dict
+from robustbench_x.api import Dataset, Model, cache_root, cached_file, load_factory, load_shipped_weights, load_state_dict
 from robustbench_x.errors import ConfigError
 
 __all__ = ["BuiltinSegmenter", "ModuleSegmenter", "build_builtin", "build_torchvision", "build_module", "TORCHVISION_ARCHS"]
@@ -129,22 +129,8 @@ def shipped_name(dataset: str, kind: str, seed: int) -> str:
 
 
 def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
-    """The shipped state dict for ``key`` after checking its sha256; None when none is shipped."""
-    from safetensors.torch import load
-
-    if not MANIFEST.is_file():
-        return None
-    entry = next((e for e in json.loads(MANIFEST.read_text())["weights"] if e["key"] == key), None)
-    if entry is None:
-        return None
-    path = WEIGHTS_DIR / entry["file"]
-    fix = "reinstall robustbench_x, or regenerate the weights with `python tools/train_segmenter.py`"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: listed in {MANIFEST.name} but missing; {fix}")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise ValueError(f"{path}: its sha256 does not match {MANIFEST.name}; the file is damaged or stale: {fix}")
-    return load(data)
+    """The shipped state dict for ``key`` after its sha256 check; None when none ships."""
+    return load_shipped_weights(MANIFEST, key, regenerate="python tools/train_segmenter.py")
 
 
 def _train(dataset: Dataset, seed: int, kind: str, members: int):
