@@ -91,7 +91,8 @@ METHODS = [
 
 _HEAD_DEVIATION = (
     "head-only: a linear 512-d head trained on the frozen backbone's cached train-split features "
-    "(the paper fine-tunes a ResNet-50 end to end); the SOP optimiser, schedule and epoch count are kept"
+    "(the paper fine-tunes a ResNet-50 end to end), at Adam's default lr 1e-3 instead of the paper's fc rate, "
+    "which leaves a head alone under-trained; the SOP schedule, weight decay and epoch count are kept"
 )
 _SMALL_BATCH = (
     "batches hold every class of the two drawn super-classes, 4 images each, when the train split has fewer "

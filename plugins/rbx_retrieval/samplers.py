@@ -1,8 +1,5 @@
 """Batch samplers of the rank-loss trainings (index arrays, seeded numpy).
 
-* :func:`m_per_class` (ROADMAP's ``MPerClassSampler``, config
-  ``roadmap/config/dataset/sop.yaml``: 128 images, 4 per class): each batch
-  draws ``batch_size // m`` classes and ``m`` images of each;
 * :func:`hierarchical` (pytorch-metric-learning's ``HierarchicalSampler``,
   which both papers' SOP configs use: ``happier/config/dataset/sop.yaml``,
   256 images, 4 per class, 2 super-classes per batch, 5 batches per pair;
@@ -24,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["m_per_class", "hierarchical"]
+__all__ = ["hierarchical"]
 
 
 def _take(rng: np.random.Generator, members: np.ndarray, m: int) -> np.ndarray:
@@ -49,14 +46,6 @@ class _Classes:
     def batch(self, rng: np.random.Generator, classes: np.ndarray, n_classes: int, m: int) -> np.ndarray:
         chosen = rng.choice(classes, size=min(n_classes, len(classes)), replace=False)
         return np.concatenate([_take(rng, self.members[c], m) for c in chosen.tolist()])
-
-
-def m_per_class(labels: np.ndarray, *, batch_size: int, m: int, n_batches: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``n_batches`` index arrays, ``m`` samples for each of ``batch_size // m`` classes."""
-    labels = np.asarray(labels)
-    classes, members = np.unique(labels), _Classes(labels)
-    per_batch = max(batch_size // m, 2)
-    return [members.batch(rng, classes, per_batch, m) for _ in range(n_batches)]
 
 
 def hierarchical(

@@ -1,7 +1,9 @@
 """The rank-loss heads (rbx_retrieval.heads) train: on a seeded hierarchical
 Gaussian mixture whose raw features mix the classes, ROADMAP and HAPPIER
 heads lower their objectives and raise mAP@R and H-AP on held-out queries
-against the gallery, relative to the same head untrained (``epochs=0``);
+against the gallery, relative to the same head untrained (``epochs=0``); on
+the suite's embedded hierarchy, at the default budget, each lowers its
+objective and raises the metric it targets above the frozen embeddings;
 samplers follow their papers' batch composition; the fit is deterministic."""
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import pytest
 from robustbench_x.testing import ArrayContext, make_outputs
 from rbx_retrieval.definitions import h_ap, map_at_r
 from rbx_retrieval.heads import RankLossHead
-from rbx_retrieval.samplers import hierarchical, m_per_class
+from rbx_retrieval.samplers import hierarchical
 
 SUPERS, PER_SUPER, DIM = 3, 3, 16
+HEADS = {"roadmap-head", "happier-head", "smoothap-head"}
 
 
 class Mixture:
@@ -104,13 +107,6 @@ def test_hierarchical_epochs_give_every_pair_of_super_classes_its_batches():
     assert first != sorted(first)  # shuffled, not pair by pair
 
 
-def test_m_per_class_batches():
-    labels = Mixture().hierarchy("train")[:, 0]
-    for idx in m_per_class(labels, batch_size=16, m=4, n_batches=3, rng=np.random.default_rng(0)):
-        _, counts = np.unique(labels[idx], return_counts=True)
-        assert len(counts) == 4 and set(counts) == {4}
-
-
 def test_a_dataset_without_a_train_split_is_named():
     from robustbench_x.errors import JobError
 
@@ -192,3 +188,34 @@ def test_the_rank_losses_create_every_tensor_on_the_scores_device(loss, include_
     s = torch.empty(6, 6, device="meta")
     labels = torch.empty(6, 2, dtype=torch.long, device="meta") if loss == "h_ap" else torch.empty(6, dtype=torch.long, device="meta")
     assert getattr(rl, loss)(s, labels, include_self=include_self).device.type == "meta"
+
+
+def test_the_heads_on_the_embedded_hierarchy(cli, tmp_path):
+    """The suite's own default (built-in CNN features of embedded-digits-hier)
+    with the heads' default budget: every head lowers its objective on its
+    probe batches and raises the metric its loss targets above the frozen
+    embeddings (ROADMAP and SmoothAP mAP@R, HAPPIER H-AP and mAP@R). A flat-label
+    loss has no signal for the shape level, so ROADMAP's and SmoothAP's H-AP
+    is only held near the frozen one (docs/methods.md#retrieval-heads-trained-with-rank-losses)."""
+    from robustbench_x.results import read_results
+
+    out = tmp_path / "store"
+    methods = ["embedding", *sorted(HEADS)]
+    result = cli("--quiet", "run", "--suite", "retrieval", "--methods", ",".join(methods), "--out", str(out), "--format", "json")
+    assert result.code == 0, result
+    frame = read_results(out)
+    assert (frame["status"] == "ok").all()
+    value = frame.set_index(["method", "metric"])["value"]
+    frozen = {m: value["embedding", m] for m in ("map@r", "h-ap")}
+    for method in HEADS:
+        diagnostics = json.loads(frame[frame["method"] == method]["diagnostics"].iloc[0])
+        start, end = (float(v) for v in diagnostics["loss/total"].split(" -> "))
+        assert end < 0.6 * start, (method, diagnostics)
+        assert "calibration/why it rose" not in diagnostics
+    assert value["roadmap-head", "map@r"] > frozen["map@r"] + 0.02
+    assert value["smoothap-head", "map@r"] > frozen["map@r"] + 0.02
+    assert value["happier-head", "h-ap"] > frozen["h-ap"] + 0.05
+    assert value["happier-head", "map@r"] > frozen["map@r"]
+    for method in ("roadmap-head", "smoothap-head"):
+        assert abs(value[method, "h-ap"] - frozen["h-ap"]) < 0.03, method
+
