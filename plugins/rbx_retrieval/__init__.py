@@ -106,7 +106,8 @@ def _head(name: str, loss: str, summary: str, paper: str, code: str) -> MethodSp
         factory="rbx_retrieval.heads:RankLossHead",
         requires={"features", "train_split", "hierarchy"},
         outputs={"embedding"},
-        params={"loss": loss},
+        # lr is rbx_retrieval.heads.HEAD_LR (tested equal), named here so that it enters the config hash
+        params={"loss": loss, "lr": 1e-3},
         summary=summary,
         paper=f"{paper}; code {code}",
         deviations=(_HEAD_DEVIATION, _SMALL_BATCH),

@@ -117,6 +117,14 @@ def test_a_dataset_without_a_train_split_is_named():
         RankLossHead(loss="roadmap").fit(ctx)
 
 
+def test_the_specs_name_the_default_lr_so_that_it_enters_the_config_hash():
+    import rbx_retrieval
+    from rbx_retrieval.heads import HEAD_LR
+
+    specs = {spec.name: spec for spec in rbx_retrieval.METHODS if spec.name in HEADS}
+    assert len(specs) == 3 and all(spec.params["lr"] == HEAD_LR for spec in specs.values())
+
+
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="roadmap"):
         RankLossHead(loss="triplet")
