@@ -37,7 +37,7 @@ on the embedded hierarchy ROADMAP's objective *rises* (its negatives clear
 their margin before its positives are pulled to theirs) and HAPPIER's train
 mean AP falls. The heads therefore train at Adam's default rate, 1e-3, the
 usual rate of a linear probe, and say so (``deviations``); ``lr`` sets
-another, e.g. the paper's (``PAPER_LR``). ``docs/methods.md#retrieval-heads-trained-with-rank-losses``
+another, e.g. the paper's (``PAPER_LR``). ``docs/methods.md#the-heads-implementation-budget-and-results``
 has the rates measured side by side.
 
 The head is initialised like ``torch.nn.Linear`` from the job's seed; the
@@ -221,7 +221,7 @@ class RankLossHead(Method):
             def calibration_pairs() -> dict[str, float]:
                 """Where ROADMAP's calibration margins stand on the probe batches: its
                 terms are averages over the active pairs only, so their value can rise
-                while each pair improves (``docs/methods.md#roadmap-head``)."""
+                while each pair improves (``docs/methods.md#the-heads-implementation-budget-and-results``)."""
                 pos, neg = [], []
                 with torch.no_grad():
                     for b in probe:
@@ -279,7 +279,7 @@ class RankLossHead(Method):
                 "calibration/why it rose",
                 "each kind of pair is averaged over its active pairs only (the official loss's pytorch-metric-learning "
                 "reducer): the negatives cleared their margin before the positives reached theirs, so the head is "
-                "under-trained at this lr and epoch count; docs/methods.md#roadmap-head",
+                "under-trained at this lr and epoch count; docs/methods.md#the-heads-implementation-budget-and-results",
             )
         ctx.record(map_key, f"{map_before:.4f} -> {map_after:.4f}")
         return {"weight": head.weight.detach().cpu().numpy().copy(), "bias": head.bias.detach().cpu().numpy().copy()}

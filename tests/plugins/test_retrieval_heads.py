@@ -204,7 +204,7 @@ def test_the_heads_on_the_embedded_hierarchy(cli, tmp_path):
     probe batches and raises the metric its loss targets above the frozen
     embeddings (ROADMAP and SmoothAP mAP@R, HAPPIER H-AP and mAP@R). A flat-label
     loss has no signal for the shape level, so ROADMAP's and SmoothAP's H-AP
-    is only held near the frozen one (docs/methods.md#retrieval-heads-trained-with-rank-losses)."""
+    is only held near the frozen one (docs/methods.md#the-heads-implementation-budget-and-results)."""
     from robustbench_x.results import read_results
 
     out = tmp_path / "store"
