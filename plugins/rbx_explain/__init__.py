@@ -22,7 +22,7 @@ _M = "rbx_explain.metrics"
 _MAPS = f"{_M}:check_cases_maps"
 _AUROC = f"{_M}:check_cases_auroc"
 _IOU = "IoU of the explanation and its VOICE map, both binarised at > 0.1, (|E∧U| + 1e-6) / (|E∨U| + 1e-6) (VOICE demo.py)"
-_SNR = "mean / std (ddof 0) of the VOICE map's pixels, 0 for a constant map (VOICE demo.py)"
+_SNR = "mean / std (ddof 0) of the VOICE map's pixels (VOICE demo.py), 0 for a constant map (the release: NaN)"
 _AUC = "AUROC, wrong predictions positive, ranked by the per-image value (ties: average rank)"
 
 METRICS = [
@@ -61,7 +61,10 @@ METHODS = [
         paper="Prabhushankar & AlRegib, VOICE: Variance of Induced Contrastive Explanations to quantify Uncertainty in "
         "Neural Network Interpretability, IEEE J-STSP 2024 (arXiv 2406.00573); code olivesgatech/VOICE-Uncertainty",
         deviations=(
-            "Maps are min-max normalised per image and a constant map is set to zeros, where the release divides 0 by 0.",
+            "Maps are min-max normalised per image and a constant map is set to zeros, where the release divides 0 by 0 "
+            "and gets NaN (a constant contrast map makes its whole VOICE map NaN); such images are counted in the diagnostics.",
+            "Higher SNR counts as suspect (snr-error-auroc, snr metrics lower-is-better): our choice, matching the IoU; "
+            "the release and the paper's summary give the SNR no direction.",
             "confidence = 1 - IoU is our score for misclassification detection, from the paper's observation that IoU is high under wrong predictions; the paper does not rank predictions by it.",
         ),
     ),

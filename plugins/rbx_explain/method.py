@@ -90,10 +90,12 @@ class Voice(Method):
         module, layer = ctx.model.module, self._layer(ctx)
         keep = OUTPUT in ctx.wants
         ious, snrs, explanations, uncertainties = [], [], [], []
-        constant = np.zeros(2, dtype=np.int64)
+        constant = np.zeros(3, dtype=np.int64)
         with nullcontext() if self.threads is None else torch_threads(self.threads):
             for x, _ in ctx.loader(subset, batch_size=self.batch_size):
-                logits, explanation, uncertainty = voice_batch(module, layer, x, self.contrast, where=f"voice on model '{ctx.model.name}'")
+                logits, explanation, uncertainty, constant_contrast = voice_batch(
+                    module, layer, x, self.contrast, where=f"voice on model '{ctx.model.name}'"
+                )
                 e, u = explanation.cpu().numpy(), uncertainty.cpu().numpy()
                 bad = nonfinite_rows(e, u) | ~torch.isfinite(logits).all(dim=1).cpu().numpy()
                 iou, snr = map_iou(np.nan_to_num(e), np.nan_to_num(u)), map_snr(np.nan_to_num(u))
@@ -101,12 +103,20 @@ class Voice(Method):
                 ious.append(iou)
                 snrs.append(snr)
                 # a min-max normalised map is all zero exactly when it was constant (module docstring of voice)
-                constant += [int((e.reshape(len(e), -1).max(axis=1) == 0).sum()), int((u.reshape(len(u), -1).max(axis=1) == 0).sum())]
+                constant += [
+                    int((e.reshape(len(e), -1).max(axis=1) == 0).sum()),
+                    int((u.reshape(len(u), -1).max(axis=1) == 0).sum()),
+                    int((constant_contrast > 0).sum()),
+                ]
                 if keep:
                     explanations.append(e.astype(np.float32))
                     uncertainties.append(u.astype(np.float32))
         if constant.any():
-            ctx.record(f"constant maps {subset}", f"{constant[0]} explanations, {constant[1]} VOICE maps set to zeros")
+            ctx.record(
+                f"constant maps {subset}",
+                f"{constant[0]} explanations, {constant[1]} VOICE maps set to zeros; "
+                f"{constant[2]} images with a constant contrast map, taken as zeros in the variance",
+            )
         iou = np.concatenate(ious) if ious else np.zeros(0)
         snr = np.concatenate(snrs) if snrs else np.zeros(0)
         if keep and explanations:

@@ -27,9 +27,12 @@ the contrast classes ``Q``, of the contrastive Grad-CAM maps ``M(x; P, Q)``
   Welford's update in float64 (:class:`RunningVariance`), so no ``(C - 1) × H × W`` stack is held per image.
 * Degenerate cases: with fewer than two contrast classes the variance is
   undefined, a :class:`ValueError` (a model of two classes has one contrast
-  class); a constant variance map (every contrast map equal) is all zeros
-  (the release divides 0 by 0), so its IoU with an explanation that is also
-  empty is 1 and its SNR 0, by the release's own formulas.
+  class). A constant map is all zeros where the release divides 0 by 0 and
+  gets NaN: a constant variance map (every contrast map equal) then has IoU 1
+  with an explanation that is also empty and SNR 0 (the release: NaN); a
+  constant *contrast* map enters the variance as zeros (the release's NaN map
+  makes ``torch.var``, hence the whole VOICE map, NaN). :func:`voice_batch`
+  counts the latter per image.
 """
 
 from __future__ import annotations
@@ -103,15 +106,21 @@ class RunningVariance:
 
 
 def voice_batch(module: nn.Module, layer: nn.Module, x: torch.Tensor, contrast, where: str = "voice"):
-    """``(logits, explanation (B, H, W), VOICE map (B, H, W))`` of one batch."""
+    """``(logits, explanation (B, H, W), VOICE map (B, H, W), constant (B,))`` of one
+    batch; ``constant`` counts each image's constant contrast maps, which enter the
+    variance as zeros (where the release's 0 / 0 makes the whole VOICE map NaN)."""
     running = RunningVariance()
-    logits, explanation, _ = explain_batch(
-        module, layer, x, lambda z: contrast_classes(z, contrast), where=where, on_contrast=lambda _r, maps: running.add(maps)
-    )
+    constant = torch.zeros(len(x), dtype=torch.int64)
+
+    def add(_rank, maps: torch.Tensor) -> None:
+        running.add(maps)
+        constant.add_((maps.flatten(1).amax(dim=1) == 0).cpu().long())  # min-max gives zeros exactly when constant
+
+    logits, explanation, _ = explain_batch(module, layer, x, lambda z: contrast_classes(z, contrast), where=where, on_contrast=add)
     check_contrast(contrast, logits.shape[1])
     if not running.n:  # an empty batch
-        return logits, explanation, explanation.clone()
-    return logits, explanation, running.voice_map().float()
+        return logits, explanation, explanation.clone(), constant
+    return logits, explanation, running.voice_map().float(), constant
 
 
 def nonfinite_rows(*arrays: np.ndarray) -> np.ndarray:

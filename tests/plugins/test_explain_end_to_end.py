@@ -118,7 +118,7 @@ def test_models_declare_their_explanation_layer():
     assert "explanation_layer" in resnet.provides and resnet.explanation_layer() is resnet.net.layer4
     from rbx_explain.voice import voice_batch
 
-    _, e, u = voice_batch(resnet.module, resnet.explanation_layer(), torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), 3)
+    _, e, u, _ = voice_batch(resnet.module, resnet.explanation_layer(), torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), 3)
     assert e.shape == u.shape == (2, 64, 64) and 0 <= float(u.min()) and float(u.max()) == 1.0
     vit = build("test_vit", {"pretrained": False, "num_classes": 6})
     assert "explanation_layer" not in vit.provides and vit.explanation_layer() is None

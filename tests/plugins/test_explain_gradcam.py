@@ -101,13 +101,14 @@ def test_contrast_sets():
 def test_voice_map_is_the_normalised_variance_and_non_negative(net_and_input):
     net, x = net_and_input
     _, explanation, stack = explain_batch(net, net.layer, x, lambda z: contrast_classes(z, "all"))
-    _, explanation2, voice = voice_batch(net, net.layer, x, "all")
+    _, explanation2, voice, constant = voice_batch(net, net.layer, x, "all")
     expected = minmax(torch.var(stack.double(), dim=1))  # torch.var: unbiased, as demo.py
     np.testing.assert_allclose(voice.numpy(), expected.numpy(), atol=1e-6)
     np.testing.assert_array_equal(explanation.numpy(), explanation2.numpy())
     v = voice.numpy()
     assert (v >= 0).all() and (v <= 1).all()
     assert np.allclose(v.max(axis=(1, 2)), 1.0) and np.allclose(v.min(axis=(1, 2)), 0.0)
+    assert constant.tolist() == [0] * len(x)
 
 
 def test_two_classes_are_too_few_for_a_variance():
@@ -150,6 +151,24 @@ def test_identical_contrast_maps_give_an_all_zero_voice_map():
     assert torch.equal(running.voice_map(), torch.zeros(2, 8, 8, dtype=torch.float64))
     running.add(torch.zeros(2, 8, 8))  # one different map: a real variance again, normalised
     assert running.voice_map().amax(dim=(1, 2)).tolist() == [1.0, 1.0]
+
+
+def test_a_constant_contrast_map_is_counted_and_enters_the_variance_as_zeros():
+    """One channel A >= 0 and logits w * mean(A), w = (3, 2, -5), A small so the
+    softmax is nearly uniform: the contrast map toward Q has weight E_p[w] - w_Q,
+    negative for Q = 1 (all zero after the ReLU: constant), positive for Q = 2."""
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    head = nn.Linear(1, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(0.01)
+        head.weight.copy_(torch.tensor([[3.0], [2.0], [-5.0]]))
+    net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0)) + 0.1
+    _, explanation, stack = explain_batch(net, net[1], x, lambda z: contrast_classes(z, "all"))
+    assert torch.equal(stack[:, 0], torch.zeros(2, 6, 6)) and (stack[:, 1].flatten(1).amax(1) == 1).all()
+    _, _, voice, constant = voice_batch(net, net[1], x, "all")
+    assert constant.tolist() == [1, 1]
+    np.testing.assert_allclose(voice.numpy(), minmax(torch.var(stack.double(), dim=1)).numpy(), atol=1e-6)
 
 
 def test_a_layer_without_spatial_maps_is_a_clear_error():
