@@ -61,7 +61,7 @@ def _detections(name: str, same_class: bool, summary: str) -> MethodSpec:
         factory="rbx_detection.methods:Detections",
         requires={"detections"},
         outputs={"detections"},
-        params={"min_score": 0.0, "iou_threshold": 0.5, "same_class": same_class},
+        params={"min_score": None, "iou_threshold": 0.5, "same_class": same_class},
         summary=summary,
         paper=f"{_PAPERS}: precision, recall, F0.5, F2 of a sign detector",
         deviations=(_OURS,),

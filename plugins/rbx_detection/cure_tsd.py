@@ -93,6 +93,15 @@ class CureTSD(Dataset):
                     self.annotations[file] = read_annotations(path)
                 except ValueError as exc:
                     raise ConfigError(str(exc), file=config_file, key="annotations", fix="the line format is frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury") from None
+        for video in videos:
+            signs = self.annotations[video.name.annotation].frame
+            if video.frames is None and len(signs) and int(signs.max()) > video.n_frames:
+                # a decoded video shorter than its annotations would leave the later signs out of every score
+                raise ConfigError(
+                    f"video '{video.path}' decodes to {video.n_frames} frames, but '{video.name.annotation}' has signs up to "
+                    f"frame {int(signs.max())}: the video is truncated or not the released one",
+                    file=config_file, key="root", fix="download the video again (the released ones have 300 frames)",
+                )
         self.videos: dict[str, list[Video]] = {}
         for video in sorted(videos, key=lambda v: v.name):
             self.videos.setdefault(video.name.subset, []).append(video)

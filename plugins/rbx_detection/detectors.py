@@ -125,4 +125,12 @@ def build_torchvision(arch: str | None = None, options: dict | None = None, data
     path = Path(str(checkpoint)).expanduser()
     if not path.is_file():
         raise ConfigError("checkpoint file not found", file=str(path), key="checkpoint", fix="give the path of a .pth (read with weights_only=True) or .safetensors file")
-    return TorchvisionDetector(arch, path, int(opts.get("num_classes") or 15), name=f"torchvision:{arch}")
+    num_classes = int(opts.get("num_classes") or 15)
+    if num_classes != 15:
+        # output label k is read as sign code k: any other head would score labels that are not sign types
+        raise ConfigError(
+            f"torchvision:{arch} has num_classes {num_classes}, but its labels are read as CURE-TSD sign codes 1..14 "
+            "(0 the background), so the detector must have 15 classes",
+            key="num_classes", fix="train or convert the checkpoint to 15 classes in sign-code order, or score its output as a detections file",
+        )
+    return TorchvisionDetector(arch, path, num_classes, name=f"torchvision:{arch}")

@@ -5,7 +5,9 @@ The rule is COCO's greedy assignment (pycocotools ``cocoeval.py``,
 ``evaluateImg``): detections are taken in decreasing score (ties: the order
 given, a stable sort), and each takes the still-unmatched ground-truth box of
 highest IoU among those with IoU >= ``iou_threshold`` and, when
-``same_class``, the same sign type (IoU ties: the first box). A matched
+``same_class``, the same sign type. On an exact IoU tie between two boxes
+this takes the first box where pycocotools takes the later one; nothing else
+differs. A matched
 detection is a true positive, an unmatched one a false positive, an
 unmatched box a false negative. The defaults, IoU >= 0.5 with the same
 class, are ours: the CURE-TSD papers report precision and recall without

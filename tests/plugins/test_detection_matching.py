@@ -119,3 +119,21 @@ def test_per_level_and_per_type_aggregation_by_hand():
     assert values[("challenged", "p")].value == pytest.approx(2 / 5) and values[("challenged", "r")].value == pytest.approx(2 / 6)
     assert values[("all", "p")].value == pytest.approx(4 / 7) and values[("all", "r")].value == pytest.approx(4 / 8)
     assert values[("all", "p")].n == 6
+
+
+def test_every_detection_is_kept_by_default_negative_scores_included():
+    """Scores may be logits: no default cut-off drops the negative ones."""
+    from rbx_detection.methods import Detections
+
+    class Ctx:
+        class model:  # noqa: N801
+            name = "logits"
+
+            @staticmethod
+            def detect(dataset, subset):
+                return [(np.array([[0, 0, 4, 4], [5, 5, 9, 9]]), np.array([3, 4]), np.array([-0.3, 0.5]))]
+
+        dataset = None
+
+    assert Detections().score(Ctx, "id")["detections"][0][:, 4].tolist() == [-0.3, 0.5]
+    assert Detections(min_score=0.0).score(Ctx, "id")["detections"][0][:, 4].tolist() == [0.5]

@@ -106,3 +106,13 @@ def test_detections_file_without_required_columns(tmp_path):
     path.write_text("video,frame,class,x1,y1,x2,y2\n")
     with pytest.raises(ConfigError, match="lacks sign_type"):
         read_detections(path)
+
+
+def test_a_decoded_video_shorter_than_its_annotations_is_named(tree):
+    """A truncated download would leave the later signs out of every score."""
+    from rbx_detection.testing import write_mp4
+
+    write_mp4(tree / "01_04_01_02_05.mp4", 2)  # its sequence has signs in frame 3
+    with pytest.raises(ConfigError, match="decodes to 2 frames, but '01_04.txt' has signs up to frame 3") as info:
+        CureTSD(tree)
+    assert "key 'root'" in str(info.value) and "300 frames" in str(info.value)

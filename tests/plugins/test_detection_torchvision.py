@@ -50,3 +50,10 @@ def test_no_checkpoint_or_a_wrong_one_is_a_config_error(tmp_path):
     torch.save({"w": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ConfigError, match="does not fit"):
         build_torchvision(ARCH, {"checkpoint": str(tmp_path / "other.pth")})
+
+
+def test_a_head_other_than_background_and_the_14_signs_is_refused(tmp_path):
+    (tmp_path / "any.pth").write_bytes(b"")
+    with pytest.raises(ConfigError, match="num_classes 10") as info:
+        build_torchvision(ARCH, {"checkpoint": str(tmp_path / "any.pth"), "num_classes": 10})
+    assert "key 'num_classes'" in str(info.value)
