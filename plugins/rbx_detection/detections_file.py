@@ -10,8 +10,12 @@ object, with the keys
     x1, y1, x2, y2   the box in pixels of the full frame, origin top-left, y down
     score      confidence, higher = surer (optional; 1 when absent)
 
-A frame with no row has no detection. Every problem is a ``ConfigError``
-naming the file, the row and the key, raised before any scoring.
+A frame with no row has no detection. Or a folder of ``<video stem>.txt``
+files in the annotation files' line format (``frameNumber_signType_`` and the
+four corners), the form of the VIP Cup 2017 submissions: every detection's
+score is 1 and its box encloses the four corners, as for the ground truth.
+Every problem is a ``ConfigError`` naming the file, the row and the key,
+raised before any scoring.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
+from rbx_detection.annotations import parse_annotations
 from rbx_detection.cure_tsd_names import SIGN_TYPES, parse_video_name
 from robustbench_x.errors import ConfigError
 
 COLUMNS = ("video", "frame", "sign_type", "x1", "y1", "x2", "y2", "score")
 REQUIRED = COLUMNS[:-1]
-FORMAT = "CSV with header video,frame,sign_type,x1,y1,x2,y2[,score] or a JSON array of objects with those keys (docs/methods.md#detections-file)"
+FORMAT = (
+    "CSV with header video,frame,sign_type,x1,y1,x2,y2[,score], a JSON array of objects with those keys, or a folder "
+    "of <video stem>.txt in the annotation line format (docs/methods.md#detections-file)"
+)
 
 #: One frame's detections: boxes (K, 4), sign codes (K,), scores (K,).
 FrameDetections = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -37,8 +45,10 @@ EMPTY: FrameDetections = (np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zero
 
 
 def read_detections(path: str | Path) -> dict[tuple[str, int], FrameDetections]:
-    """``{(video stem, frame): (boxes, signs, scores)}`` from a CSV or JSON file."""
+    """``{(video stem, frame): (boxes, signs, scores)}`` from a CSV or JSON file, or a folder of per-video files."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        return _read_folder(path)
     if not path.is_file():
         raise ConfigError("detections file not found", file=str(path), fix=f"give an existing file: {FORMAT}")
     try:
@@ -54,6 +64,26 @@ def read_detections(path: str | Path) -> dict[tuple[str, int], FrameDetections]:
         key: (np.asarray([b for b, _, _ in rows], dtype=np.float64), np.asarray([s for _, s, _ in rows], dtype=np.int64), np.asarray([c for _, _, c in rows], dtype=np.float64))
         for key, rows in frames.items()
     }
+
+
+def _read_folder(folder: Path) -> dict[tuple[str, int], FrameDetections]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith("."))
+    if not files:
+        raise ConfigError("the detections folder holds no <video stem>.txt file", file=str(folder), fix=FORMAT)
+    out: dict[tuple[str, int], FrameDetections] = {}
+    for file in files:
+        try:
+            video = parse_video_name(file.stem).stem
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (file '{file.name}')", file=str(file), key="file name", fix="name each file after its video, 01_04_01_02_03.txt") from None
+        try:
+            found = parse_annotations(file.read_text(encoding="utf-8"), source=str(file))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(str(exc), file=str(file), key="line", fix=FORMAT) from None
+        for frame in np.unique(found.frame).tolist():
+            rows = found.frame == frame
+            out[(video, int(frame))] = (found.box[rows], found.sign[rows].astype(np.int64), np.ones(int(rows.sum())))
+    return out
 
 
 def write_detections(path: str | Path, rows: list[dict]) -> None:

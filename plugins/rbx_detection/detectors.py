@@ -34,7 +34,7 @@ class DetectionsFileModel(Model):
     def __init__(self, path: Path, name: str) -> None:
         self.name, self.path = name, Path(path)
         self.by_frame = read_detections(self.path)  # every row checked before any scoring
-        self._fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self._fingerprint = _content_hash(self.path)
 
     def detect(self, dataset, subset: str):
         keys = _frame_keys(dataset)(subset)
@@ -91,6 +91,14 @@ class TorchvisionDetector(Model):
 
     def fingerprint(self) -> str:
         return f"torchvision-{self.arch}-{self._fingerprint}"
+
+
+def _content_hash(path: Path) -> str:
+    """A file's bytes, or a folder's ``.txt`` files by name and bytes."""
+    h = hashlib.sha256()
+    for file in sorted(path.glob("*.txt")) if path.is_dir() else [path]:
+        h.update(file.name.encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _frame_keys(dataset):

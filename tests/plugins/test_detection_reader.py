@@ -116,3 +116,36 @@ def test_a_decoded_video_shorter_than_its_annotations_is_named(tree):
     with pytest.raises(ConfigError, match="decodes to 2 frames, but '01_04.txt' has signs up to frame 3") as info:
         CureTSD(tree)
     assert "key 'root'" in str(info.value) and "300 frames" in str(info.value)
+
+
+def test_a_folder_of_per_video_files_in_the_annotation_format_reads_like_the_csv(tmp_path):
+    """The VIP Cup 2017 submission form: <video stem>.txt in the annotation line
+    format, corners in either naming, each box enclosing its four corners, score 1."""
+    from rbx_detection.detectors import DetectionsFileModel
+
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "01_04_00_00_00.txt").write_text("frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury\n003_14_20_12_28_12_20_4_28_4\n003_06_1_1_5_1_1_5_5_5\n")
+    (folder / "notes.md").write_text("ignored")
+    dets = read_detections(folder)
+    assert list(dets) == [("01_04_00_00_00", 3)]
+    boxes, signs, scores = dets[("01_04_00_00_00", 3)]
+    np.testing.assert_array_equal(boxes, [[20, 4, 28, 12], [1, 1, 5, 5]])
+    assert signs.tolist() == [14, 6] and scores.tolist() == [1.0, 1.0]
+
+    before = DetectionsFileModel(folder, "mine").fingerprint()
+    (folder / "01_04_00_00_00.txt").write_text("003_06_1_1_5_1_1_5_5_5\n")
+    assert DetectionsFileModel(folder, "mine").fingerprint() != before
+
+    (folder / "01_04_00_0.txt").write_text("")
+    with pytest.raises(ConfigError, match="01_04_00_0.txt") as info:
+        read_detections(folder)
+    assert "key 'file name'" in str(info.value)
+    (folder / "01_04_00_0.txt").unlink()
+    (folder / "01_04_00_00_00.txt").write_text("003_99_1_1_5_1_1_5_5_5\n")
+    with pytest.raises(ConfigError, match="01_04_00_00_00.txt"):
+        read_detections(folder)
+    for file in folder.glob("*.txt"):
+        file.unlink()
+    with pytest.raises(ConfigError, match="no <video stem>.txt"):
+        read_detections(folder)
