@@ -109,7 +109,7 @@ def _head(name: str, loss: str, summary: str, paper: str, code: str) -> MethodSp
         requires={"features", "train_split", "hierarchy"},
         outputs={"embedding"},
         # lr is rbx_retrieval.heads.HEAD_LR (tested equal), named here so that it enters the config hash
-        params={"loss": loss, "lr": 1e-3},
+        params={"loss": loss, "lr": 1e-3, "norm_features": loss == "happier"},
         summary=summary,
         paper=f"{paper}; code {code}",
         deviations=(_HEAD_DEVIATION, _SMALL_BATCH),

@@ -17,16 +17,19 @@ rate (:data:`HEAD_LR`):
 loss       ``roadmap`` (ROADMAP, NeurIPS 2021)          ``happier`` (HAPPIER, ECCV 2022)
 ========== ============================================ =================================================
 objective  SupAP + calibration, weights 1 / 1           H-AP (SupAP step, exact H-rank) 0.9 + cluster 0.1
-head       512-d ``fc``, Adam wd 1e-4 (paper lr 2e-5)   512-d ``fc``, Adam wd 1e-4 (paper lr 1e-4 = 2 x 5e-5)
+head       512-d ``fc``, Adam wd 1e-4 (paper lr 2e-5)   LayerNorm (no affine), 512-d ``fc``, Adam wd 1e-4
+                                                        (paper lr 1e-4 = 2 x 5e-5)
 schedule   MultiStepLR [30, 70], gamma 0.3, 100 epochs  cosine to 0 over 100 epochs; proxies Adam lr 10,
                                                         wd 0, cosine to 0.1
 batches    128 images, 4 per class, 10 per super pair   256 images, 4 per class, 2 super-classes, 5 per pair
 ========== ============================================ =================================================
 
-(``roadmap/config/{loss/roadmap.yaml, optimizer/sop.yaml, dataset/sop.yaml}``
-with ``experience.max_iter=100`` from its README; ``happier/config/{loss/
-HAPPIER_SOP.yaml, optimizer/sop.yaml, dataset/sop.yaml, experience/
-default.yaml}``.) ``smoothap`` uses ROADMAP's SmoothAP (tau 0.01) with
+(``roadmap/config/{loss/roadmap.yaml, optimizer/sop.yaml, dataset/sop.yaml,
+model/resnet.yaml}`` with ``experience.max_iter=100`` from its README;
+``happier/config/{loss/HAPPIER_SOP.yaml, optimizer/sop.yaml, dataset/sop.yaml,
+model/resnet_ln.yaml, experience/default.yaml}``: HAPPIER's SOP model
+standardises the pooled features with a LayerNorm without affine parameters
+before its ``fc``, ``happier/models/retrieval_net.py``, ``norm_features``.) ``smoothap`` uses ROADMAP's SmoothAP (tau 0.01) with
 ROADMAP's optimiser and batches. An epoch is, as in pytorch-metric-learning's
 sampler, ``batches_per_pair`` batches for every pair of super-classes.
 
@@ -68,9 +71,9 @@ __all__ = ["RankLossHead", "LOSSES", "HEAD_LR", "PAPER_LR"]
 
 #: Per-loss defaults from the official SOP configs (see the module docstring).
 LOSSES = {
-    "roadmap": dict(weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10),
-    "happier": dict(weight_decay=1e-4, schedule="cosine", batch_size=256, batches_per_pair=5),
-    "smoothap": dict(weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10),
+    "roadmap": dict(weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10, norm_features=False),
+    "happier": dict(weight_decay=1e-4, schedule="cosine", batch_size=256, batches_per_pair=5, norm_features=True),
+    "smoothap": dict(weight_decay=1e-4, schedule="multistep", batch_size=128, batches_per_pair=10, norm_features=False),
 }
 #: The head-only learning rate (Adam's default; why not the papers': the module docstring).
 HEAD_LR = 1e-3
@@ -94,6 +97,13 @@ def _device(ctx: Context):
         return next(ctx.model.module.parameters()).device
     except (AttributeError, NotImplementedError, StopIteration, TypeError):
         return torch.device("cpu")
+
+
+def layer_norm(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """``torch.nn.LayerNorm(d, elementwise_affine=False)`` on rows: zero mean, unit (biased) variance."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=1, keepdims=True)
+    return (centred / np.sqrt((centred**2).mean(axis=1, keepdims=True) + eps)).astype(np.float32)
 
 
 def _mean_ap(embeddings: np.ndarray, labels: np.ndarray) -> float:
@@ -121,6 +131,7 @@ class RankLossHead(Method):
         samples_per_class: int = 4,
         batches_per_pair: int | None = None,
         include_self: bool = True,
+        norm_features: bool | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
@@ -132,10 +143,11 @@ class RankLossHead(Method):
         self.m = int(samples_per_class)
         self.batches_per_pair = int(d["batches_per_pair"] if batches_per_pair is None else batches_per_pair)
         self.include_self = bool(include_self)
+        self.norm_features = bool(d["norm_features"] if norm_features is None else norm_features)
         super().__init__(
             loss=loss, dim=self.dim, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
             batch_size=self.batch_size, samples_per_class=self.m, batches_per_pair=self.batches_per_pair,
-            include_self=self.include_self,
+            include_self=self.include_self, norm_features=self.norm_features,
         )
         self.state: dict[str, np.ndarray] | None = None
 
@@ -192,7 +204,10 @@ class RankLossHead(Method):
 
             def embed(idx: np.ndarray) -> torch.Tensor:
                 # The features stay where the cache keeps them (~8 GB for H-GLDv2's train split); a batch moves.
-                return torch.nn.functional.normalize(head(torch.from_numpy(features[idx]).to(device)), dim=1)
+                x = torch.from_numpy(features[idx]).to(device)
+                if self.norm_features:
+                    x = torch.nn.functional.layer_norm(x, x.shape[1:])
+                return torch.nn.functional.normalize(head(x), dim=1)
 
             def parts(idx: np.ndarray) -> dict[str, torch.Tensor]:
                 """The weighted terms of the paper's objective on one batch."""
@@ -299,5 +314,7 @@ class RankLossHead(Method):
         if self.state is None:
             raise JobError(f"{self.loss}-head scored before fit")
         features = np.asarray(ctx.outputs(subset).features, dtype=np.float32)
+        if self.norm_features:
+            features = layer_norm(features)
         projected = features @ self.state["weight"].T + self.state["bias"]
         return {"embedding": l2_normalize(projected)}

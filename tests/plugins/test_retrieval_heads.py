@@ -123,6 +123,27 @@ def test_the_specs_name_the_default_lr_so_that_it_enters_the_config_hash():
 
     specs = {spec.name: spec for spec in rbx_retrieval.METHODS if spec.name in HEADS}
     assert len(specs) == 3 and all(spec.params["lr"] == HEAD_LR for spec in specs.values())
+    for spec in specs.values():  # every default the factory fills in is named, so it enters the hash
+        assert spec.params["norm_features"] == RankLossHead(loss=spec.params["loss"]).norm_features
+
+
+def test_happier_standardises_the_features_like_its_sop_model():
+    """HAPPIER's SOP model (resnet_ln) puts LayerNorm(elementwise_affine=False)
+    before the fc; ROADMAP's (resnet) does not."""
+    import torch
+
+    from rbx_retrieval.heads import layer_norm
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, (5, 7)).astype(np.float32)
+    want = torch.nn.LayerNorm(7, elementwise_affine=False)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(layer_norm(x), want, atol=1e-6)
+    assert RankLossHead(loss="happier").norm_features and not RankLossHead(loss="roadmap").norm_features
+    head, ctx, data = _fit("happier", epochs=1)
+    w, b = head.state["weight"], head.state["bias"]
+    projected = layer_norm(data._data["query"][0]) @ w.T + b
+    np.testing.assert_allclose(
+        head.score(ctx, "query")["embedding"], projected / np.linalg.norm(projected, axis=1, keepdims=True), atol=1e-5
+    )
 
 
 def test_unknown_loss_is_refused():
