@@ -60,8 +60,6 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     if budget is None:
         return _undefined(ev, f"no {norm} threat model for dataset type '{ev.dataset_type}' (rbx_attacks.protocol knows "
                               f"{', '.join(k for k, p in protocol.PROTOCOLS.items() if norm in p.eps)}); register the method with an explicit eps")
-    if proto is not None and proto.robustbench and budget == proto.budget(norm):
-        ctx.record("protocol", proto.robustbench)  # comparable with RobustBench's leaderboard (the page and the export use it)
     ctx.record("norm", budget.norm)
     ctx.record("eps", budget.eps)
     ctx.record("eps_label", budget.eps_label)
@@ -86,7 +84,10 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
             if len(indices) != len(listed):
                 raise JobError(f"dataset '{ev.dataset.name}' holds {len(indices)} of the {len(listed)} images listed in {proto.sample_list.name} "
                                f"({protocol.IMAGENET_IDS_SOURCE}); point its test split at the ImageNet validation set in <wnid>/<file> layout")
-        to_unit = _to_unit(proto, model, source, indices, mean, std, ctx)
+        to_unit, as_protocol = _to_unit(proto, model, source, indices, mean, std, ctx)
+        if proto is not None and proto.robustbench and budget == proto.budget(norm):
+            # comparable with RobustBench's leaderboard (the page and the export use it) only on the protocol's own inputs
+            ctx.record("protocol" if as_protocol else "protocol (not comparable)", proto.robustbench)
         # One thread on CPU: a small model's many small steps are several times slower with two threads on a busy machine.
         with torch_threads(1) if ev.device == "cpu" else contextlib.nullcontext():
             return _attack_all(ev, attacked, attacks, budget, source, indices, to_unit, method.batch_size)
@@ -142,20 +143,20 @@ def _attack_all(ev, attacked, attacks, budget, source, indices, to_unit, batch_s
 
 
 def _to_unit(proto, model, source, indices, mean, std, ctx):
-    """The protocol's preprocessing when the model takes images of its shape
-    (RobustBench's models do), else the model's own transform, inverted; the
-    choice is recorded (``preprocessing``)."""
+    """``(to_unit, as_protocol)``: the protocol's preprocessing when the model
+    takes images of its shape (RobustBench's models do), else the model's own
+    transform, inverted; the choice is recorded (``preprocessing``)."""
     own = inputs.inverted_transform(model.transform(), mean, std)
     if proto is None or not proto.preprocessing or not indices:
         ctx.record("preprocessing", "model transform")
-        return own
+        return own, False
     pre = inputs.preprocessing(proto.preprocessing)
     image = source[indices[0]][0]
     if tuple(pre(image).shape) == tuple(own(image).shape):
         ctx.record("preprocessing", proto.preprocessing)
-        return pre
+        return pre, True
     ctx.record("preprocessing", f"model transform (the model does not take {proto.preprocessing}'s {tuple(pre(image).shape)})")
-    return own
+    return own, False
 
 
 def _sample_ids(source, ctx) -> list[str]:

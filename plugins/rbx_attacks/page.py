@@ -48,7 +48,13 @@ def _cell(page: Page, values: pd.Series, table: str, row: str, column: str) -> t
 
 def threat_line(diag: dict) -> str:
     norm = {"Linf": "ℓ∞", "L2": "ℓ2"}.get(diag.get("norm", ""), diag.get("norm", "?"))
-    where = f"RobustBench's {diag['protocol']} protocol" if diag.get("protocol") else "not a RobustBench protocol"
+    if diag.get("protocol"):
+        where = f"RobustBench's {diag['protocol']} protocol"
+    elif diag.get("protocol (not comparable)"):
+        where = (f"RobustBench's {diag['protocol (not comparable)']} ε, but not its preprocessing, so not comparable with its "
+                 "leaderboard")
+    else:
+        where = "not a RobustBench protocol"
     pre = f"; inputs: {diag['preprocessing']}" if diag.get("preprocessing") else ""
     label, eps = diag.get("eps_label", "?"), diag.get("eps", float("nan"))
     number = "" if label == repr(eps) else f" = {eps:.6g}"

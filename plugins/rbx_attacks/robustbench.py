@@ -146,7 +146,7 @@ def export_model_info(results: str | Path, out: str | Path) -> list[Path]:
     rows = measured_rows(results)
     rows = rows[(rows["status"] == "ok") & rows["metric"].notna()]
     written = []
-    for (model, dataset, method), job in rows.groupby(["model", "dataset", "method"]):
+    for (_suite, model, dataset, method), job in rows.groupby(["suite", "model", "dataset", "method"]):  # Linf and L2 apart
         diag = json.loads(job["diagnostics"].dropna().iloc[0]) if job["diagnostics"].notna().any() else {}
         bench = diag.get("protocol")
         if not bench:
@@ -157,7 +157,9 @@ def export_model_info(results: str | Path, out: str | Path) -> list[Path]:
                 "reported": None}
         if method == AUTOATTACK:
             info["autoattack_acc"] = percent(value["robust-accuracy"])
-            info["footnote"] = f"measured with robustbench_x, AutoAttack standard via pyautoattack, seed(s) {sorted(job['seed'].unique().tolist())}"
+            seeds = sorted(job["seed"].unique().tolist())
+            info["footnote"] = ("measured with robustbench_x, AutoAttack standard via pyautoattack, "
+                                + (f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {seeds}"))
         else:
             info["footnote"] = (f"measured with robustbench_x: robust accuracy {percent(value['robust-accuracy'])}% under {method} "
                                 f"({diag.get('attacks', method)}), not AutoAttack")

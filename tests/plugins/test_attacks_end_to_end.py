@@ -101,8 +101,9 @@ def test_robustbench_protocol_published_rows_and_export(cli, tmp_path):
     frame = read_results(out)
     assert (frame["status"] == "ok").all(), frame[["method", "error"]]
     diag = json.loads(frame["diagnostics"].iloc[0])
-    assert (diag["protocol"], diag["eps_label"]) == ("cifar10", "8/255")
     assert diag["preprocessing"].startswith("model transform")  # the built-in CNN takes 1x8x8, not ToTensor's 3x32x32
+    # RobustBench's epsilon, but attacked on the model's own resized images: never listed or exported as comparable
+    assert "protocol" not in diag and (diag["protocol (not comparable)"], diag["eps_label"]) == ("cifar10", "8/255")
 
     published = tmp_path / "clone" / "model_info" / "cifar10" / "Linf"
     published.mkdir(parents=True)
@@ -114,12 +115,37 @@ def test_robustbench_protocol_published_rows_and_export(cli, tmp_path):
     table = page[page.index("## RobustBench cifar10, Linf"):]
     assert "| published | [Unlabeled Data Improves Adversarial Robustness](https://arxiv.org/abs/1905.13736) | 8/255 | 89.7 | 59.5 (AutoAttack) |" in table
     assert "| published | [Standardly trained model](https://github.com/RobustBench/robustbench/) | 8/255 | 94.8 | 0.0 (external) |" in table
-    clean = frame[(frame["metric"] == "clean-accuracy")]["value"].iloc[0]
-    assert f"| measured | `builtin-cnn` × pgd-10" in table and f"| 8/255 | {100 * clean:.1f} |" in table
+    assert "| measured |" not in table
+    assert "RobustBench's cifar10 ε, but not its preprocessing, so not comparable with its leaderboard" in page
 
     assert main(["export", str(out), str(tmp_path / "export")]) == 0
-    (exported,) = (tmp_path / "export" / "cifar10" / "Linf").glob("*.json")
-    info = json.loads(exported.read_text())
-    assert info["dataset"] == "cifar10" and info["eps"] == "8/255" and info["clean_acc"] == str(round(clean * 100, 2))
-    assert "autoattack_acc" not in info and "not AutoAttack" in info["footnote"]  # a PGD number is never an AutoAttack one
-    assert set(info) <= set(PUBLISHED["Carmon2019Unlabeled"]) | {"footnote", "external"}
+    assert not list((tmp_path / "export").rglob("*.json"))
+
+
+def _write_store(root, rows):
+    """A result store in the documented layout: results/suite=/model=/dataset=/method=/part-*.parquet."""
+    import pandas as pd
+
+    for (suite, model, dataset, method), group in pd.DataFrame(rows).groupby(["suite", "model", "dataset", "method"]):
+        folder = root / "results" / f"suite={suite}" / f"model={model}" / f"dataset={dataset}" / f"method={method}"
+        folder.mkdir(parents=True)
+        group.drop(columns=["suite", "model", "dataset", "method"]).to_parquet(folder / "part-0.parquet", index=False)
+
+
+def test_export_writes_each_threat_model_apart_and_only_comparable_jobs(tmp_path):
+    from rbx_attacks.robustbench import export_model_info
+
+    def job(suite, norm, eps, clean, robust, tag="protocol", seed=0):
+        diag = json.dumps({tag: "cifar10", "norm": norm, "eps_label": eps})
+        return [dict(suite=suite, model="net", dataset="c10", method="autoattack-standard", status="ok", metric=m, subset="id",
+                     value=v, seed=seed, diagnostics=diag) for m, v in (("clean-accuracy", clean), ("robust-accuracy", robust))]
+
+    rows = job("adversarial", "Linf", "8/255", 0.9, 0.4) + job("adversarial-l2", "L2", "0.5", 0.9, 0.7)
+    rows += [dict(r, model="resized") for r in job("adversarial", "Linf", "8/255", 0.9, 0.1, tag="protocol (not comparable)")]
+    _write_store(tmp_path / "store", rows)
+    written = export_model_info(tmp_path / "store", tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
+        "cifar10/L2/net__autoattack-standard.json", "cifar10/Linf/net__autoattack-standard.json"]
+    linf, l2 = (json.loads((tmp_path / "out" / "cifar10" / n / "net__autoattack-standard.json").read_text()) for n in ("Linf", "L2"))
+    assert (linf["autoattack_acc"], linf["eps"]) == ("40.0", "8/255") and (l2["autoattack_acc"], l2["eps"]) == ("70.0", "0.5")
+    assert linf["footnote"].endswith("seed 0")
