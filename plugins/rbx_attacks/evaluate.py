@@ -102,6 +102,8 @@ def _attack_all(ev, attacked, attacks, budget, source, indices, to_unit, batch_s
         xs, ys, ids = zip(*inputs.unit_batches(source, indices[start:start + CHUNK], to_unit))
         x = torch.cat(xs).to(ev.device)
         y = torch.as_tensor(np.concatenate(ys)).to(ev.device)
+        if start == 0:
+            ev.method.check(attacked, x[:batch_size], y[:batch_size], ev.ctx)
         result = run_sequence(attacked, x, y, attacks, batch_size)
         parts["label"].append(y.cpu().numpy())
         parts["sample_id"] += [i for chunk in ids for i in chunk]
@@ -139,6 +141,8 @@ def _attack_all(ev, attacked, attacks, budget, source, indices, to_unit, batch_s
         flag = np.concatenate(flags)
         columns[f"robust_after/{name}"] = flag
         metrics.append(MetricValue(f"after/{name}", "robust-accuracy", float(flag.mean()), True, n, None))
+    if n:
+        ev.method.check_after({m.subset.split("/", 1)[1]: m.value for m in metrics[2:]}, metrics[0].value, ev.ctx)
     return metrics, columns
 
 

@@ -69,6 +69,12 @@ class AttackMethod(Method):
     def attacks(self, model: torch.nn.Module, budget: Budget, num_classes: int, seed: int, device: str, ctx: Context) -> list[tuple[str, Attack]]:
         raise NotImplementedError
 
+    def check(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> None:
+        """Checks of the defence on the first batch, before any attack (none by default)."""
+
+    def check_after(self, robust_after: dict[str, float], clean: float, ctx: Context) -> None:
+        """Checks of the result, given the robust accuracy after each attack in order (none by default)."""
+
     def score(self, ctx: Context, subset: str):
         """Per sample of ``subset`` (batches of ``ctx.loader``): ``prediction``
         (clean), ``adversarial_prediction`` and ``perturbation_norm``, under the
@@ -169,6 +175,42 @@ class AutoAttackMethod(AttackMethod):
             raise Unsupported(f"AutoAttack needs at least 2 classes; the model has {num_classes}")
         adversary = _autoattack(model, budget, seed, device)
         return [(name, _standard_attack(adversary, name)) for name in self.sequence]
+
+    def check(self, model, x, y, ctx):
+        """The reference's checks before attacking (``run_standard_evaluation``:
+        a randomised defence, probabilities instead of logits, a defence that
+        computes gradients in its forward pass), their warnings recorded."""
+        from pyautoattack import checks
+
+        warnings = _Warnings()
+        checks.funcs.update(dict.fromkeys(checks.funcs, 0))  # the reference's counters are module-global and never reset
+        checks.check_randomized(model, x, y, logger=warnings)
+        checks.check_range_output(model, x, logger=warnings)
+        checks.check_dynamic(model, x, False, logger=warnings)
+        warnings.record(ctx, "autoattack checks")
+
+    def check_after(self, robust_after, clean, ctx):
+        """The reference's check after the sequence: Square (black-box) breaking
+        points the white-box attacks left is a sign of gradient masking."""
+        from pyautoattack import checks
+
+        warnings = _Warnings()
+        checks.check_square_sr({"clean": clean, **robust_after}, logger=warnings)
+        warnings.record(ctx, "autoattack square check")
+
+
+class _Warnings:
+    """A logger for pyautoattack's checks that keeps their messages for the job's diagnostics."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.messages.append(message.split(" See ")[0])  # the reference's pointer to its own flags_doc.md
+
+    def record(self, ctx, key: str) -> None:
+        if self.messages:
+            ctx.record(key, "; ".join(self.messages))
 
 
 class APGDMethod(AttackMethod):

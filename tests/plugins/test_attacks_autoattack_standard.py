@@ -51,3 +51,41 @@ def test_standard_equals_the_reference_package(norm, eps):
     assert robust.mean() == robust_ref.mean()
     assert np.array_equal(robust, robust_ref)
     assert torch.equal(ours.adversarial_input, x_ref)
+
+
+class _Recorder:
+    def __init__(self):
+        self.diagnostics = {}
+
+    def record(self, key, value):
+        self.diagnostics[key] = value
+
+
+def test_the_reference_checks_flag_a_randomised_or_probability_output_model_and_square_gains():
+    """run_standard_evaluation's checks (pyautoattack.checks), their messages in the diagnostics."""
+    import torch
+
+    from rbx_attacks.methods import AutoAttackMethod
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10))
+    x, y = torch.rand(8, 3, 2, 2), torch.arange(8) % 10
+
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return plain(x + 0.1 * torch.randn_like(x))
+
+    method, ctx = AutoAttackMethod(), _Recorder()
+    method.check(plain, x, y, ctx)
+    assert ctx.diagnostics == {}
+    method.check(Noisy(), x, y, ctx)
+    assert "randomized defense" in ctx.diagnostics["autoattack checks"]
+    ctx = _Recorder()
+    method.check(torch.nn.Sequential(plain, torch.nn.Softmax(dim=1)), x, y, ctx)
+    assert "probability distribution" in ctx.diagnostics["autoattack checks"] and "flags_doc" not in ctx.diagnostics["autoattack checks"]
+
+    ctx = _Recorder()
+    method.check_after({"apgd-ce": 0.5, "apgd-t": 0.45, "fab-t": 0.45, "square": 0.45}, 0.9, ctx)
+    assert ctx.diagnostics == {}
+    method.check_after({"apgd-ce": 0.5, "apgd-t": 0.45, "fab-t": 0.45, "square": 0.40}, 0.9, ctx)
+    assert "Square Attack has decreased the robust accuracy of 5.00%" in ctx.diagnostics["autoattack square check"]
