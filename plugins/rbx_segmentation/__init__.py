@@ -96,7 +96,7 @@ _MI = "score = -mutual information H(mean p) - mean H(p_k) per pixel"
 _ENT = "score = -H(mean p) per pixel (predictive entropy)"
 
 METHODS = [
-    _posthoc("seg-msp", "MSP", "maximum softmax probability per pixel", "Hendrycks & Gimpel, ICLR 2017; per pixel: Hendrycks et al., ICML 2022"),
+    _posthoc("seg-msp", "MSP", "maximum softmax probability per pixel, emitted as MSP − 1 = −(sum of the other probabilities)", "Hendrycks & Gimpel, ICLR 2017; per pixel: Hendrycks et al., ICML 2022"),
     _posthoc("seg-maxlogit", "MaxLogit", "maximum logit per pixel", "Hendrycks et al., 'Scaling OOD detection to real-world settings', ICML 2022"),
     _posthoc("seg-entropy", "Entropy", "negative softmax entropy per pixel", "Shannon entropy of the per-pixel softmax"),
     _posthoc("seg-energy", "Energy", "T·logsumexp(logits / T) per pixel, T = 1", "Liu, Wang, Owens & Li, NeurIPS 2020, eq. 4", temperature=1.0),
@@ -120,7 +120,7 @@ METHODS = [
              members=4),
     MethodSpec("seg-confidnet", factory="rbx_segmentation.confidnet:ConfidNetSeg", requires={"dense_logits", "feature_maps", "train_split"},
                outputs=_OUT, params={"epochs": 10, "lr": 1e-3},
-               summary="5-layer 3×3 conv head on the frozen decoder maps, trained by MSE between sigmoid(c) and the true-class probability per pixel; score = sigmoid(c)",
+               summary="5-layer 3×3 conv head on the frozen decoder maps, trained by MSE between sigmoid(c) and the true-class probability per pixel; score = sigmoid(c) − 1, computed as −sigmoid(−c)",
                paper="Corbière, Thome, Bar-Hen, Cord & Pérez, NeurIPS 2019, §3.3 and §4.3",
                deviations=("Head widths scaled to the 16-channel decoder maps (64-32-16-16 instead of 400-120-64-64) and trained "
                            "10 epochs with Adam on the train split's un-augmented maps.",)),

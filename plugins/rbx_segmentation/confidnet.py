@@ -15,7 +15,9 @@ reads the model's ``feature_maps`` (frozen; computed once per image), and its
 output is upsampled bilinearly to the input resolution. Trained on the
 ``train`` split, as the official code, with Adam (lr 1e-3, batch 16, seeded,
 one thread) for :data:`EPOCHS` epochs; ignored pixels carry no loss.
-``score = sigmoid(c)``; ``prediction`` and ``probs`` are the segmenter's.
+``score = sigmoid(c) - 1``, computed as ``-sigmoid(-c)`` (the confidence
+minus 1 without cancellation, same ranking: see :mod:`rbx_segmentation.methods`);
+``prediction`` and ``probs`` are the segmenter's.
 """
 
 from __future__ import annotations
@@ -117,6 +119,6 @@ class ConfidNetSeg(PixelMethod):
             for x, _ in ctx.loader(subset, batch_size=BATCH):
                 logits = ctx.model.forward(x)[0].float()
                 c = F.interpolate(self.head(ctx.model.feature_maps(x).float()), size=logits.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-                conf = torch.sigmoid(c).numpy()
+                conf = -torch.sigmoid(-c).numpy()
                 for b, lg in enumerate(logits.numpy()):
                     yield {"prediction": lg.argmax(axis=0).astype(np.int64), "probs": softmax(lg).astype(np.float32), "score": conf[b].astype(np.float32)}

@@ -6,7 +6,8 @@ float32, **higher = more in-distribution**. ``score`` stacks them for a whole
 subset (tests, the conformance kit); the evaluator streams ``score_images``
 so it holds one image at a time.
 
-* Post-hoc on the cached logits ``l`` (``p = softmax(l)``): MSP ``max p``
+* Post-hoc on the cached logits ``l`` (``p = softmax(l)``): MSP ``max p``,
+  emitted as ``max p - 1`` (:func:`msp_minus_one`; same ranking, see below)
   (Hendrycks & Gimpel, ICLR 2017; per pixel as in Hendrycks et al., "Scaling
   OOD detection to real-world settings", ICML 2022, the StreetHazards
   baseline), MaxLogit ``max l`` (same paper, §4), entropy ``-H(p)``, energy
@@ -16,10 +17,17 @@ so it holds one image at a time.
   et al., BMVC 2017), Deep Ensembles (Lakshminarayanan et al., NeurIPS 2017),
   BatchEnsemble or LP-BNN members (:mod:`rbx_segmentation.layers`); ``probs``
   is their mean ``p̄``, ``prediction = argmax p̄``, and ``score`` is
-  ``-H(p̄)`` (predictive entropy), ``max p̄`` or ``-MI`` with the mutual
+  ``-H(p̄)`` (predictive entropy), ``max p̄ - 1`` or ``-MI`` with the mutual
   information ``MI = H(p̄) - mean_k H(p_k)`` (Gal's thesis, 2016, §3.3.1),
   zero exactly when the members agree.
 * ConfidNet for segmentation (:mod:`rbx_segmentation.confidnet`).
+
+Scores bounded above by 1 (an MSP, a sigmoid confidence) are emitted minus
+1, computed without cancellation: confident pixels crowd just below 1, where
+float32 (and the evaluator's 12-significant-bit pooled histogram) cannot tell
+``1 - 1e-5`` from ``1 - 1e-6``; near 0 they keep full relative precision, so
+the pooled curves are those of the exact MSP, as SegmentMeIfYouCan's stored
+``1 - MSP``. A constant shift changes no ranking metric.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import numpy as np
 
 from robustbench_x.api import Context, Method
 
-__all__ = ["PixelMethod", "MSP", "MaxLogit", "Entropy", "Energy", "MCDropout", "DeepEnsemble", "BatchEnsemble", "LPBNN", "entropy", "mutual_information", "softmax"]
+__all__ = ["PixelMethod", "MSP", "MaxLogit", "Entropy", "Energy", "MCDropout", "DeepEnsemble", "BatchEnsemble", "LPBNN", "entropy", "mutual_information", "msp_minus_one", "softmax"]
 
 #: Images per forward pass for the sampling methods.
 BATCH = 16
@@ -46,6 +54,17 @@ def entropy(probs: np.ndarray, axis: int = 0) -> np.ndarray:
     """Shannon entropy (nats) along ``axis``; ``0 log 0 = 0``."""
     p = np.asarray(probs, dtype=np.float64)
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
+
+
+def msp_minus_one(probs: np.ndarray) -> np.ndarray:
+    """``max_c p_c - 1`` over axis 0, computed as ``-(sum of the other probabilities)``.
+
+    ``sum(p) - max(p)`` would cancel (float32 ``p_max`` near 1 has an absolute
+    step of 6e-8); the non-maximal probabilities of a softmax (``exp(l_j - max l) / S``)
+    carry full relative precision down to float32's smallest values, so their sum does too."""
+    rest = np.array(probs, dtype=np.float32, copy=True)
+    np.put_along_axis(rest, rest.argmax(axis=0)[None], 0.0, axis=0)
+    return -rest.sum(axis=0)
 
 
 def mutual_information(member_probs: np.ndarray) -> np.ndarray:
@@ -80,7 +99,7 @@ class _Posthoc(PixelMethod):
 
 class MSP(_Posthoc):
     def pixel_score(self, logits, probs):
-        return probs.max(axis=0)
+        return msp_minus_one(probs)
 
 
 class MaxLogit(_Posthoc):
@@ -125,7 +144,7 @@ class Sampled(PixelMethod):
         if self.kind == "entropy":
             score = -entropy(mean, axis=0)
         elif self.kind == "msp":
-            score = mean.max(axis=0)
+            score = msp_minus_one(mean)
         else:
             score = -mutual_information(member_probs)
         return {"prediction": mean.argmax(axis=0).astype(np.int64), "probs": mean.astype(np.float32), "score": score.astype(np.float32)}
