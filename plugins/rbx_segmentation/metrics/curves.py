@@ -12,10 +12,11 @@ highest score down: ``tp[k]`` positives and ``fp[k]`` negatives have a score
   bits (sign, exponent and the ``mantissa_bits`` leading mantissa bits): a
   monotone map, so the curve is the exact curve of scores rounded toward
   minus infinity to ``mantissa_bits + 1`` significant bits (relative step
-  ``2**-mantissa_bits``; 11 bits: < 0.05 %). Scores that are already float16
-  (SegmentMeIfYouCan stores ``anomaly_p`` as float16) are represented exactly
-  with the default 11 bits; other values only merge with values within that
-  relative step, which turns them into a tie.
+  ``2**-mantissa_bits``; 11 bits: < 0.05 %). Values only merge with values
+  within that relative step, which turns them into a tie. The step is
+  relative, so every value in ``[1 - 2**-12, 1)`` shares one bin: a score
+  saturating at a non-zero bound must be shifted to 0 by its method (the
+  segmentation methods emit ``MSP - 1``, see :mod:`rbx_segmentation.methods`).
 """
 
 from __future__ import annotations

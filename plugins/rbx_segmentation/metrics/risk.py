@@ -7,7 +7,8 @@ takes the risk of the most confident group, linear trapezoid from coverage 0
 to 1. Pixels stream into an
 :class:`~rbx_segmentation.metrics.curves.OrderedHistogram`, so confidences are
 grouped at 12 significant bits (relative step 2**-11): identical to the exact
-value when the confidences differ at that precision, and a tie otherwise.
+value when the confidences differ at that precision, and a tie otherwise
+(hence the methods' confidences bounded by 1 are emitted minus 1).
 """
 
 from __future__ import annotations
