@@ -162,7 +162,7 @@ def _figure(page: Page, rows: pd.DataFrame, metrics: list[str], kind: str, model
     if kind == "anomaly":
         panels = [(f"{m}: anomaly score (−score)", -v) for m, v in panels]
     else:
-        panels = [(f"{m}: confidence (score)", v) for m, v in panels]
+        panels = [(f"{m}: score (↑ = in-distribution)", v) for m, v in panels]  # MSP and ConfidNet are emitted minus 1
     data = {"images": images, "masks": masks, "panels": [[t, v] for t, v in panels], "ids": ids}
     name = f"{slug(page.suite.name)}-{slug(model)}-{slug(dataset)}-{slug(subset)}.png"
     alt = f"{subset}: example images, ground truth and per-pixel maps of {', '.join(methods)}"
