@@ -123,7 +123,11 @@ METHODS = [
                summary="5-layer 3×3 conv head on the frozen decoder maps, trained by MSE between sigmoid(c) and the true-class probability per pixel; score = sigmoid(c) − 1, computed as −sigmoid(−c)",
                paper="Corbière, Thome, Bar-Hen, Cord & Pérez, NeurIPS 2019, §3.3 and §4.3",
                deviations=("Head widths scaled to the 16-channel decoder maps (64-32-16-16 instead of 400-120-64-64) and trained "
-                           "10 epochs with Adam on the train split's un-augmented maps.",)),
+                           "10 epochs with Adam on the train split's un-augmented maps.",
+                           "Trained with Adam lr 1e-3 and batch 16, keeping the last epoch, with the segmenter's dropout off; the "
+                           "official selfconfid-seg.yaml uses lr 1e-4, batch 6, up to 500 epochs with the best validation AP-error "
+                           "kept and dropout on; the head reads the decoder's half-resolution maps, upsampled, where the official "
+                           "head reads the full-resolution 64-channel maps.")),
 ]
 
 SEG_METRICS = ("miou", "pixel-accuracy", "pixel-ece", "pixel-nll", "pixel-brier", "pixel-aurc")

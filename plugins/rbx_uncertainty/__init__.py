@@ -107,9 +107,9 @@ def rbx_methods() -> list[MethodSpec]:
                 "CPU budget: the head trains for 100 epochs instead of the paper's 500.",
                 "The epoch is chosen by validation AP-error with ties (a constant AP-error included) broken by validation "
                 "loss; the paper selects by AP-error alone and the official code leaves the choice to the user.",
-                "The head trains on cached, un-augmented features with the encoder's dropout off, on the dataset's val "
-                "split (official phase 2: augmented inputs, encoder dropout on, 10 % of train held out); the "
-                "cloned-encoder fine-tuning phase is off by default.",
+                "The head trains on the train split's cached, un-augmented features with the encoder's dropout off and "
+                "its epoch is chosen on the dataset's val split (official phase 2: augmented inputs, encoder dropout on, "
+                "10 % of train held out for the choice); the cloned-encoder fine-tuning phase is off by default.",
             ),
         ),
     ]
