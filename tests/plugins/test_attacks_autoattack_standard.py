@@ -20,10 +20,10 @@ from rbx_attacks.threat import Budget  # noqa: E402
 class Net(torch.nn.Module):
     """A small 10-class network (two layers, so no attack is exact by construction)."""
 
-    def __init__(self):
+    def __init__(self, side: int = 4):
         super().__init__()
         g = torch.Generator().manual_seed(0)
-        self.W1 = torch.randn(24, 48, generator=g) / 7
+        self.W1 = torch.randn(24, 3 * side * side, generator=g) / (7 * side / 4)
         self.W2 = torch.randn(10, 24, generator=g)
 
     def forward(self, x):
@@ -31,14 +31,14 @@ class Net(torch.nn.Module):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("norm, eps", [("Linf", 0.03)])
-def test_standard_equals_the_reference_package(norm, eps):
+@pytest.mark.parametrize("norm, eps, side", [("Linf", 0.03, 4), ("L2", 0.2, 8)])  # Square's L2 needs more than 4x4 pixels
+def test_standard_equals_the_reference_package(norm, eps, side):
     from pyautoattack import AutoAttack
 
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
-    model = Net().eval()
+    model = Net(side).eval()
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(12, 3, 4, 4, generator=g)
+    x = torch.rand(12, 3, side, side, generator=g)
     y = model(x).argmax(1)
     y[0] = (y[0] + 1) % 10  # one misclassified clean sample
     with torch_threads(1):
