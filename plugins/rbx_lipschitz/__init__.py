@@ -29,7 +29,7 @@ METRICS = [
     MetricSpec("certified-accuracy", "certified", f"{_M}:certified_accuracy", True, 100,
                "certified robust accuracy at ε (one row per ε of the grid, subset <subset>/l2/<ε>)", _CERT, check_cases=f"{_M}:check_cases"),
     MetricSpec("mean-certified-radius", "certified", f"{_M}:mean_certified_radius", True, 1,
-               "mean certified ℓ2 radius (0 for a wrong prediction)", "margin / (√2 L), deel-lip CategoricalProvableAvgRobustness", check_cases=f"{_M}:check_cases"),
+               "mean certified ℓ2 radius (0 for a wrong prediction)", "margin / (√2 L), deel-lip CategoricalProvableAvgRobustness (disjoint_neurons=False)", check_cases=f"{_M}:check_cases"),
     MetricSpec("certified-pixel-accuracy", "certified-segmentation", f"{_M}:certified_pixel_accuracy", True, 100,
                "certified robust pixel accuracy (CRPA) at ε, mean over images", f"{_SEG}; void pixels excluded; ε = 0: clean pixel accuracy",
                check_cases=f"{_M}:segmentation_check_cases"),
@@ -77,7 +77,7 @@ METHODS = [
         outputs={"certified_radius"},
         summary="top-1 margin and certified ℓ2 radius margin / (√2 L) from the model's declared Lipschitz constant",
         paper="Serrurier et al., Achieving robustness in classification using optimal transport with hinge regularization, CVPR 2021; "
-        "deel-lip deel/lip/metrics.py CategoricalProvableRobustAccuracy",
+        "deel-lip deel/lip/metrics.py CategoricalProvableRobustAccuracy (disjoint_neurons=False)",
     ),
     MethodSpec(
         name="lipschitz-pixel-margin",

@@ -2,8 +2,8 @@
 
 The built-in networks are *trained* with deel-torchlip's orthogonalised layers
 (``deel.torchlip.SpectralConv2d`` / ``SpectralLinear``: spectral normalisation
-then Björck orthonormalisation, and for convolutions the library's correction
-factor for zero padding; :mod:`rbx_lipschitz.training`) and *evaluated* as the
+then Björck orthonormalisation, and for convolutions deel-torchlip 1.0.5's
+generic factor 1/√(k·k), 1/3 for 3 × 3 kernels; :mod:`rbx_lipschitz.training`) and *evaluated* as the
 plain ``nn.Conv2d`` / ``nn.Linear`` layers that ``deel.torchlip.vanilla_model``
 exports, so evaluation needs nothing beyond torch. What is 1-Lipschitz by
 construction during training is not taken on trust after export: the declared

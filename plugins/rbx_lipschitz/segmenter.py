@@ -4,8 +4,8 @@ Architecture :func:`rbx_lipschitz.nets.segmenter_arch`: 3 × 3 convolutions with
 GroupSort2 activations, two 2× pixel unshuffles down and two pixel shuffles up
 (permutations of coordinates, so no pooling or interpolation weakens the bound);
 per-pixel logits at the input resolution. Trained like ``lipschitz-cnn``
-(deel-torchlip layers, hinge-KR loss on every non-void pixel,
-:mod:`rbx_lipschitz.training`), evaluated as plain torch layers. Inputs are RGB
+(deel-torchlip layers, τ-scaled cross-entropy, τ = 8, with 1/√frequency class
+weights on every non-void pixel, :mod:`rbx_lipschitz.training`), evaluated as plain torch layers. Inputs are RGB
 [0, 1] pixels at the dataset's resolution (a multiple of 4).
 
 Its declared ``lipschitz_constant`` bounds the ℓ2 Lipschitz constant of the
