@@ -43,6 +43,10 @@ from robustbench_x.api import DatasetSpec, MethodSpec, ModelSpec, SuiteSpec
 __all__ = ["rbx_models", "rbx_methods", "rbx_datasets", "rbx_suites"]
 
 _LEARNED = ("score", "confidence", "probs", "prediction")
+_BICUBIC = (
+    "Images are resized with CLIP's own bicubic interpolation; the official evaluation scripts resize with torchvision's "
+    "default bilinear, so published tables can differ slightly."
+)
 
 
 @hookimpl
@@ -71,6 +75,7 @@ def rbx_methods() -> list[MethodSpec]:
             params={"temperature": 1.0},
             summary="Maximum concept matching: max_k softmax(cos(x, 'a photo of a {k}')/T), T = 1 on raw cosines.",
             paper="Ming et al., NeurIPS 2022 (deeplearning-wisc/MCM)",
+            deviations=(_BICUBIC,),
         ),
         MethodSpec(
             name="gl-mcm",
@@ -80,6 +85,7 @@ def rbx_methods() -> list[MethodSpec]:
             params={"temperature": 1.0, "lambda_local": 1.0, "batch_size": 64},
             summary="Global-local MCM: MCM of the global embedding + λ·max over patches and classes of the per-patch softmax.",
             paper="Miyai et al., IJCV 2025 (AtsuMiyai/GL-MCM)",
+            deviations=(_BICUBIC,),
         ),
         MethodSpec(
             name="zeroshot-msp",
