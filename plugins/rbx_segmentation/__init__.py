@@ -112,10 +112,10 @@ METHODS = [
              "Lakshminarayanan, Pritzel & Blundell, NeurIPS 2017", K=5),
     _sampled("seg-batchensemble", "BatchEnsemble", _RANK1, "entropy", f"M = 4 rank-1 members of the built-in architecture, member-major; {_ENT}",
              "Wen, Tran & Ba, ICLR 2020", deviations=(_CPU,), members=4),
-    _sampled("seg-lpbnn", "LPBNN", _RANK1, "entropy", f"M = 4 members, rank-1 scalings encoded by a per-layer VAE (latent 32); {_ENT}",
-             "Franchi, Bursuc, Aldea, Dubuisson & Bloch, arXiv 2012.02818", stochastic=True,
-             deviations=(_CPU, "Each layer's VAE is warmed up alone on its loss (300 Adam steps) before training, so the decoded "
-                         "scalings start near the frozen α; without it the short CPU training does not recover.",
+    _sampled("seg-lpbnn", "LPBNN", _RANK1, "msp", "M = 4 rank-1 members whose input scalings are decoded by a per-layer "
+             "auto-encoder (latent 32, VAE loss); score = max of the mean softmax, emitted as MSP − 1",
+             "Franchi, Bursuc, Aldea, Dubuisson & Bloch, arXiv 2012.02818, §3; official code giannifranchi/LP_BNN",
+             deviations=(_CPU, "Batch norm is shared between the members (the official code has one per member).",
                          "Separate mean and log-variance layers (the paper's); the official code computes both with one layer."),
              members=4),
     MethodSpec("seg-confidnet", factory="rbx_segmentation.confidnet:ConfidNetSeg", requires={"dense_logits", "feature_maps", "train_split"},

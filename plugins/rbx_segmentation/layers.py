@@ -15,24 +15,33 @@ member sees different images, no tiling in training).
   (ENSTA-U2IS-AI/torch-uncertainty, ``torch_uncertainty/layers/batch_ensemble.py``).
 * :class:`LPBNNConv2d` -- LP-BNN (Franchi et al., "Encoding the latent
   posterior of Bayesian Neural Networks for uncertainty quantification",
-  arXiv 2012.02818, §3): BatchEnsemble whose per-member input scalings
-  ``α_i`` are passed through a small VAE, ``z = μ(e) + σ(e)·ε``,
-  ``e = ReLU(enc(α))``, ``α̂ = dec(z)``, and ``y = (W ⊛ (x ∘ α̂_i)) ∘ γ_i + b_i``;
-  ``α`` is frozen (``N(1, 0.5)``), the layer's extra loss is
-  ``MSE(α̂, α) + KL(q(z) ‖ N(0, I))``; latent size 32. Official code:
-  giannifranchi/LP_BNN, ``networks/LPBNN_layers.py`` (``Ensemble_Conv2d``).
-  Two departures from that file, both towards the paper: separate mean and
-  log-variance layers (the official forward computes both with
-  ``encoder_fcmean`` and leaves ``encoder_fcvar`` unused), and the
-  evaluation-time latent noise comes from a seeded generator (the official
-  layer draws it from the global RNG), so a job's scores are reproducible.
+  arXiv 2012.02818, §3): BatchEnsemble whose per-member input scalings are
+  the frozen ``α_i`` (``N(1, 0.5)``) passed through a small auto-encoder,
+  ``e_i = ReLU(enc(α_i))``, ``α̂_i = dec(e_i)``, and
+  ``y = (W ⊛ (x ∘ α̂_i)) ∘ γ_i + b_i``; latent size 32. As the official conv
+  layer (giannifranchi/LP_BNN, ``networks/LPBNN_layers.py``,
+  ``Ensemble_Conv2d.forward``), the decoder reads the encoder's embedding
+  ``e_i``, not a sample ``μ + σ·ε``: it draws a sample, then overwrites the
+  decoded scalings with the decoder applied to the embedding, so ``α̂`` is
+  deterministic (training and evaluation alike) and differs per member. The
+  variational part lives in the loss only: the layer's extra loss is
+  ``MSE(α̂, α) + KL(N(μ(e), σ²(e)) ‖ N(0, I))`` (:attr:`LPBNNConv2d.latent_loss`),
+  and the network adds the sum over its LP-BNN layers divided by (number of
+  LP-BNN layers + 1), the official training loop's weighting
+  (:meth:`rbx_segmentation.net.SegNet.latent_loss`). One departure, towards
+  the paper: separate mean and log-variance layers (the official forward
+  computes both with ``encoder_fcmean`` and leaves ``encoder_fcvar`` unused).
+  Only the official fully-connected layer (``Ensemble_FC``) decodes a sample.
+  A sampled decoder (the paper's §3 reading) collapsed on the built-in
+  network: the KL term drove ``μ`` to 0 and ``σ`` to 1 in every layer, the
+  decoded scalings became one vector shared by all members plus noise.
 
-torch-uncertainty's LP-BNN layer (``layers/bayesian/lpbnn.py``, 0.13) tiles
+torch-uncertainty's LP-BNN layer (``layers/bayesian/lpbnn.py``, 0.8) tiles
 its per-member vectors with ``alpha.repeat((b, 1))``, which is *interleaved*
 (row ``j`` gets member ``j % M``), while its models tile inputs member-major;
 with ``b % M == 0`` every copy of an image then meets the same member and the
 ensemble collapses to one network. Here both the inputs and the per-member
-vectors use :func:`member_rows`, and ``tests/plugins/test_segmentation_ensembles.py``
+vectors use :func:`member_rows`, and ``tests/plugins/test_segmentation_methods.py``
 checks that members differ on the same input.
 """
 
@@ -98,19 +107,15 @@ class LPBNNConv2d(nn.Module):
         nn.init.normal_(self.gamma, 1.0, 0.5)
         bound = 1 / math.sqrt(cin * kernel_size * kernel_size)
         nn.init.uniform_(self.bias, -bound, bound)
+        #: ``MSE(α̂, α) + KL`` of the last training-mode pass (0 before any).
         self.latent_loss = torch.zeros(())
-        #: Generator of the evaluation-time latent noise (set by the model for a seeded job).
-        self.generator: torch.Generator | None = None
 
     def decoded_alpha(self) -> torch.Tensor:
+        """``(M, cin)`` per-member scalings ``dec(ReLU(enc(α)))``; in training mode also sets :attr:`latent_loss`."""
         e = F.relu(self.encoder(self.alpha))
-        mu, logvar = self.mean(e), self.logvar(e)
-        if self.training or self.generator is None:
-            eps = torch.randn_like(mu)
-        else:
-            eps = torch.randn(mu.shape, generator=self.generator, dtype=mu.dtype)
-        alpha_hat = self.decoder(mu + torch.exp(0.5 * logvar) * eps)
+        alpha_hat = self.decoder(e)
         if self.training:
+            mu, logvar = self.mean(e), self.logvar(e)
             kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
             self.latent_loss = F.mse_loss(alpha_hat, self.alpha) + kl
         return alpha_hat

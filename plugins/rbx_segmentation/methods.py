@@ -236,16 +236,9 @@ class BatchEnsemble(_RankOneEnsemble):
 
 
 class LPBNN(_RankOneEnsemble):
+    """Default score: the maximum of the mean softmax (MSP − 1), as the official ``evaluate_uncertainty.py``."""
+
     layer_kind = "lpbnn"
 
-    def score_images(self, ctx, subset):
-        import torch
-
-        from rbx_segmentation.layers import LPBNNConv2d
-
-        # one seeded stream of latent noise per subset: the job's scores are reproducible
-        generator = torch.Generator().manual_seed(ctx.seed)
-        for m in self.net.modules():
-            if isinstance(m, LPBNNConv2d):
-                m.generator = generator
-        yield from super().score_images(ctx, subset)
+    def __init__(self, members: int = 4, score: str = "msp", **params) -> None:
+        super().__init__(members=members, score=score, **params)

@@ -114,9 +114,11 @@ class BuiltinSegmenter(Model):
 
 
 def weights_key(train_fingerprint: str, seed: int, num_classes: int, kind: str = "plain", members: int = 1) -> str:
-    from rbx_segmentation.net import RECIPE
+    from rbx_segmentation.net import RECIPE, REVISIONS
 
     payload = {"recipe": RECIPE, "train": train_fingerprint, "seed": int(seed), "classes": int(num_classes), "kind": kind, "members": members}
+    if kind in REVISIONS:
+        payload["revision"] = REVISIONS[kind]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -19,11 +19,12 @@ in seconds on one CPU thread.
 ``members > 1`` builds the same network with every convolution a rank-1
 ensemble layer (:mod:`rbx_segmentation.layers`, ``BatchConv2d`` or
 ``LPBNNConv2d``; batch norm shared between members, as torch-uncertainty's
-batched models).
+batched models; the official LP-BNN code has one batch norm per member,
+a deviation the method's spec declares).
 
 Recipe (:data:`RECIPE`): Adam, lr 3e-3, batch 8, random horizontal and
 vertical flips, cross-entropy with the ignore label 255 (LP-BNN adds its
-layers' latent losses, after a warm-up of the VAEs alone: :func:`warm_up_latents`), cosine decay, seeded, one thread, so one machine
+layers' latent losses: :meth:`SegNet.latent_loss`), cosine decay, seeded, one thread, so one machine
 reproduces the weights bit for bit (:func:`train`).
 """
 
@@ -41,8 +42,9 @@ __all__ = ["SegNet", "RECIPE", "MEAN", "STD", "to_inputs", "train"]
 RECIPE = {"arch": "tiny-unet-v2", "epochs": 8, "lr": 3e-3, "batch_size": 8, "dropout": 0.2, "width": 16}
 MEAN, STD = 0.5, 0.25
 IGNORE = 255
-#: Adam steps of each LP-BNN layer's VAE on its own loss before training (:func:`warm_up_latents`).
-LATENT_WARMUP = 300
+#: Revision of a kind's layers or training, part of its weights key so weights cached before a change are not reused
+#: (LP-BNN 2: scalings decoded from the embedding, latent loss weighted, no warm-up). Absent kinds keep their keys.
+REVISIONS = {"lpbnn": 2}
 
 
 def to_inputs(images: np.ndarray) -> torch.Tensor:
@@ -88,23 +90,9 @@ class SegNet(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def latent_loss(self) -> torch.Tensor:
-        return sum((m.latent_loss for m in self.modules() if isinstance(m, LPBNNConv2d)), torch.zeros(()))
-
-
-def warm_up_latents(net: SegNet, steps: int = LATENT_WARMUP) -> None:
-    """Fit each LP-BNN layer's VAE alone on its own loss (reconstruction + KL) before the
-    network trains, so the decoded scalings start near the frozen ``α`` rather than at an
-    untrained decoder's output (a random sign around 0, which a short CPU training never
-    recovers from)."""
-    for layer in (m for m in net.modules() if isinstance(m, LPBNNConv2d)):
-        params = [*layer.encoder.parameters(), *layer.mean.parameters(), *layer.logvar.parameters(), *layer.decoder.parameters()]
-        opt = torch.optim.Adam(params, lr=1e-2)
-        layer.train()
-        for _ in range(steps):
-            layer.decoded_alpha()
-            opt.zero_grad()
-            layer.latent_loss.backward()
-            opt.step()
+        """The LP-BNN layers' latent losses summed and divided by (their number + 1), the official training loop's weighting."""
+        layers = [m for m in self.modules() if isinstance(m, LPBNNConv2d)]
+        return sum((m.latent_loss for m in layers), torch.zeros(())) / (len(layers) + 1)
 
 
 def train(images: np.ndarray, masks: np.ndarray, num_classes: int, seed: int, *, members: int = 1, kind: str = "plain", epochs: int | None = None) -> SegNet:
@@ -119,8 +107,6 @@ def train(images: np.ndarray, masks: np.ndarray, num_classes: int, seed: int, *,
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         net = SegNet(num_classes, members=members, kind=kind)
-        if kind == "lpbnn":
-            warm_up_latents(net)
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=RECIPE["lr"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
         n = len(x) - len(x) % bs  # whole batches only: an ensemble's batch splits evenly among its members

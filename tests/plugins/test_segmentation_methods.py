@@ -145,14 +145,86 @@ def test_rank_one_members_differ_on_the_same_input(kind):
             assert (out[a] - out[b]).abs().max() > 1e-3, (kind, a, b)
 
 
-def test_lpbnn_evaluation_noise_follows_its_generator():
+def _identity_autoencoder(layer: LPBNNConv2d, mean: float = 0.0, logvar: float = 0.0) -> None:
+    """enc/dec that pass a positive α through unchanged; constant μ and log σ² (independent of e)."""
+    cin = layer.alpha.shape[1]
+    with torch.no_grad():
+        for lin in (layer.encoder, layer.decoder, layer.mean, layer.logvar):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        layer.encoder.weight[:cin, :cin] = torch.eye(cin)
+        layer.decoder.weight[:cin, :cin] = torch.eye(cin)
+        layer.mean.bias.fill_(mean)
+        layer.logvar.bias.fill_(logvar)
+        layer.alpha.copy_(torch.tensor([[1.0, 2.0, 0.5], [0.25, 1.0, 3.0]]))
+
+
+def test_lpbnn_decodes_the_embedding_so_members_differ_and_evaluation_is_deterministic():
+    # official Ensemble_Conv2d: α̂ = dec(ReLU(enc(α))), the sample μ + σ·ε is not decoded
     torch.manual_seed(0)
-    layer = LPBNNConv2d(3, 2, 1, members=2).eval()
-    layer.generator = torch.Generator().manual_seed(7)
-    first = layer.decoded_alpha()
-    layer.generator = torch.Generator().manual_seed(7)
-    torch.testing.assert_close(layer.decoded_alpha(), first)
+    layer = LPBNNConv2d(3, 2, 1, members=2)
+    _identity_autoencoder(layer, mean=0.5, logvar=1.0)  # a sampled decoder would add noise of σ = e^0.5 here
+    x = torch.randn(1, 3, 4, 4)
+    rows = tile_members(x, 2)
+    for mode in (layer.train, layer.eval):
+        mode()
+        torch.testing.assert_close(layer.decoded_alpha(), layer.alpha.detach(), rtol=0, atol=0)
+        torch.manual_seed(1)
+        first = layer(rows)
+        torch.manual_seed(2)
+        torch.testing.assert_close(layer(rows), first, rtol=0, atol=0)
+    for i in range(2):
+        member = nn.functional.conv2d(x * layer.alpha[i][None, :, None, None], layer.conv.weight)
+        expected = member * layer.gamma[i][None, :, None, None] + layer.bias[i][None, :, None, None]
+        torch.testing.assert_close(first[i : i + 1], expected)
+    assert (first[0] - first[1]).abs().max() > 1e-3
     assert layer.alpha.requires_grad is False
+
+
+def test_lpbnn_latent_loss_is_mse_plus_kl_weighted_as_the_official_training():
+    layer = LPBNNConv2d(3, 2, 1, members=2).train()
+    m, lv = 0.5, 1.0
+    _identity_autoencoder(layer, mean=m, logvar=lv)
+    layer.decoded_alpha()
+    # MSE(α̂, α) = 0; KL of 2 members × 32 latents, each -0.5 (1 + lv - m² - e^lv)
+    torch.testing.assert_close(layer.latent_loss, torch.tensor(-0.5 * 2 * 32 * (1 + lv - m * m - np.exp(lv)), dtype=torch.float32))
+    net = SegNet(4, members=4, kind="lpbnn")
+    layers = [mod for mod in net.modules() if isinstance(mod, LPBNNConv2d)]
+    assert len(layers) == 6
+    for i, mod in enumerate(layers):
+        mod.latent_loss = torch.tensor(float(i + 1))
+    # official: the sum over the LP-BNN layers divided by (their number + 1): (1 + … + 6) / 7
+    torch.testing.assert_close(net.latent_loss(), torch.tensor(21.0 / 7.0))
+
+
+def test_seg_lpbnn_default_score_is_the_max_of_the_mean_softmax():
+    from rbx_segmentation import METHODS
+    from rbx_segmentation.methods import LPBNN, msp_minus_one
+
+    spec = next(s for s in METHODS if s.name == "seg-lpbnn")
+    assert spec.params["score"] == "msp" and not spec.stochastic
+    members = sp_softmax(np.random.default_rng(0).normal(size=(4, 3, 2, 2)), axis=1).astype(np.float32)
+    for method in (LPBNN(), LPBNN(**spec.params)):
+        np.testing.assert_array_equal(method.combine(members)["score"], msp_minus_one(members.mean(axis=0)).astype(np.float32))
+    assert LPBNN(score="entropy").combine(members)["score"] == pytest.approx(-sp_entropy(members.mean(axis=0), axis=0), abs=1e-6)
+
+
+def test_shipped_lpbnn_members_decode_different_scalings_and_disagree():
+    from safetensors.torch import load_file
+
+    from rbx_segmentation.models import WEIGHTS_DIR
+
+    net = SegNet(4, members=4, kind="lpbnn")
+    net.load_state_dict(load_file(str(WEIGHTS_DIR / "embedded-scenes-lpbnn-seed0.safetensors")))
+    net.eval()
+    layers = {n: mod for n, mod in net.named_modules() if isinstance(mod, LPBNNConv2d)}
+    with torch.no_grad():
+        for mod in layers.values():  # deterministic: the spread below is between members, not noise
+            torch.testing.assert_close(mod.decoded_alpha(), mod.decoded_alpha(), rtol=0, atol=0)
+        spreads = {n: float(mod.decoded_alpha().std(0).mean()) for n, mod in layers.items()}
+        probs = torch.softmax(net(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))), 1).view(4, 2, -1, 32, 32)
+    assert sum(v > 0.05 for v in spreads.values()) >= 4, spreads
+    assert mutual_information(probs[:, 0].numpy()).mean() > 1e-3
 
 
 def test_confidnet_target_is_the_true_class_probability():
