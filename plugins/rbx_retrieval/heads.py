@@ -87,6 +87,8 @@ PROBE_BATCHES = 256
 MAP_SAMPLES = 8192
 #: A training of at least this many steps logs its progress every tenth of its epochs.
 LOG_STEPS = 50_000
+#: Rows embedded at a time by ``score``.
+SCORE_ROWS = 65_536
 
 
 def _device(ctx: Context):
@@ -313,8 +315,13 @@ class RankLossHead(Method):
     def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
         if self.state is None:
             raise JobError(f"{self.loss}-head scored before fit")
-        features = np.asarray(ctx.outputs(subset).features, dtype=np.float32)
-        if self.norm_features:
-            features = layer_norm(features)
-        projected = features @ self.state["weight"].T + self.state["bias"]
+        features = ctx.outputs(subset).features
+        weight, bias = self.state["weight"], self.state["bias"]
+        projected = np.empty((len(features), len(bias)), dtype=np.float32)
+        # A block at a time: H-GLDv2's gallery features are ~6 GB, and the LayerNorm works in float64.
+        for start in range(0, len(features), SCORE_ROWS):
+            block = np.asarray(features[start : start + SCORE_ROWS], dtype=np.float32)
+            if self.norm_features:
+                block = layer_norm(block)
+            projected[start : start + SCORE_ROWS] = block @ weight.T + bias
         return {"embedding": l2_normalize(projected)}

@@ -146,6 +146,16 @@ def test_happier_standardises_the_features_like_its_sop_model():
     )
 
 
+def test_scoring_a_block_at_a_time_changes_nothing(monkeypatch):
+    """score() embeds SCORE_ROWS rows at a time (H-GLDv2's gallery features do not fit twice in memory)."""
+    import rbx_retrieval.heads as heads
+
+    head, ctx, _ = _fit("happier", epochs=1)
+    whole = head.score(ctx, "gallery")["embedding"]
+    monkeypatch.setattr(heads, "SCORE_ROWS", 7)
+    np.testing.assert_allclose(head.score(ctx, "gallery")["embedding"], whole, atol=1e-6)
+
+
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="roadmap"):
         RankLossHead(loss="triplet")
