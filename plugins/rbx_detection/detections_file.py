@@ -66,8 +66,13 @@ def read_detections(path: str | Path) -> dict[tuple[str, int], FrameDetections]:
     }
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """The per-video files of a detections folder, in name order (what is read, and fingerprinted)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith("."))
+
+
 def _read_folder(folder: Path) -> dict[tuple[str, int], FrameDetections]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith("."))
+    files = folder_files(folder)
     if not files:
         raise ConfigError("the detections folder holds no <video stem>.txt file", file=str(folder), fix=FORMAT)
     out: dict[tuple[str, int], FrameDetections] = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbx_detection.detections_file import EMPTY, read_detections
+from rbx_detection.detections_file import EMPTY, folder_files, read_detections
 from robustbench_x.api import Model, load_state_dict
 from robustbench_x.errors import ConfigError, JobError
 
@@ -94,9 +94,9 @@ class TorchvisionDetector(Model):
 
 
 def _content_hash(path: Path) -> str:
-    """A file's bytes, or a folder's ``.txt`` files by name and bytes."""
+    """A file's bytes, or the files a detections folder is read from, by name and bytes."""
     h = hashlib.sha256()
-    for file in sorted(path.glob("*.txt")) if path.is_dir() else [path]:
+    for file in folder_files(path) if path.is_dir() else [path]:
         h.update(file.name.encode() + b"\0" + file.read_bytes())
     return h.hexdigest()[:16]
 
