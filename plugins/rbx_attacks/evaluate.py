@@ -137,12 +137,14 @@ def _attack_all(ev, attacked, attacks, budget, source, indices, to_unit, batch_s
     n = len(label)
     metrics = [MetricValue(SUBSET, "clean-accuracy", float(correct(clean, label).mean()), True, n, None),
                MetricValue(SUBSET, "robust-accuracy", float(robust.mean()), True, n, None)]
+    robust_after = {}
     for name, flags in after.items():
         flag = np.concatenate(flags)
         columns[f"robust_after/{name}"] = flag
-        metrics.append(MetricValue(f"after/{name}", "robust-accuracy", float(flag.mean()), True, n, None))
+        robust_after[name] = float(flag.mean())
+        metrics.append(MetricValue(f"after/{name}", "robust-accuracy", robust_after[name], True, n, None))
     if n:
-        ev.method.check_after({m.subset.split("/", 1)[1]: m.value for m in metrics[2:]}, metrics[0].value, ev.ctx)
+        ev.method.check_after(robust_after, metrics[0].value, ev.ctx)
     return metrics, columns
 
 
