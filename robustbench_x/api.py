@@ -237,12 +237,24 @@ class ModelSpec:
     #: A segmenter says ``{"segmentation"}`` so a classification suite never pairs
     #: it with a classification dataset (its dropout would match MC Dropout).
     tasks: frozenset[str] = field(default_factory=frozenset)
+    #: The keys of a ``models:`` entry the family reads, besides ``type`` (of
+    #: ``robustbench_x.config.MODEL_KEYS``); None: all of them. A key the family
+    #: would ignore is a configuration error, not a silent no-op.
+    option_keys: frozenset[str] | None = None
+    #: Forms of the keys under the entry's ``options:`` mapping, in the vocabulary
+    #: of :mod:`robustbench_x.options`; empty: ``options:`` is not checked. A
+    #: ``path`` there is, like ``checkpoint``, resolved against datasets.yaml and
+    #: keys the model's results by its content.
+    option_types: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "requires", _frozen(self.requires))
         object.__setattr__(self, "tasks", _frozen(self.tasks))
+        if self.option_keys is not None:
+            object.__setattr__(self, "option_keys", _frozen(self.option_keys))
+        object.__setattr__(self, "option_types", dict(self.option_types))
 
 
 @dataclass(frozen=True)

@@ -341,7 +341,9 @@ def _describe_spec(kind: str, item: dict) -> str:
         arrow = "↑" if item["higher_is_better"] else "↓"
         return f"{item['kind']} {arrow} {item['summary']}"
     if kind == "models":
-        return f"{'family ' if item['family'] else ''}{item['summary']}"
+        keys = item.get("option_keys")
+        entry = "" if keys is None else f"; entry keys {', '.join(keys)}" if keys else "; an entry takes no key but type"
+        return f"{'family ' if item['family'] else ''}{item['summary']}{entry}"
     if kind == "datasets":
         what = "built-in" if item["builtin"] else f"type; keys {', '.join(item['option_keys'])}"
         return f"{what}; {item['summary']}"

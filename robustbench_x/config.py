@@ -34,7 +34,7 @@ from robustbench_x.options import type_problem
 TOP_LEVEL_KEYS = {"datasets", "models"}
 MODEL_KEYS = {"type", "arch", "checkpoint", "pretrained", "num_classes", "label_space", "members", "options"}
 #: Forms of the models keys (robustbench_x.options); ``pretrained`` is a flag (timm) or a tag (open_clip).
-MODEL_TYPES = {"arch": "str", "checkpoint": "path", "pretrained": "bool|str", "num_classes": "int", "label_space": "str", "members": "names"}
+MODEL_TYPES = {"arch": "str", "checkpoint": "path", "pretrained": "bool|str", "num_classes": "int", "label_space": "str", "members": "files"}
 
 
 @dataclass
@@ -135,11 +135,13 @@ def _validate(entry: Entry, section: str, registry, file: str) -> None:
         allowed = set(spec.option_keys)
         required = set(spec.required_keys)
     else:
-        allowed, required = MODEL_KEYS - {"type"}, set()
+        allowed = set(MODEL_KEYS - {"type"} if spec.option_keys is None else spec.option_keys)
+        required = set()
     declared = dict(spec.option_types) if section == "datasets" else MODEL_TYPES
     for option in entry.options:
         if option not in allowed:
-            raise ConfigError(f"unknown key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"{_suggest(option, allowed)}allowed keys: {', '.join(sorted(allowed))}")
+            fix = f"{_suggest(option, allowed)}allowed keys: {', '.join(sorted(allowed))}" if allowed else f"'{entry.type}' reads no key besides 'type'; remove it"
+            raise ConfigError(f"unknown key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=fix)
     for option in sorted(required - set(entry.options)):
         raise ConfigError(f"missing required key '{option}' for type '{entry.type}'", file=file, key=f"{key}.{option}", fix=f"add '{option}: ...' to the entry")
     for option, value in entry.options.items():
@@ -150,6 +152,28 @@ def _validate(entry: Entry, section: str, registry, file: str) -> None:
                 raise PluginError(f"dataset type '{entry.type}' declares option_types[{option!r}] = {declared[option]!r}: {exc}") from None
             if problem:
                 raise ConfigError(problem[0], file=file, key=f"{key}.{option}", fix=problem[1])
+    if section == "models" and "options" in entry.options:
+        _validate_model_options(entry, spec, file, key)
+
+
+def _validate_model_options(entry: Entry, spec, file: str, key: str) -> None:
+    """The entry's ``options:`` mapping, against the family's ``ModelSpec.option_types``."""
+    inner = entry.options["options"]
+    if not isinstance(inner, dict):
+        raise ConfigError(f"expected a mapping, got {inner!r} ({type(inner).__name__})", file=file, key=f"{key}.options", fix="write `options: {name: value}`")
+    declared = dict(spec.option_types)
+    if not declared:  # the family did not declare its options: passed through unchecked
+        return
+    for option, value in inner.items():
+        if option not in declared:
+            raise ConfigError(f"unknown key '{option}' under options: for type '{entry.type}'", file=file, key=f"{key}.options.{option}",
+                              fix=f"{_suggest(str(option), set(declared))}allowed keys: {', '.join(sorted(declared))}")
+        try:
+            problem = type_problem(option, declared[option], value)
+        except ValueError as exc:
+            raise PluginError(f"model type '{entry.type}' declares option_types[{option!r}] = {declared[option]!r}: {exc}") from None
+        if problem:
+            raise ConfigError(problem[0], file=file, key=f"{key}.options.{option}", fix=problem[1])
 
 
 def resolve_path(value: str, config: Config | None) -> Path:

@@ -13,6 +13,7 @@ type       the value is                                       example
 ``bool``   ``true`` or ``false``                              ``pretrained: false``
 ``path``   a string naming a file or folder                   ``root: /data/cifar10``
 ``names``  a list of strings                                  ``classes: [cat, dog]``
+``files``  a list of strings naming files                     ``members: [a.pt, b.pt]``
 ``paths``  a mapping from names to paths                      ``ood: {svhn: /data/svhn}``
 =========  =================================================  ====================
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_ALLOWED = ("str", "int", "bool", "path", "names", "paths")
+_ALLOWED = ("str", "int", "bool", "path", "names", "files", "paths")
 
 _EXAMPLES = {
     "str": "a string, e.g. `{key}: name` (quote numbers: `{key}: \"2024\"`)",
@@ -34,6 +35,7 @@ _EXAMPLES = {
     "bool": "`{key}: true` or `{key}: false`",
     "path": "a file or folder, e.g. `{key}: /data/folder`",
     "names": "a list, e.g. `{key}: [a, b]`",
+    "files": "a list of files, e.g. `{key}: [/data/a.safetensors, /data/b.safetensors]`",
     "paths": "a mapping, e.g. `{key}: {{name: /data/folder}}`",
 }
 
@@ -47,6 +49,8 @@ def _is(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == "names":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "files":
+        return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
     if kind == "paths":
         return isinstance(value, Mapping) and all(isinstance(v, str) and v.strip() for v in value.values())
     raise ValueError(f"unknown option type {kind!r}; use one of {', '.join(_ALLOWED)}")

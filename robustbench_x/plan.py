@@ -34,6 +34,9 @@ class ModelRef:
     provides: frozenset[str]
     label_space: str | None
     requires: frozenset[str] = frozenset()  # dataset capabilities needed to build it (ModelSpec.requires)
+    #: ``options`` with every input file (``checkpoint``, ``members``, a ``path``
+    #: under ``options:``) replaced by its content digest: what the job key hashes.
+    keyed_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,12 @@ def model_refs(registry: Registry, config: Config, names: Sequence[str] | None, 
         if name in config.models:
             entry = config.models[name]
             spec = registry.get("models", entry.type)
-            options = dict(entry.options)
+            options, keyed = _input_files(name, dict(entry.options), spec, config)
             arch = options.pop("arch", None)
+            keyed.pop("arch", None)
             label_space = options.get("label_space", spec.label_space)
-            refs.append(ModelRef(name, spec.name, arch, options, spec.provides, label_space, spec.requires))
+            provides = spec.provides | ({"ensemble"} if options.get("members") else set())
+            refs.append(ModelRef(name, spec.name, arch, options, provides, label_space, spec.requires, keyed))
             continue
         spec = registry.get("models", name)
         arch = name.split(":", 1)[1] if spec.family and ":" in name else None
@@ -131,6 +136,42 @@ def model_refs(registry: Registry, config: Config, names: Sequence[str] | None, 
             raise UsageError(f"model '{name}' is a family; name an architecture, e.g. '{name}:resnet18'")
         refs.append(ModelRef(name, spec.name, arch, {}, spec.provides, spec.label_space, spec.requires))
     return refs
+
+
+def _input_files(name: str, options: dict[str, Any], spec, config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(options, keyed)``: the entry's input files resolved against datasets.yaml
+    (as its dataset roots are), and the same options with each file replaced by its
+    content digest, so a checkpoint replaced at the same path re-runs its jobs and one
+    moved unchanged does not. A missing file stops the run here, before any work."""
+    from robustbench_x.config import resolve_path
+    from robustbench_x.digests import file_digest
+
+    def one(key: str, value: str) -> tuple[str, str]:
+        path = resolve_path(value, config)
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "not found"
+            raise ConfigError(f"{key}: {path} {what}", file=config.file, key=f"models.{name}.{key}",
+                              fix="give the path of the file (relative paths are relative to datasets.yaml)")
+        try:
+            return str(path), file_digest(path)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}", file=config.file, key=f"models.{name}.{key}", fix="check the file's permissions") from None
+
+    keyed = dict(options)
+    if isinstance(options.get("checkpoint"), str):
+        options["checkpoint"], keyed["checkpoint"] = one("checkpoint", options["checkpoint"])
+    if isinstance(options.get("members"), list):
+        pairs = [one(f"members[{i}]", str(v)) for i, v in enumerate(options["members"])]
+        options["members"], keyed["members"] = [p for p, _ in pairs], [d for _, d in pairs]
+    inner = options.get("options")
+    paths = [k for k, form in spec.option_types.items() if "path" in form.split("|")]
+    if isinstance(inner, dict) and any(isinstance(inner.get(k), str) for k in paths):
+        inner, keyed_inner = dict(inner), dict(inner)
+        for k in paths:
+            if isinstance(inner.get(k), str):
+                inner[k], keyed_inner[k] = one(f"options.{k}", inner[k])
+        options["options"], keyed["options"] = inner, keyed_inner
+    return options, keyed
 
 
 def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None, suite, excluded: dict[str, str] | None = None) -> list[DatasetRef]:
@@ -237,7 +278,7 @@ def make_plan(
                         "suite": suite.name,
                         "metrics": sorted(metric_specs),
                         "subsets": list(suite.subsets),
-                        "model": [model.spec, model.arch, model.options],
+                        "model": [model.spec, model.arch, model.options if model.keyed_options is None else model.keyed_options],
                         "dataset": [dataset.spec, dataset.name, dataset.options],
                         "method": [spec.name, spec.params],
                         "plugin": plugin,

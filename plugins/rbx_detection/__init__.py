@@ -80,6 +80,7 @@ MODELS = [
         provides={"detections"},
         label_space="embedded-cure-tsd",
         default=True,
+        option_keys=(),
         summary="the detections file of the embedded CURE-TSD sequences (a colour-threshold blob detector run when they were generated)",
         deviations=("Not a learned detector: a hand-made colour-threshold blob finder, a baseline for the embedded synthetic signs only.",),
     ),
@@ -87,6 +88,8 @@ MODELS = [
         "detections-file",
         factory="rbx_detection.detectors:build_file",
         provides={"detections"},
+        option_keys={"options", "label_space"},
+        option_types={"detections": "path"},
         summary="detections read from a CSV / JSON file (models entry: type: detections-file, options: {detections: <file>})",
     ),
     ModelSpec(
@@ -94,6 +97,7 @@ MODELS = [
         factory="rbx_detection.detectors:build_torchvision",
         provides={"detections"},
         family=True,
+        option_keys={"arch", "checkpoint", "num_classes", "label_space"},
         summary="torchvision:<detection arch>, weights=None + a local checkpoint (weights_only=True or safetensors), labels 1..14 = sign codes",
     ),
 ]

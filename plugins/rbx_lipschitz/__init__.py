@@ -96,6 +96,7 @@ MODELS = [
         factory="rbx_lipschitz.classifier:build",
         provides={"logits", "features", "linear_head", "input_grad", "lipschitz"},
         requires={"train_split"},
+        option_keys=(),
         summary="1-Lipschitz CNN (orthogonalised convolutions, GroupSort), shipped weights for the embedded digits; "
         "declares an exact upper bound of its l2 Lipschitz constant",
     ),
@@ -105,6 +106,7 @@ MODELS = [
         provides={"dense_logits", "input_grad", "lipschitz"},
         requires={"train_split"},
         tasks={"segmentation"},
+        option_keys=(),
         summary="1-Lipschitz segmenter (orthogonalised convolutions, pixel unshuffle / shuffle, GroupSort), shipped weights for "
         "the embedded scenes; declares an exact upper bound of the image-to-logit-map l2 Lipschitz constant",
         deviations=("A weak segmenter on a CPU budget (16 epochs, width 16): on the embedded scenes' test split its clean pixel "

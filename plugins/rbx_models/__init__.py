@@ -16,6 +16,7 @@ def rbx_models():
             label_space=None,
             requires={"train_split"},
             default=True,
+            option_keys=(),
             summary="small CNN; shipped weights for the embedded datasets, otherwise trained on the evaluated dataset on first use (seconds on CPU), cached",
         ),
         ModelSpec(
@@ -24,6 +25,7 @@ def rbx_models():
             provides=_CLASSIFIER,
             label_space="imagenet-1k",
             family=True,
+            option_keys={"arch", "checkpoint", "pretrained", "num_classes", "label_space", "members"},
             summary="timm:<arch>; hub weights when reachable or a local checkpoint (safetensors / weights_only)",
         ),
     ]

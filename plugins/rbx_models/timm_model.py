@@ -10,6 +10,10 @@ Weights, first match wins:
    weights, downloaded by timm when the hub is reachable;
 3. ``pretrained: false``: random initialisation (tests, smoke runs).
 
+``members:`` (a list of checkpoints of the same architecture) makes the model an
+ensemble for Deep Ensembles: ``members(k)`` is the evaluated model and the first
+``k - 1`` of them. Each member's weights come from its file alone (never the hub).
+
 Features are the pooled pre-logits (``forward_head(pre_logits=True)``), i.e. the
 input of the classifier, so ``logits = features @ W.T + b`` holds exactly when
 the classifier is a single ``nn.Linear``; ``feature_maps`` are
@@ -42,6 +46,9 @@ class TimmModel(Model):
         self.name = name
         self.num_classes = int(net.num_classes)
         self._fingerprint = fingerprint
+        #: ``members:`` checkpoints and how to build member ``i`` from them (see :func:`build`).
+        self.member_files: list[Path] = []
+        self.member_factory = None
         config = timm.data.resolve_data_config({}, model=net)
         self._transform = timm.data.create_transform(**config, is_training=False)
         self.input_std = tuple(float(s) for s in config.get("std", (1.0, 1.0, 1.0)))
@@ -115,6 +122,17 @@ class TimmModel(Model):
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    def members(self, k: int) -> list[Model]:
+        """The evaluated model and the first ``k - 1`` checkpoints of the entry's ``members:``."""
+        files = self.member_files
+        if k - 1 > len(files):
+            raise ConfigError(
+                f"{self.name}: an ensemble of {k} is this model and {k - 1} others, but the models entry lists "
+                f"{len(files)} member checkpoint{'s' if len(files) != 1 else ''}", key="members",
+                fix=f"list {k - 1} checkpoints of independently trained networks under `members:` (Deep Ensembles use 5 networks in all)",
+            )
+        return [self] + [self.member_factory(i) for i in range(k - 1)]
+
 
 def _hash_state(net: nn.Module) -> str:
     h = hashlib.sha256()
@@ -125,28 +143,46 @@ def _hash_state(net: nn.Module) -> str:
 
 
 def build(arch: str | None = None, options: dict | None = None, dataset=None, seed: int = 0, log=print) -> TimmModel:
-    import timm
-
     options = dict(options or {})
     if not arch:
         raise ConfigError("a timm model needs an architecture", key="arch", fix="name it timm:<arch> or set 'arch:' in the models entry")
     checkpoint = options.get("checkpoint")
     pretrained = bool(options.get("pretrained", checkpoint is None))
-    kwargs = {}
-    if options.get("num_classes") is not None:
-        kwargs["num_classes"] = int(options["num_classes"])
+    num_classes = int(options["num_classes"]) if options.get("num_classes") is not None else None
+    net = _create(arch, num_classes, pretrained=pretrained and checkpoint is None)
+    if checkpoint:
+        _load(net, Path(str(checkpoint)).expanduser(), arch, "checkpoint", log)
+    model = TimmModel(net, f"timm:{arch}", fingerprint=f"timm-{arch}-{_hash_state(net)}")
+    members = [Path(str(m)).expanduser() for m in options.get("members") or []]
+    if members:
+        model.member_files = members
+        model.member_factory = lambda i: _member(arch, num_classes, members[i], i, log)
+        model.provides = model.provides | {"ensemble"}
+    return model
+
+
+def _create(arch: str, num_classes: int | None, *, pretrained: bool) -> nn.Module:
+    import timm
+
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
     try:
-        net = timm.create_model(arch, pretrained=pretrained and checkpoint is None, **kwargs)
+        return timm.create_model(arch, pretrained=pretrained, **kwargs)
     except RuntimeError as exc:
         raise ConfigError(f"timm could not build '{arch}': {exc}", key="arch", fix="check `timm.list_models()`; set 'pretrained: false' or 'checkpoint:' when offline") from None
-    if checkpoint:
-        path = Path(str(checkpoint)).expanduser()
-        if not path.is_file():
-            raise ConfigError("checkpoint file not found", file=str(path), key="checkpoint", fix="give the path of a .safetensors or .pth file")
-        missing, unexpected = net.load_state_dict(load_state_dict(path), strict=False)
-        if missing:
-            raise ConfigError(f"checkpoint does not fit '{arch}': missing {len(missing)} keys, e.g. {missing[:3]}", file=str(path), key="checkpoint", fix="use the architecture the checkpoint was trained with")
-        if unexpected:
-            log(f"timm:{arch}: ignored {len(unexpected)} unexpected checkpoint keys")
-    name = f"timm:{arch}"
-    return TimmModel(net, name, fingerprint=f"timm-{arch}-{_hash_state(net)}")
+
+
+def _load(net: nn.Module, path: Path, arch: str, key: str, log) -> None:
+    if not path.is_file():
+        raise ConfigError("checkpoint file not found", file=str(path), key=key, fix="give the path of a .safetensors or .pth file")
+    missing, unexpected = net.load_state_dict(load_state_dict(path), strict=False)
+    if missing:
+        raise ConfigError(f"checkpoint does not fit '{arch}': missing {len(missing)} keys, e.g. {missing[:3]}", file=str(path), key=key, fix="use the architecture the checkpoint was trained with")
+    if unexpected:
+        log(f"timm:{arch}: ignored {len(unexpected)} unexpected keys of {path.name}")
+
+
+def _member(arch: str, num_classes: int | None, path: Path, i: int, log) -> TimmModel:
+    # A member's weights all come from its file: a hub download would make it the evaluated model's twin.
+    net = _create(arch, num_classes, pretrained=False)
+    _load(net, path, arch, f"members[{i}]", log)
+    return TimmModel(net, f"timm:{arch} member {i + 1}", fingerprint=f"timm-{arch}-{_hash_state(net)}")

@@ -60,6 +60,7 @@ MODELS = [
         requires={"train_split"},
         default=True,
         tasks={"segmentation"},
+        option_keys=(),
         summary="small encoder-decoder with channel dropout, trained on the evaluated segmentation dataset's train split "
         "on first use (seconds on CPU), cached",
     ),
@@ -70,6 +71,7 @@ MODELS = [
         label_space=None,
         family=True,
         tasks={"segmentation"},
+        option_keys={"arch", "checkpoint", "num_classes", "label_space"},
         summary="torchvision-seg:<arch> (FCN, DeepLabV3, LR-ASPP) from a local checkpoint: (weights=None, never downloads)",
     ),
     ModelSpec(
@@ -78,6 +80,7 @@ MODELS = [
         provides={"dense_logits"},
         label_space=None,
         tasks={"segmentation"},
+        option_keys={"arch", "checkpoint", "num_classes", "label_space"},
         summary="any nn.Module returning (B, C, H, W) logits, built by arch: 'package.module:attr', optional checkpoint",
     ),
 ]
