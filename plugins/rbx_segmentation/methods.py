@@ -242,3 +242,29 @@ class LPBNN(_RankOneEnsemble):
 
     def __init__(self, members: int = 4, score: str = "msp", **params) -> None:
         super().__init__(members=members, score=score, **params)
+
+    def fit(self, ctx):
+        super().fit(ctx)
+        # How far each layer's auto-encoder keeps the members apart: the std over members of the
+        # decoded scalings, relative to that of the prior draws. Near 0, the layer's encoder has
+        # collapsed (dead ReLUs) and its members differ only by their output scalings and biases.
+        spreads = ", ".join(f"{name} {spread:.2f}" for name, spread in alpha_spread(self.net).items())
+        ctx.record("members' α̂ spread / α spread, per LP-BNN layer", spreads)
+
+
+def alpha_spread(net) -> dict[str, float]:
+    """Per LP-BNN layer: ``mean_c std_m α̂[m, c] / mean_c std_m α[m, c]``."""
+    import torch
+
+    from rbx_segmentation.layers import LPBNNConv2d
+
+    out = {}
+    with torch.no_grad():
+        for name, layer in net.named_modules():
+            if isinstance(layer, LPBNNConv2d):
+                was = layer.training
+                layer.eval()
+                decoded = layer.decoded_alpha()
+                layer.train(was)
+                out[name] = float(decoded.std(0).mean() / layer.alpha.std(0).mean())
+    return out

@@ -197,6 +197,31 @@ def test_lpbnn_latent_loss_is_mse_plus_kl_weighted_as_the_official_training():
     torch.testing.assert_close(net.latent_loss(), torch.tensor(21.0 / 7.0))
 
 
+def test_lpbnn_member_spread_diagnostic_is_one_for_an_identity_autoencoder_and_zero_when_collapsed():
+    from rbx_segmentation.methods import alpha_spread
+
+    net = SegNet(4, members=2, kind="lpbnn").train()
+    layers = {n: mod for n, mod in net.named_modules() if isinstance(mod, LPBNNConv2d)}
+    first = next(iter(layers))
+    assert layers[first].alpha.shape[1] == 3  # the RGB input
+    with torch.no_grad():
+        for name, mod in layers.items():
+            for lin in (mod.encoder, mod.decoder):
+                lin.weight.zero_()
+                lin.bias.zero_()
+            if name == first:  # α̂ = α: identity through the ReLU, α made positive
+                mod.alpha.abs_()
+                mod.encoder.weight[:3, :3] = torch.eye(3)
+                mod.decoder.weight[:3, :3] = torch.eye(3)
+            else:  # every latent unit dead: α̂ is the decoder's bias whatever α
+                mod.encoder.bias.fill_(-10.0)
+                mod.decoder.bias.fill_(1.0)
+    spread = alpha_spread(net)
+    assert spread[first] == pytest.approx(1.0, rel=1e-6)
+    assert all(v == 0.0 for n, v in spread.items() if n != first) and len(spread) == 6
+    assert net.training  # the diagnostic leaves the training mode as it found it
+
+
 def test_seg_lpbnn_default_score_is_the_max_of_the_mean_softmax():
     from rbx_segmentation import METHODS
     from rbx_segmentation.methods import LPBNN, msp_minus_one
