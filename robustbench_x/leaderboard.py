@@ -104,9 +104,9 @@ def standing(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         return frame, []
     cols = IDENTITY + ["config_hash"]
     jobs = (
-        frame.assign(params=frame["params"].fillna(""), rbx_version=frame["rbx_version"].fillna(""))
+        frame.assign(params=frame["params"].fillna(""), rbx_version=frame["rbx_version"].fillna(""), weights=frame["model_fingerprint"].fillna(""))
         .groupby(cols, dropna=False, sort=False)
-        .agg(created=("created_at", "max"), params=("params", "first"), version=("rbx_version", "first"))
+        .agg(created=("created_at", "max"), params=("params", "first"), version=("rbx_version", "first"), weights=("weights", "first"))
         .reset_index()
         .sort_values(IDENTITY + ["created", "config_hash"], na_position="first")
     )
@@ -125,7 +125,10 @@ def standing(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         if winner is None:
             continue
         relation = "newer" if len(by_seed) else "the newest configuration of its other seeds:"
-        notes.append(f"`{job['method']}` on {job['model']} / {job['dataset']}, seed {job['seed']}: {why} superseded by {relation} config `{winner['config_hash']}` (rbx {winner['version'] or '?'})")
+        changed = [what for what, key in (("the model's weights", "weights"), ("the method's parameters", "params"), ("the rbx version", "version"))
+                   if job[key] and winner[key] and job[key] != winner[key]]
+        because = f" because {' and '.join(changed)} changed" if changed else ""
+        notes.append(f"`{job['method']}` on {job['model']} / {job['dataset']}, seed {job['seed']}: {why} superseded by {relation} config `{winner['config_hash']}` (rbx {winner['version'] or '?'}){because}")
     return frame[frame["config_hash"].isin(kept)], sorted(notes)
 
 

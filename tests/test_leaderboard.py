@@ -29,12 +29,12 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def write_job(out: Path, method: str, rows: list[dict], *, suite="ood", seed=0, config_hash=None, scores=None,
-              created=T0, version="0.1.0", params="{}", diagnostics=None, model="m", dataset="embedded-digits") -> str:
+              created=T0, version="0.1.0", params="{}", diagnostics=None, model="m", dataset="embedded-digits", weights="mfp") -> str:
     """One job's results file (and scores file) as the runner writes them."""
     config_hash = config_hash or f"{method}-{seed}-{version}"
     base = dict(suite=suite, model=model, dataset=dataset, method=method, seed=seed, config_hash=config_hash, created_at=created,
                 rbx_version=version, plugin="robustbench_x==0.1.0", params=params, diagnostics=diagnostics, duration_s=0.0,
-                model_fingerprint="mfp", dataset_fingerprint=None, status="ok", error=None, higher_is_better=True, n=1, value=float("nan"),
+                model_fingerprint=weights, dataset_fingerprint=None, status="ok", error=None, higher_is_better=True, n=1, value=float("nan"),
                 subset=None, metric=None)
     table = pa.Table.from_pylist([{**base, **r} for r in rows], schema=RESULT_SCHEMA)
     store = ResultStore(out)
@@ -91,6 +91,20 @@ def test_two_config_hashes_of_one_cell_are_never_averaged(tmp_path):
     assert "±" not in cell(page, "msp")
     assert "superseded" in page and f"`{old}`" in page and f"superseded by newer config `{new}`" in page
     assert f"`{old}`" not in page.split("## Provenance")[1]  # provenance lists what stands
+
+
+def test_the_superseded_note_says_what_changed(tmp_path):
+    s_id, s_ood = separated()
+    ood_job(tmp_path, "msp", s_id, s_ood, config_hash="aaaaold", created=T0, weights="w-old")
+    ood_job(tmp_path, "msp", s_id, s_ood, config_hash="bbbbnew", created=T0 + timedelta(days=1), weights="w-new")
+    ood_job(tmp_path, "energy", s_id, s_ood, config_hash="ccccold", created=T0, params='{"T": 1}')
+    ood_job(tmp_path, "energy", s_id, s_ood, config_hash="ddddnew", created=T0 + timedelta(days=1), params='{"T": 2}')
+    ood_job(tmp_path, "odin", s_id, s_ood, config_hash="eeeeold", created=T0)
+    ood_job(tmp_path, "odin", s_id, s_ood, config_hash="ffffnew", created=T0 + timedelta(days=1))
+    page = page_of(tmp_path)
+    assert "superseded by newer config `bbbbnew` (rbx 0.1.0) because the model's weights changed" in page
+    assert "superseded by newer config `ddddnew` (rbx 0.1.0) because the method's parameters changed" in page
+    assert "superseded by newer config `ffffnew` (rbx 0.1.0)." in page  # nothing recorded changed: no reason given
 
 
 def test_seeds_of_another_configuration_or_rbx_version_are_not_averaged_with_the_newest(tmp_path):
