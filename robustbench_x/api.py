@@ -358,11 +358,22 @@ class SuiteSpec:
 @dataclass(frozen=True)
 class ExecutorSpec:
     """A way to run job groups. ``factory(**options)`` returns an object with
-    ``run(groups, run_group) -> Iterator[outcome]``."""
+    ``run(groups, run_group) -> Iterator[outcome]``.
+
+    ``options`` names the ``rbx run`` options the executor reads (``workers``,
+    ``devices``, ``job_timeout``, ``ray_address``, ``ray_gpus``); one given on
+    the command line that it does not read is a usage error, so
+    ``--ray-address`` without ``--executor ray`` cannot run everything locally
+    unnoticed. None: every option is passed and none refused."""
 
     name: str
     factory: str
     summary: str = ""
+    options: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.options is not None:
+            object.__setattr__(self, "options", _frozen(self.options))
 
 
 # --------------------------------------------------------------------------

@@ -90,6 +90,9 @@ def run(
     _check_format(fmt)
     seed_list = seeds or [0]
     registry = get_registry()
+    # an unknown name, or an option the executor would ignore, is a usage error before any work, even when nothing is left to run
+    _check_executor_options(registry, registry.get("executors", executor), workers=workers if workers != 1 else None, devices=devices,
+                            job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
     cfg = load_config(config, registry)
     open_datasets(registry, cfg, _split(datasets))
     names = registry.names("suites") if suite == "all" else [suite]
@@ -101,7 +104,6 @@ def run(
     if not plans:
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
     check_out_dir(out_dir)
-    registry.get("executors", executor)  # an unknown name is a usage error even when nothing is left to run
     built: list = []
 
     def ex():  # built on first use: a finished store never imports torch or starts a cluster
@@ -113,6 +115,17 @@ def run(
     if fmt == "json":
         print(json.dumps(summaries[0] if suite != "all" else summaries, indent=2))
     raise typer.Exit(1 if any(s["failed"] for s in summaries) else 0)
+
+
+def _check_executor_options(registry, spec, **given) -> None:
+    if spec.options is None:
+        return
+    for option, value in given.items():
+        if value is not None and option not in spec.options:
+            flag = "--" + option.replace("_", "-")
+            readers = [s.name for s in registry.specs("executors") if s.options and option in s.options]
+            use = " or ".join(f"--executor {name}" for name in readers) or "another executor"
+            raise UsageError(f"{flag} is not read by the '{spec.name}' executor, so it would be ignored.\n  fix: use {use}, or drop {flag}")
 
 
 def _seed_list(values: Optional[list[str]]) -> list[int] | None:

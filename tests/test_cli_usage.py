@@ -29,6 +29,12 @@ def _text(stream: str) -> str:
         (["run", "--suite", "ood", "--seeds", "0,,1"], "empty item in '0,,1'"),
         (["run", "--suite", "ood", "--seeds", "0,x"], "seeds are integers"),
         (["run", "--suite", "ood", "--seeds", "-1"], "seeds are non-negative"),
+        # an executor option the chosen executor does not read would be ignored
+        (["run", "--suite", "ood", "--ray-address", "10.0.0.1:6379"], "--ray-address is not read by the 'local' executor"),
+        (["run", "--suite", "ood", "--ray-gpus", "1"], "fix: use --executor ray, or drop --ray-gpus"),
+        (["run", "--suite", "ood", "--executor", "ray", "--job-timeout", "60"], "fix: use --executor local, or drop --job-timeout"),
+        (["run", "--suite", "ood", "--executor", "ray", "--devices", "0"], "--devices is not read by the 'ray' executor"),
+        (["run", "--suite", "ood", "--executor", "inline", "--workers", "2"], "--workers is not read by the 'inline' executor"),
     ],
 )
 def test_usage_errors_exit_2_with_clicks_message(cli, tmp_path, args, message):

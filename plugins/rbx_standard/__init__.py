@@ -75,9 +75,11 @@ SUITES = [
 ]
 
 EXECUTORS = [
-    ExecutorSpec("inline", "robustbench_x.executors.inline:InlineExecutor", "every group in this process, sequentially"),
-    ExecutorSpec("local", "robustbench_x.executors.local:LocalExecutor", "one worker per visible GPU, or --workers CPU workers"),
-    ExecutorSpec("ray", "robustbench_x.executors.ray_executor:RayExecutor", "one Ray task per job group on an existing cluster (--ray-address)"),
+    ExecutorSpec("inline", "robustbench_x.executors.inline:InlineExecutor", "every group in this process, sequentially", options=()),
+    ExecutorSpec("local", "robustbench_x.executors.local:LocalExecutor", "one worker per visible GPU, or --workers CPU workers",
+                 options={"workers", "devices", "job_timeout"}),
+    ExecutorSpec("ray", "robustbench_x.executors.ray_executor:RayExecutor", "one Ray task per job group on an existing cluster (--ray-address)",
+                 options={"ray_address", "ray_gpus"}),
 ]
 
 
