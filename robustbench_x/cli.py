@@ -93,6 +93,10 @@ def run(
     # an unknown name, or an option the executor would ignore, is a usage error before any work, even when nothing is left to run
     _check_executor_options(registry, registry.get("executors", executor), workers=workers if workers != 1 else None, devices=devices,
                             job_timeout=job_timeout, ray_address=ray_address, ray_gpus=ray_gpus)
+    if devices and executor == "local":
+        from robustbench_x.executors.local import check_devices
+
+        check_devices(_split(devices))
     cfg = load_config(config, registry)
     open_datasets(registry, cfg, _split(datasets))
     names = registry.names("suites") if suite == "all" else [suite]

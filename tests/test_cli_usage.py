@@ -77,3 +77,15 @@ def test_run_with_quiet_after_the_subcommand_runs_quietly(cli, tmp_path):
     assert result.code == 0, result
     assert "ood: " in result.out and "━" not in result.err  # the summary line, no progress bar
     assert set(read_results(tmp_path)["status"]) == {"ok"}
+
+
+@pytest.mark.parametrize(
+    ("visible", "message"),
+    [("", "--devices 0: no CUDA GPU is visible on this machine"), ("2,3", "--devices 0: not a visible GPU (visible: 2,3)")],
+)
+def test_devices_that_are_not_visible_gpus_stop_the_run_before_any_work(cli, tmp_path, monkeypatch, visible, message):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)  # every job would otherwise fail in its worker with CUDA's error
+    out = tmp_path / "store"
+    result = cli("run", "--suite", "ood", "--devices", "0", "--out", str(out))
+    assert result.code == 2 and message in _text(result.err), result
+    assert not out.exists()

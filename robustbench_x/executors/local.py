@@ -44,6 +44,20 @@ def visible_gpus() -> list[str]:
         return []
 
 
+def check_devices(devices: list[str]) -> None:
+    """``--devices`` names visible GPUs; otherwise every job would fail in its worker with CUDA's error."""
+    from robustbench_x.errors import UsageError
+
+    visible = visible_gpus()
+    if not visible:
+        raise UsageError(f"--devices {','.join(devices)}: no CUDA GPU is visible on this machine.\n"
+                         "  fix: drop --devices (without a GPU, --workers N runs N CPU worker processes)")
+    unknown = [d for d in devices if d not in visible]
+    if unknown:
+        raise UsageError(f"--devices {','.join(unknown)}: not a visible GPU (visible: {','.join(visible)}).\n"
+                         "  fix: name GPUs by the ids `nvidia-smi` lists, within CUDA_VISIBLE_DEVICES when it is set")
+
+
 def _child(group: Group, options: RunOptions, device_id: str | None, conn) -> None:
     if device_id is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device_id  # before torch is imported in this process
