@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from robustbench_x.errors import ConfigError, PluginError, UnknownComponent
+from robustbench_x.errors import ConfigError, PluginError, UnknownComponent, UsageError
 from robustbench_x.options import type_problem
 
 TOP_LEVEL_KEYS = {"datasets", "models"}
@@ -55,15 +55,42 @@ class Config:
         return str(self.path) if self.path else "(no datasets.yaml)"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key written twice in one mapping (PyYAML keeps
+    the last one silently, so a second ``cifar10:`` entry would replace the first)."""
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            first = seen[key]
+            raise _DuplicateKey(None, None, f"the key {key!r} is written twice in one mapping, at lines {first.line + 1} and {key_node.start_mark.line + 1}", key_node.start_mark)
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def find_config(explicit: str | os.PathLike | None = None) -> Path | None:
     if explicit:
         path = Path(explicit)
+        if path.is_dir():
+            raise ConfigError("--config names a folder, not a file", file=str(path), fix=f"pass the file itself, e.g. --config {path / 'datasets.yaml'}")
         if not path.is_file():
-            raise ConfigError("configuration file not found", file=str(path), fix="pass an existing file to --config or unset RBX_CONFIG")
+            raise ConfigError("configuration file not found", file=str(path), fix="pass an existing file to --config")
         return path
     env = os.environ.get("RBX_CONFIG")
     if env:
         path = Path(env)
+        if path.is_dir():
+            raise ConfigError("$RBX_CONFIG names a folder, not a file", file=str(path), fix=f"point RBX_CONFIG at the file itself, e.g. {path / 'datasets.yaml'}")
         if not path.is_file():
             raise ConfigError("configuration file named by $RBX_CONFIG not found", file=str(path), fix="point RBX_CONFIG at an existing datasets.yaml or unset it")
         return path
@@ -83,7 +110,7 @@ def load_config(explicit: str | os.PathLike | None = None, registry=None) -> Con
         return Config()
     file = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError(
@@ -93,6 +120,8 @@ def load_config(explicit: str | os.PathLike | None = None, registry=None) -> Con
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if isinstance(exc, _DuplicateKey):
+            raise ConfigError(str(exc.problem), file=file, fix="keep one of the two (give the other entry its own name if both are wanted)") from None
         raise ConfigError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}", file=file, fix="fix the YAML syntax (indentation, colons, quotes)") from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=file, fix="check the path and its permissions") from None
@@ -110,6 +139,11 @@ def load_config(explicit: str | os.PathLike | None = None, registry=None) -> Con
             raise ConfigError(f"'{section}' must map names to entries", file=file, key=section, fix=f"write '{section}:' followed by indented '<name>: {{type: ...}}' entries")
         for name, entry in entries.items():
             key = f"{section}.{name}"
+            if not isinstance(name, str):  # `007:` is the number 7 to YAML, `yes:` is True
+                raise ConfigError(f"the name {name!r} is not a string to YAML ({type(name).__name__})", file=file, key=key,
+                                  fix="quote the name as you want it stored, e.g. '007':")
+            if registry is not None:
+                _not_a_builtin(name, section, registry, file)
             if not isinstance(entry, dict):
                 raise ConfigError("an entry must be a mapping with at least 'type:'", file=file, key=key, fix=f"write '{name}:' followed by indented 'type: ...' and its options")
             if "type" not in entry:
@@ -120,6 +154,20 @@ def load_config(explicit: str | os.PathLike | None = None, registry=None) -> Con
                 _validate(parsed, section, registry, file)
             getattr(config, section)[str(name)] = parsed
     return config
+
+
+def _not_a_builtin(name: str, section: str, registry, file: str) -> None:
+    """An entry named like a built-in dataset or a registered model would store its results
+    under that name, where they would read as the built-in's."""
+    kind = "datasets" if section == "datasets" else "models"
+    try:
+        spec = registry.get(kind, name)
+    except UsageError:  # unknown (the usual case), ambiguous or unavailable: no one built-in to shadow
+        return
+    if kind == "models" or spec.builtin:
+        raise ConfigError(f"'{name}' is already a {'built-in dataset' if kind == 'datasets' else 'registered model'}; "
+                          "an entry of that name would store its results as if they were that one's", file=file, key=f"{section}.{name}",
+                          fix=f"give the entry another name, e.g. '{name}-mine'")
 
 
 def _validate(entry: Entry, section: str, registry, file: str) -> None:

@@ -231,3 +231,32 @@ def test_a_reader_error_without_the_file_gets_the_file_and_entry(cli, tmp_path):
     result = cli("run", "--suite", "corruption", "--methods", "msp", "--config", str(config), "--out", str(tmp_path / "store"))
     assert result.code == 2, result
     assert f"{config}: key 'datasets.cc" in result.err and "fix:" in result.err and not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "message", "fix"),
+    [
+        ("datasets:\n  a:\n    type: imagefolder\n    root: x\n  a:\n    type: imagefolder\n    root: y\n", None,
+         "the key 'a' is written twice in one mapping, at lines 2 and 5", "keep one of the two"),
+        ("datasets:\n  a:\n    type: imagefolder\n    root: x\n    root: y\n", None, "the key 'root' is written twice", "keep one"),
+        ("datasets:\n  007:\n    type: imagefolder\n    root: x\n", "datasets.7", "the name 7 is not a string to YAML (int)", "'007':"),
+        ("datasets:\n  embedded-digits:\n    type: imagefolder\n    root: x\n", "datasets.embedded-digits", "is already a built-in dataset",
+         "give the entry another name"),
+        ("models:\n  builtin-cnn:\n    type: builtin-cnn\n", "models.builtin-cnn", "is already a registered model", "'builtin-cnn-mine'"),
+    ],
+    ids=["duplicate-entry", "duplicate-option", "numeric-name", "shadows-builtin-dataset", "shadows-registered-model"],
+)
+def test_entries_that_yaml_or_a_builtin_would_silently_replace_are_refused(cli, tmp_path, body, key, message, fix):
+    # PyYAML keeps the last of two equal keys, reads 007 as 7; a built-in's name would mix two datasets' results
+    config = _yaml(tmp_path, body)
+    result, store = _run(cli, tmp_path, config)
+    err = _flat(result.err)
+    assert result.code == 2 and message in err and fix in err and str(config) in err, result
+    assert key is None or f"key '{key}'" in err
+    assert not store.exists()
+
+
+def test_a_folder_given_as_the_config_file_is_named_as_such(cli, tmp_path):
+    result, store = _run(cli, tmp_path, tmp_path)
+    assert result.code == 2 and "--config names a folder, not a file" in _flat(result.err)
+    assert f"--config {tmp_path / 'datasets.yaml'}" in _flat(result.err)
