@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -52,6 +53,9 @@ SIDECAR = ".manifest.json"
 FULL_CHECK_BYTES = 256 * 2**20
 SAMPLE_BLOCKS = 16
 BLOCK = 2**20
+
+#: ``.<target>.<uuid4 hex>.tmp``: a temporary entry written by this module (and :mod:`robustbench_x.files`).
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{32}\.tmp")
 
 _checked: dict[str, tuple] = {}  # entry -> (size, mtime) of its files when it last passed
 
@@ -320,11 +324,12 @@ def orphans(root: Path | None = None, older_than: float | None = None) -> list[P
         return found
     for category in (p for p in root.iterdir() if p.is_dir()):
         for path in category.iterdir():
-            name = path.name
-            if not (name.startswith(".") and ".tmp" in name) or _mtime(path) >= older_than:
+            # Only names this module writes: a library's own temporary file in the same folder
+            # (safetensors writes `.tmpXXXXXX` before renaming) belongs to a writer we cannot see.
+            match = _TEMPORARY.fullmatch(path.name)
+            if match is None or _mtime(path) >= older_than:
                 continue
-            target = name[1:].split(".tmp")[0].rsplit(".", 1)[0]  # .<target>.<random>.tmp
-            lock = FileLock(str(category / target) + ".lock")
+            lock = FileLock(str(category / match["target"]) + ".lock")
             try:
                 lock.acquire(timeout=0)
             except Timeout:

@@ -252,9 +252,6 @@ def run_group(
             for row in rows:
                 row["duration_s"] = duration
             store.write(job, rows, scores)
-            outcomes.append(Outcome(job.key, "ok", duration_s=duration))
-            if on_job:
-                on_job(job, "ok")
         except BaseException as exc:  # SystemExit(0) from a method is a failed job, not a finished run
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -267,6 +264,12 @@ def run_group(
             outcomes.append(Outcome(job.key, "failed", error))
             if on_job:
                 on_job(job, "failed")
+            continue
+        # Reported outside the try: a report that fails (a supervisor gone, its pipe broken) must not
+        # turn a job whose results are written into a failed one.
+        outcomes.append(Outcome(job.key, "ok", duration_s=duration))
+        if on_job:
+            on_job(job, "ok")
     return outcomes
 
 

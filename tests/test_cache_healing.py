@@ -116,19 +116,23 @@ def test_large_files_are_checked_by_sampled_blocks_and_fully_by_verify(tmp_path,
 def test_orphaned_temporary_entries_are_cleaned_unless_a_writer_holds_the_lock(tmp_path):
     features = tmp_path / "features"
     features.mkdir()
-    orphan = features / ".abc.0123.tmp"
+    uid = "0123456789abcdef0123456789abcdef"
+    orphan = features / f".abc.{uid}.tmp"
     orphan.mkdir()
     (orphan / "logits.npy").write_bytes(b"x")
-    live = features / ".def.4567.tmp"
+    live = features / f".def.{uid}.tmp"
     live.mkdir()
-    fresh = features / ".ghi.89ab.tmp"
-    for path in (orphan, orphan / "logits.npy", live):
+    fresh = features / f".ghi.{uid}.tmp"
+    # a library's own temporary file (safetensors writes `.tmpXXXXXX`, then renames it): its writer is not ours to judge
+    foreign = features / ".tmpAbC123"
+    foreign.write_bytes(b"x")
+    for path in (orphan, orphan / "logits.npy", live, foreign):
         os.utime(path, (time.time() - 60, time.time() - 60))
     with cachedir.lock_for(features / "def"):
         fresh.mkdir()
         removed = cachedir.clean_orphans(tmp_path, older_than=time.time() - 1)
     assert removed == [orphan]
-    assert live.exists() and fresh.exists() and not orphan.exists()
+    assert live.exists() and fresh.exists() and foreign.exists() and not orphan.exists()
 
 
 def test_cache_info_verify_and_clear(cache, cli):

@@ -122,3 +122,53 @@ def test_two_runs_into_the_same_out_at_once(tmp_path, env, clean):
     assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-3000:]
     assert second.wait(timeout=300) == 0, second.stderr.read().decode()[-3000:]
     _assert_complete_and_equal(out, clean)
+
+
+def _wait_mid_run(out: Path, proc) -> None:
+    """Until some results exist and the workers are inside further jobs."""
+    _wait_for(lambda: len(_result_files(out)) >= 2, proc)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+
+
+def test_ctrl_c_with_workers_blames_no_job_and_prints_no_traceback(tmp_path, env, clean):
+    out = tmp_path / "store"
+    proc = _rbx(out, dict(env, RBX_TEST_SLOW_S="3"), "--executor", "local", "--workers", "2")
+    _wait_mid_run(out, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    assert proc.wait(timeout=60) == 130
+    stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    frame = read_results(out)
+    assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"][["method", "seed", "error"]].to_dict("records")
+    assert not list(out.rglob(".*.failed"))
+    final = subprocess.run([sys.executable, "-m", "robustbench_x.cli", *ARGS, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-3000:]
+    _assert_complete_and_equal(out, clean)
+
+
+def test_workers_stop_with_their_killed_runner_and_blame_no_job(tmp_path, env, clean):
+    out = tmp_path / "store"
+    proc = _rbx(out, dict(env, RBX_TEST_SLOW_S="8"), "--executor", "local", "--workers", "2")
+    _wait_mid_run(out, proc)
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGTERM)  # the runner alone (a closed terminal, a job scheduler): its workers are orphaned
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 5  # a worker checks for its runner every second; a slow job takes 8 s
+    while time.monotonic() < deadline and any(map(_running, workers)):
+        time.sleep(0.2)
+    alive = [w for w in workers if _running(w)]
+    assert not alive, f"workers still running after their runner died: {alive}"
+    frame = read_results(out)
+    assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"][["method", "seed", "error"]].to_dict("records")
+    final = subprocess.run([sys.executable, "-m", "robustbench_x.cli", *ARGS, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-3000:]
+    _assert_complete_and_equal(out, clean)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (``/proc/<pid>/stat``: the state follows the command name's closing parenthesis)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False

@@ -23,6 +23,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 
@@ -59,24 +60,42 @@ def check_devices(devices: list[str]) -> None:
 
 
 def _child(group: Group, options: RunOptions, device_id: str | None, conn) -> None:
-    if device_id is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = device_id  # before torch is imported in this process
-    index = {job.key: i for i, job in enumerate(group.jobs)}
-    import torch  # noqa: F401  (seconds on a loaded machine: start-up, not the job's time)
+    # A worker whose supervisor is gone (the run was killed, its terminal closed) stops at once:
+    # left running it would report into a dead pipe, and nobody would read its results.
+    supervisor = os.getppid()
 
-    conn.send(("build",))  # the job timeout starts here: building the model and dataset counts
+    def send(message) -> None:
+        try:
+            conn.send(message)
+        except OSError:  # BrokenPipeError: the supervisor is gone
+            os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
     try:
+        if device_id is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = device_id  # before torch is imported in this process
+        index = {job.key: i for i, job in enumerate(group.jobs)}
+        import torch  # noqa: F401  (seconds on a loaded machine: start-up, not the job's time)
+
+        send(("build",))  # the job timeout starts here: building the model and dataset counts
         opts = dataclasses.replace(options, device="cuda" if device_id is not None else options.device)
         outcomes = run_group(
             group,
             opts,
-            on_start=lambda job: conn.send(("start", index[job.key])),
-            on_job=lambda job, status: conn.send(("done", index[job.key], status)),
-            log=lambda message: conn.send(("log", message)),
+            on_start=lambda job: send(("start", index[job.key])),
+            on_job=lambda job, status: send(("done", index[job.key], status)),
+            log=lambda message: send(("log", message)),
         )
-        conn.send(("end", outcomes))
+        send(("end", outcomes))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the supervisor decides, quietly
+        os._exit(130)
     except BaseException as exc:  # report, never leave the parent waiting
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
@@ -86,6 +105,8 @@ class LocalExecutor:
         gpus = devices if devices else visible_gpus()
         self.slots: list[str | None] = list(gpus) if gpus else [None] * max(1, int(workers or 1))
         self.job_timeout = job_timeout
+        #: Set when the run is interrupted (Ctrl-C): workers are stopped and no job is blamed for it.
+        self.stopping = threading.Event()
 
     def run(self, groups, options: RunOptions, on_job=None, log=None) -> list[Outcome]:
         if self.slots == [None] and not self.job_timeout:
@@ -111,6 +132,8 @@ class LocalExecutor:
 
         def work(group: Group) -> None:
             slot = slots.get()
+            if self.stopping.is_set():
+                return
             try:
                 result = self._supervise(group, options, slot, report, say)
                 with lock:
@@ -119,10 +142,19 @@ class LocalExecutor:
                 slots.put(slot)
 
         threads = [threading.Thread(target=work, args=(g,), daemon=True) for g in groups]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():  # a timed join: a bare join() would not let Ctrl-C through
+                    t.join(timeout=POLL_S)
+        except KeyboardInterrupt:
+            # An interruption is not a job's failure: no row is written for the jobs it cut short
+            # (they are simply not done, and the next run does them).
+            self.stopping.set()
+            for t in threads:
+                t.join(timeout=10)
+            raise
         return outcomes
 
     def _supervise(self, group: Group, options: RunOptions, slot, report, say) -> list[Outcome]:
@@ -142,6 +174,8 @@ class LocalExecutor:
             finished: set[int] = set()
             cause: str | None = None
             while True:
+                if self.stopping.is_set():
+                    break
                 if parent.poll(POLL_S):
                     try:
                         message = parent.recv()
@@ -183,7 +217,9 @@ class LocalExecutor:
                 proc.kill()
             proc.join()
             parent.close()
-            if not remaining:
+            # A worker that stopped on Ctrl-C (exit 130, or killed by SIGINT) was interrupted with
+            # the run, possibly before this process noticed: its jobs are not done, not failed.
+            if not remaining or self.stopping.is_set() or proc.exitcode in (130, -signal.SIGINT):
                 break
             if current is not None:
                 blamed = [sub.jobs[current]]
@@ -200,8 +236,6 @@ class LocalExecutor:
 
 def _death(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
-        import signal
-
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
