@@ -87,6 +87,18 @@ def _segment(key: str, value: str) -> str:
     return f"{key}={urllib.parse.quote(str(value), safe='')}"
 
 
+def _whole(path: Path) -> bool:
+    """The file exists and starts and ends with Parquet's magic bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, os.SEEK_END)
+            tail = fh.read(4)
+    except OSError:  # missing, or shorter than its magic bytes
+        return False
+    return head == tail == b"PAR1"
+
+
 class ResultStore:
     def __init__(self, out: str | os.PathLike) -> None:
         self.out = Path(out)
@@ -105,19 +117,13 @@ class ResultStore:
         return path.with_name(f".{path.stem}.failed")
 
     def done(self, job) -> bool:
-        """A job is done when its results file is whole and the job itself did
-        not fail (a metric undefined on the data is an answer, not a failure).
+        """A job is done when its results and per-sample scores files are whole
+        and the job itself did not fail (a metric undefined on the data is an
+        answer, not a failure). Every finished job writes both; without its
+        scores a page would lose the job's intervals and significance marks.
         Decided from file names and the Parquet magic bytes, without reading
-        the file: a re-run into a finished store must cost next to nothing."""
-        path = self.path("results", job)
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(4)
-                fh.seek(-4, os.SEEK_END)
-                tail = fh.read(4)
-        except OSError:  # missing, or shorter than its magic bytes
-            return False
-        return head == tail == b"PAR1" and not self.failed_marker(job).exists()
+        the files: a re-run into a finished store must cost next to nothing."""
+        return _whole(self.path("results", job)) and _whole(self.path("scores", job)) and not self.failed_marker(job).exists()
 
     def write(self, job, rows: list[dict[str, Any]], scores=None) -> Path:
         import pyarrow as pa

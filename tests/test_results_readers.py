@@ -131,8 +131,20 @@ def test_done_is_decided_from_file_names_and_magic_bytes(tmp_path):
     assert not store.done(job)
     store.write(job, [_row(job, None, None, float("nan"), status="failed")])
     assert not store.done(job) and store.failed_marker(job).exists()  # a failed job is run again
-    store.write(job, [_row(job, "ood/x", "auroc", 0.9), _row(job, "ood/x", "ece", float("nan"), status="failed")])
+    import pyarrow as pa
+
+    scores = pa.table({"sample_id": ["a"], "subset": ["ood/x"], "score": [0.5]})
+    rows = [_row(job, "ood/x", "auroc", 0.9), _row(job, "ood/x", "ece", float("nan"), status="failed")]
+    store.write(job, rows)
+    assert not store.done(job)  # no per-sample scores: the page would lose the job's intervals
+    store.write(job, rows, scores)
     assert store.done(job) and not store.failed_marker(job).exists()  # an undefined metric is an answer
-    path = store.path("results", job)
-    path.write_bytes(path.read_bytes()[:-10])  # damaged: the footer's magic bytes are gone
-    assert not store.done(job)
+    for kind in ("results", "scores"):
+        path = store.path(kind, job)
+        whole = path.read_bytes()
+        path.write_bytes(whole[:-10])  # damaged: the footer's magic bytes are gone
+        assert not store.done(job), kind
+        path.unlink()
+        assert not store.done(job), kind
+        path.write_bytes(whole)
+        assert store.done(job)
