@@ -84,7 +84,7 @@ def run(
     """
     from robustbench_x.config import load_config
     from robustbench_x.executors import build_executor
-    from robustbench_x.preflight import check_out_dir, open_datasets
+    from robustbench_x.preflight import check_cache_dir, check_out_dir, open_datasets
     from robustbench_x.registry import get_registry
 
     _check_format(fmt)
@@ -108,6 +108,7 @@ def run(
     if not plans:
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
     check_out_dir(out_dir)
+    check_cache_dir()
     built: list = []
 
     def ex():  # built on first use: a finished store never imports torch or starts a cluster
@@ -547,7 +548,7 @@ def cache_info(fmt: str = typer.Option("table", "--format", help="table | json")
     from robustbench_x import cachedir
 
     _check_format(fmt)
-    root = cachedir.cache_root()
+    root = _cache_root_dir()
     kinds: dict[str, dict] = {}
     for entry in cachedir.entries(root):
         kind = kinds.setdefault(entry.category, {"entries": 0, "bytes": 0, "unverifiable": 0})
@@ -572,7 +573,7 @@ def cache_verify() -> None:
     entries and orphaned temporary ones. Exit 1 if anything was damaged."""
     from robustbench_x import cachedir
 
-    root = cachedir.cache_root()
+    root = _cache_root_dir()
     damaged = checked = unverifiable = 0
     for entry in cachedir.entries(root):
         if not entry.verifiable:
@@ -600,7 +601,7 @@ def cache_clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask 
 
     from robustbench_x import cachedir
 
-    root = cachedir.cache_root()
+    root = _cache_root_dir()
     if not root.is_dir():
         out.print(f"{root}: nothing to clear", markup=False)
         return
@@ -609,12 +610,31 @@ def cache_clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask 
             raise UsageError(f"`rbx cache clear` deletes everything in {root}.\n  fix: pass --yes to confirm")
         typer.confirm(f"delete everything in {root}?", abort=True)
     freed = sum(entry.size for entry in cachedir.entries(root))
+    failures: list[tuple[str, str]] = []
     for child in root.iterdir():
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
+            # onerror, not 3.12's onexc: Python 3.10 and 3.11 are supported
+            shutil.rmtree(child, onerror=lambda _f, path, info: failures.append((path, getattr(info[1], "strerror", None) or str(info[1]))))
         else:
-            child.unlink()
+            try:
+                child.unlink()
+            except OSError as exc:
+                failures.append((str(child), exc.strerror or str(exc)))
+    if failures:  # what could be deleted was; say what could not, by full path
+        shown = "\n  ".join(f"{path}: {why}" for path, why in failures[:5]) + (f"\n  … and {len(failures) - 5} more" if len(failures) > 5 else "")
+        raise UsageError(f"could not delete {len(failures)} cache path{'s' if len(failures) != 1 else ''}:\n  {shown}\n"
+                         f"  fix: fix the permissions under {root} (or delete it by hand) and run `rbx cache clear` again")
     out.print(f"cleared {root} ({cachedir.human(freed)})", markup=False)
+
+
+def _cache_root_dir() -> Path:
+    from robustbench_x.cachedir import cache_root
+
+    root = cache_root()
+    if root.exists() and not root.is_dir():
+        where = "$RBX_CACHE_DIR" if os.environ.get("RBX_CACHE_DIR") else "the cache directory"
+        raise UsageError(f"{where} {root} is a file, not a directory.\n  fix: set RBX_CACHE_DIR to a folder")
+    return root
 
 
 def _check_format(fmt: str) -> None:

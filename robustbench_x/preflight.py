@@ -44,18 +44,29 @@ def open_datasets(registry, config: Config, names: Sequence[str] | None) -> None
 
 def check_out_dir(out: Path) -> None:
     """``--out`` must be a directory, or creatable, and writable; nothing is created here."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a directory.\n  fix: pass a directory (it is created if missing)")
-    existing = out
+    _check_writable_dir(out, "--out", "pass a directory (it is created if missing)")
+
+
+def check_cache_dir() -> None:
+    """The cache directory (``$RBX_CACHE_DIR``, else the user cache) must be a directory, or creatable,
+    and writable: otherwise every job would fail on its first feature write."""
+    from robustbench_x.cachedir import cache_root
+
+    where = "$RBX_CACHE_DIR" if os.environ.get("RBX_CACHE_DIR") else "the cache directory"
+    _check_writable_dir(cache_root(), where, "set RBX_CACHE_DIR to a folder you can write to (it is created if missing)")
+
+
+def _check_writable_dir(path: Path, what: str, fix: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a directory.\n  fix: {fix}")
+    existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"--out {out}: {existing} is a file, so the directory cannot be created.\n  fix: pass a path under a directory")
+        raise UsageError(f"{what} {path}: {existing} is a file, so the directory cannot be created.\n  fix: {fix}")
     try:  # os.access says yes to root on a read-only mount; a real write does not
         fd, probe = tempfile.mkstemp(prefix=".rbx-write-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UsageError(
-            f"--out {out}: cannot write into {existing} ({exc.strerror or exc}).\n  fix: pass a directory you can write to, or fix its permissions"
-        ) from None
+        raise UsageError(f"{what} {path}: cannot write into {existing} ({exc.strerror or exc}).\n  fix: {fix}") from None

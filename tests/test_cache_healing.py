@@ -149,6 +149,38 @@ def test_cache_info_verify_and_clear(cache, cli):
 # ------------------------------------------------------------------ full disk
 
 
+@pytest.mark.parametrize("command", [("cache", "info"), ("cache", "verify"), ("cache", "clear", "--yes"), ("run", "--suite", "ood", "--methods", "msp")])
+def test_a_cache_dir_that_is_a_file_is_exit_2_naming_it(cli, tmp_path, monkeypatch, command):
+    # it read as an empty cache ("0 entries", "nothing to clear"), and a run failed every job on its first write
+    bogus = tmp_path / "cache-file"
+    bogus.write_text("x")
+    monkeypatch.setenv("RBX_CACHE_DIR", str(bogus))
+    extra = ("--out", str(tmp_path / "store")) if command[0] == "run" else ()
+    result = cli(*command, *extra)
+    assert result.code == 2 and f"$RBX_CACHE_DIR {bogus} is a file" in " ".join(result.err.split()), result
+    assert not (tmp_path / "store").exists()
+
+
+def test_cache_clear_names_what_it_could_not_delete(tmp_path, monkeypatch, cli):
+    root = tmp_path / "cache"
+    (root / "fitted").mkdir(parents=True)
+    (root / "fitted" / "a.safetensors").write_bytes(b"x")
+    (root / "locked").write_bytes(b"x")
+    monkeypatch.setenv("RBX_CACHE_DIR", str(root))
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        if self.name == "locked":
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = cli("cache", "clear", "--yes")
+    err = " ".join(result.err.split())
+    assert result.code == 2 and f"{root / 'locked'}: Operation not permitted" in err and "fix:" in err, result
+    assert "internal error" not in err and not (root / "fitted").exists()  # the rest is cleared
+
+
 def test_injected_enospc_fails_the_jobs_naming_the_path_and_leaves_nothing_half_written(cache, cli, tmp_path, monkeypatch):
     shutil.rmtree(cache / "features")  # the backbone pass must write
     real = os.posix_fallocate
