@@ -36,8 +36,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_x.api import MetricSpec, load_factory
-from robustbench_x.cachedir import cache_root
-from robustbench_x.pages import atomic_write
+from robustbench_x.cachedir import cache_root, cached_bytes
 
 __all__ = ["Resample", "RESAMPLERS", "replicates", "interval", "not_worse"]
 
@@ -142,25 +141,13 @@ def _key(arrays: dict[str, np.ndarray], spec: MetricSpec, n_boot: int) -> str:
 
 
 def _cache_path(key: str) -> Path:
-    return cache_root() / "bootstrap" / key[:2] / f"{key}.npy"
+    return cache_root() / "bootstrap" / f"{key}.npy"
 
 
-def _load(path: Path, n_boot: int) -> np.ndarray | None:
-    try:
-        values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    return values if values.shape == (n_boot,) else None
-
-
-def _store(path: Path, values: np.ndarray) -> None:
+def _npy(values: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, values, allow_pickle=False)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, buf.getvalue())
-    except OSError:
-        pass  # a read-only or full cache only costs time on the next render
+    return buf.getvalue()
 
 
 def replicates(scores: pd.DataFrame, spec: MetricSpec, subset: str, n_boot: int) -> np.ndarray | None:
@@ -172,22 +159,22 @@ def replicates(scores: pd.DataFrame, spec: MetricSpec, subset: str, n_boot: int)
     if prepared is None:
         return None
     arrays, sizes, metric = prepared
-    path = _cache_path(_key(arrays, spec, n_boot))
-    cached = _load(path, n_boot) if path.exists() else None
-    if cached is not None:
-        return cached
-    # One replicate's indices at a time (memory stays O(n) on large test sets);
-    # the draw order depends only on the sizes, which is what pairs two methods.
-    rng = np.random.default_rng(SEED)
-    values = np.full(n_boot, np.nan)
-    for b in range(n_boot):
-        index = tuple(rng.integers(0, n, n) for n in sizes)
-        try:
-            values[b] = metric(index)
-        except ValueError:
-            pass  # a resample with a single class: the metric is undefined there
-    _store(path, values)
-    return values
+
+    def draw() -> bytes:
+        # One replicate's indices at a time (memory stays O(n) on large test sets);
+        # the draw order depends only on the sizes, which is what pairs two methods.
+        rng = np.random.default_rng(SEED)
+        values = np.full(n_boot, np.nan)
+        for b in range(n_boot):
+            index = tuple(rng.integers(0, n, n) for n in sizes)
+            try:
+                values[b] = metric(index)
+            except ValueError:
+                pass  # a resample with a single class: the metric is undefined there
+        return _npy(values)
+
+    # Sealed with a manifest (sizes, SHA-256): a damaged entry is redrawn, never read as intervals.
+    return np.load(io.BytesIO(cached_bytes(_cache_path(_key(arrays, spec, n_boot)), draw)), allow_pickle=False)
 
 
 def _enough(values: np.ndarray) -> np.ndarray | None:

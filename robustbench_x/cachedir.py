@@ -237,7 +237,7 @@ def lock_for(entry: Path):
 # ------------------------------------------------------------------ file entries
 
 
-def cached_file(path: Path, build: Callable[[Path], None], *, stale_before: float | None = None) -> tuple[Path, bool]:
+def cached_file(path: Path, build: Callable[[Path], None], *, stale_before: float | None = None, quiet: bool = False) -> tuple[Path, bool]:
     """Make ``path`` a sound cache file; return ``(path, built)``.
 
     A sound entry is reused (``built`` False). A missing or damaged one
@@ -247,7 +247,9 @@ def cached_file(path: Path, build: Callable[[Path], None], *, stale_before: floa
     ``stale_before`` (a time stamp), an entry sealed before it is rebuilt too,
     and one sealed after it is reused: ``rbx run --force`` refits method state
     once per run, however many processes share it. Any model or plugin can
-    cache its files this way; ``rbx cache verify`` checks them all.
+    cache its files this way; ``rbx cache verify`` checks them all. ``quiet``
+    rebuilds a damaged entry without a warning: for renders (bootstrap
+    replicates, figures) that cost a second to recompute and change no result.
     """
     path = Path(path)
 
@@ -264,6 +266,8 @@ def cached_file(path: Path, build: Callable[[Path], None], *, stale_before: floa
         if problem is None:  # another process built it while we waited
             return path, False
         if problem == "stale":  # asked for, not damage: no warning
+            remove(path)
+        elif quiet:
             remove(path)
         elif path.exists() or _manifest_path(path).exists():
             discard(path, problem)
@@ -287,7 +291,29 @@ def cached_file(path: Path, build: Callable[[Path], None], *, stale_before: floa
     return path, True
 
 
+def cached_bytes(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The bytes of a sealed render cache entry (:func:`cached_file`, ``quiet``), made by
+    ``make()`` when missing or damaged; a cache that cannot be written only costs time."""
+    made: list[bytes] = []
+
+    def build(tmp: Path) -> None:
+        made.append(make())
+        tmp.write_bytes(made[0])
+
+    try:
+        path, _ = cached_file(path, build, quiet=True)
+        return made[0] if made else path.read_bytes()
+    except OSError:  # read-only or full: what was made is still the answer
+        return made[0] if made else make()
+
+
 # ------------------------------------------------------------------ the whole cache
+
+
+#: The categories this module writes: every entry in them carries a manifest, so one without
+#: is damaged (a killed writer) or left by an older rbx. Other folders belong to plugins or to
+#: self-checking memos (``digests``), which check what they read themselves.
+SEALED = ("features", "fitted", "models", "bootstrap", "figures")
 
 
 @dataclass

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_x.api import MetricSpec
-from robustbench_x.cachedir import cache_root
+from robustbench_x.cachedir import cache_root, cached_bytes
 from robustbench_x.files import atomic_write  # noqa: F401  (public here: renderers write their files with it)
 
 __all__ = ["Page", "digits", "fmt", "seed_cell", "markdown_table", "atomic_write", "png_bytes", "slug", "bold", "job_key"]
@@ -284,16 +284,8 @@ class Page:
         source = Path(getattr(sys.modules.get(draw.__module__), "__file__", "") or "")
         code = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else draw.__module__
         blob = json.dumps([name, alt, version("matplotlib"), code, data], default=_plain, sort_keys=True).encode()
-        path = cache_root() / "figures" / f"{hashlib.sha256(blob).hexdigest()}.png"
-        try:
-            png = path.read_bytes()
-        except OSError:
-            png = png_bytes(draw())
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, png)
-            except OSError:
-                pass  # a read-only or full cache only costs time on the next render
+        # Sealed with a manifest (sizes, SHA-256): a damaged PNG is redrawn, never published.
+        png = cached_bytes(cache_root() / "figures" / f"{hashlib.sha256(blob).hexdigest()}.png", lambda: png_bytes(draw()))
         return self.image(name, png, alt)
 
     def record(self, table: str, row: str, column: str, value: float, scale: float) -> None:

@@ -207,6 +207,40 @@ def test_replicates_are_cached_by_content(tmp_path, monkeypatch):
         bootstrap.replicates(changed, spec, "ood/x", 40)  # other outputs: another key
 
 
+def test_a_damaged_replicate_entry_is_redrawn_not_read(tmp_path):
+    # a valid .npy of the right shape but other values (bit rot, a bad copy) must not become the interval
+    import io
+
+    frame = _scores_frame(*separated(n=30))
+    spec = get_registry().get("metrics", "auroc")
+    first = bootstrap.replicates(frame, spec, "ood/x", 40)
+    [entry] = [p for p in (Path(os.environ["RBX_CACHE_DIR"]) / "bootstrap").glob("*.npy") if np.array_equal(np.load(p), first, equal_nan=True)]
+    buf = io.BytesIO()
+    np.save(buf, np.full(40, 0.5))
+    assert len(buf.getvalue()) == entry.stat().st_size  # same size: only the checksum can tell
+    entry.write_bytes(buf.getvalue())
+    os.utime(entry, (entry.stat().st_atime, entry.stat().st_mtime + 5))
+    from robustbench_x import cachedir
+
+    cachedir._checked.clear()
+    np.testing.assert_array_equal(bootstrap.replicates(frame, spec, "ood/x", 40), first)
+    np.testing.assert_array_equal(np.load(entry), first)  # healed in place
+
+
+def test_cache_verify_removes_sealed_entries_without_a_manifest(tmp_path, cli):
+    # what a run would discard ("no manifest"), verify removes too, instead of calling it "not written by this cache API"
+    root = Path(os.environ["RBX_CACHE_DIR"])
+    legacy = root / "bootstrap" / "ab" / "abcd.npy"  # the layout of an older rbx
+    legacy.parent.mkdir(parents=True)
+    np.save(legacy, np.zeros(3))
+    memo = root / "digests" / "x.json"  # a self-checking memo: not the cache API's to judge
+    memo.parent.mkdir(parents=True)
+    memo.write_text("{}")
+    result = cli("cache", "verify")
+    assert result.code == 1 and f"damaged: {legacy.parent}: no manifest" in " ".join(result.out.split()), result
+    assert not legacy.parent.exists() and memo.exists()
+
+
 # --------------------------------------------------------------------------- what a column rests on
 
 
