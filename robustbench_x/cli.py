@@ -59,12 +59,12 @@ def main_callback(
 @app.command()
 def run(
     suite: str = typer.Option(..., "--suite", help="Suite to run (rbx list suites), or 'all'."),
-    models: Optional[list[str]] = typer.Option(None, "--models", help="Models (comma-separated or repeated). Default: built-in and configured models."),
-    datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Datasets. Default: built-in and configured datasets that can serve the suite."),
-    methods: Optional[list[str]] = typer.Option(None, "--methods", help="Methods. Default: every method producing what the suite scores."),
+    models: Optional[list[str]] = typer.Option(None, "--models", callback=lambda v: _names(v, "--models"), help="Models (comma-separated or repeated). Default: built-in and configured models."),
+    datasets: Optional[list[str]] = typer.Option(None, "--datasets", callback=lambda v: _names(v, "--datasets"), help="Datasets. Default: built-in and configured datasets that can serve the suite."),
+    methods: Optional[list[str]] = typer.Option(None, "--methods", callback=lambda v: _names(v, "--methods"), help="Methods. Default: every method producing what the suite scores."),
     seeds: Optional[list[str]] = typer.Option(None, "--seeds", callback=lambda v: _seed_list(v), help="Seeds: non-negative integers, comma-separated or repeated; a repeated seed runs once. Default: 0."),
     executor: str = typer.Option("local", "--executor", help="Executor (rbx list executors)."),
-    devices: Optional[list[str]] = typer.Option(None, "--devices", help="GPU ids for the local executor."),
+    devices: Optional[list[str]] = typer.Option(None, "--devices", callback=lambda v: _names(v, "--devices"), help="GPU ids for the local executor."),
     workers: int = typer.Option(1, "--workers", min=1, help="CPU worker processes when no GPU is visible (at least 1)."),
     job_timeout: Optional[float] = typer.Option(
         None, "--job-timeout", callback=lambda v: _positive_seconds(v),
@@ -131,6 +131,14 @@ def _check_executor_options(registry, spec, **given) -> None:
             readers = [s.name for s in registry.specs("executors") if s.options and option in s.options]
             use = " or ".join(f"--executor {name}" for name in readers) or "another executor"
             raise UsageError(f"{flag} is not read by the '{spec.name}' executor, so it would be ignored.\n  fix: use {use}, or drop {flag}")
+
+
+def _names(values: Optional[list[str]], flag: str) -> Optional[list[str]]:
+    """An empty item (``msp,,energy``, or ``--methods "$EMPTY"``) is a usage error: dropping it
+    silently would turn an empty list into "the default", every method."""
+    if values is not None and any(not item.strip() for value in values for item in value.split(",")):
+        raise typer.BadParameter(f"empty item in {','.join(values)!r}; write names as a,b,c", param_hint=f"'{flag}'")
+    return values
 
 
 def _seed_list(values: Optional[list[str]]) -> list[int] | None:

@@ -29,6 +29,10 @@ def _text(stream: str) -> str:
         (["run", "--suite", "ood", "--seeds", "0,,1"], "empty item in '0,,1'"),
         (["run", "--suite", "ood", "--seeds", "0,x"], "seeds are integers"),
         (["run", "--suite", "ood", "--seeds", "-1"], "seeds are non-negative"),
+        (["run", "--suite", "ood", "--methods", "msp,,energy"], "empty item in 'msp,,energy'"),
+        (["run", "--suite", "ood", "--methods", ""], "Invalid value for '--methods': empty item"),  # not "every method"
+        (["run", "--suite", "ood", "--models", "builtin-cnn,"], "Invalid value for '--models'"),
+        (["run", "--suite", "ood", "--datasets", " "], "Invalid value for '--datasets'"),
         # an executor option the chosen executor does not read would be ignored
         (["run", "--suite", "ood", "--ray-address", "10.0.0.1:6379"], "--ray-address is not read by the 'local' executor"),
         (["run", "--suite", "ood", "--ray-gpus", "1"], "fix: use --executor ray, or drop --ray-gpus"),
