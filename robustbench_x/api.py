@@ -246,12 +246,17 @@ class ModelSpec:
     #: ``path`` there is, like ``checkpoint``, resolved against datasets.yaml and
     #: keys the model's results by its content.
     option_types: Mapping[str, str] = field(default_factory=dict)
+    #: Forms of the entry's own keys where the family is stricter than
+    #: ``robustbench_x.config.MODEL_TYPES`` (timm's ``pretrained`` is a flag, so the
+    #: string ``"false"``, which Python reads as true, is refused).
+    key_types: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "requires", _frozen(self.requires))
         object.__setattr__(self, "tasks", _frozen(self.tasks))
+        object.__setattr__(self, "key_types", dict(self.key_types))
         if self.option_keys is not None:
             object.__setattr__(self, "option_keys", _frozen(self.option_keys))
         object.__setattr__(self, "option_types", dict(self.option_types))

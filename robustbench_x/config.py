@@ -185,7 +185,7 @@ def _validate(entry: Entry, section: str, registry, file: str) -> None:
     else:
         allowed = set(MODEL_KEYS - {"type"} if spec.option_keys is None else spec.option_keys)
         required = set()
-    declared = dict(spec.option_types) if section == "datasets" else MODEL_TYPES
+    declared = dict(spec.option_types) if section == "datasets" else {**MODEL_TYPES, **spec.key_types}
     for option in entry.options:
         if option not in allowed:
             fix = f"{_suggest(option, allowed)}allowed keys: {', '.join(sorted(allowed))}" if allowed else f"'{entry.type}' reads no key besides 'type'; remove it"

@@ -162,6 +162,19 @@ class Evaluation:
         """The dataset's subsets this suite evaluates."""
         return suite_subsets(self.dataset, self.suite)
 
+    def check_class_count(self) -> None:
+        """For evaluators that read the model's outputs as the dataset's classes: a model
+        with another number of outputs (a 10-class checkpoint on a 3-class folder, a
+        21-class segmenter on Cityscapes' 19) is an error, not metrics over classes
+        that do not exist. The label space alone cannot tell: both carry the one the
+        entry declares."""
+        outputs, classes = int(getattr(self.model, "num_classes", 0) or 0), len(getattr(self.dataset, "classes", None) or [])
+        if outputs and classes and outputs != classes:
+            raise JobError(
+                f"model '{self.model.name or type(self.model).__name__}' outputs {outputs} classes but dataset '{self.dataset.name}' has {classes}; "
+                f"fix: give the model entry `num_classes: {classes}` with a checkpoint trained on these classes, or correct the dataset's classes"
+            )
+
     def score_subsets(self) -> dict[str, dict[str, np.ndarray]]:
         """``method.score`` on every subset, validated (:func:`score_subsets`)."""
         return score_subsets(self.method, self.ctx, self.suite, self.method_name)
@@ -205,6 +218,7 @@ def stack_columns(data: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarra
 def evaluate_classification(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The default evaluator (suites without ``evaluator``): score every subset,
     then every metric by its kind (:func:`compute_metrics`)."""
+    ev.check_class_count()
     data = ev.score_subsets()
     return compute_metrics(ev.metric_specs, data), stack_columns(data)
 

@@ -125,6 +125,9 @@ def test_the_digest_memo_is_used_checked_and_healed(tmp_path):
         ("type: openclip\n    arch: ViT-B-32\n    options: {quick_gelu: 'yes'}", "models.m.options.quick_gelu", "true"),
         ("type: detections-file\n    options: {detection: d.csv}", "models.m.options.detection", "did you mean 'detections'"),
         ("type: timm\n    arch: resnet18\n    members: w.pt", "models.m.members", "list of files"),
+        # "false" is a true string: timm would download hub weights
+        ("type: timm\n    arch: resnet18\n    pretrained: 'false'", "models.m.pretrained", "`pretrained: true` or `pretrained: false`"),
+        ("type: openclip\n    arch: ViT-B-32\n    pretrained: true", "models.m.pretrained", "expected a string"),
     ],
 )
 def test_a_key_the_family_would_ignore_is_refused(tmp_path, entry, key, message):
@@ -166,3 +169,17 @@ def test_deep_ensemble_runs_on_timm_members_and_is_skipped_without(toy, cli):
                  "--methods", "deep_ensemble", "--out", str(root / "o"), "--format", "json")
     frame = read_results(root / "o")
     assert result.code == 0 and set(frame["status"]) == {"ok"}, frame[["error"]].to_dict("records")
+
+
+def test_a_model_with_another_number_of_classes_fails_its_jobs_naming_both(toy, cli):
+    # a 10-class checkpoint declared with the 3-class folder's label space used to give metrics over 10 classes
+    import timm
+
+    root, config = toy
+    torch.manual_seed(0)
+    _save(timm.create_model("test_resnet", pretrained=False, num_classes=10), root / "weights" / "w.safetensors")
+    config.write_text(config.read_text().replace("num_classes: 3", "num_classes: 10"))
+    result = cli("--quiet", "run", "--suite", "ood", "--config", str(config), "--models", "tiny", "--datasets", "toy",
+                 "--methods", "msp", "--out", str(root / "o"), "--format", "json")
+    [failure] = json.loads(result.out)["failures"]
+    assert result.code == 1 and "outputs 10 classes but dataset 'toy' has 3" in failure["error"] and "num_classes: 3" in failure["error"]

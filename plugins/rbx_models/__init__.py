@@ -26,6 +26,7 @@ def rbx_models():
             label_space="imagenet-1k",
             family=True,
             option_keys={"arch", "checkpoint", "pretrained", "num_classes", "label_space", "members"},
+            key_types={"pretrained": "bool"},
             summary="timm:<arch>; hub weights when reachable or a local checkpoint (safetensors / weights_only)",
         ),
     ]

@@ -263,6 +263,7 @@ def _classification(rows: _Rows, data) -> None:
 
 def evaluate_corruption(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``corruption`` suite's evaluator (module docstring)."""
+    ev.check_class_count()
     ctx = ev.ctx
     rows = _Rows(ev.metric_specs)
     _want_score(ctx, rows)
@@ -373,6 +374,7 @@ def _perturbation_lists(bench: str | None, present: list[str]) -> list[str]:
 
 def evaluate_perturbation(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``perturbation`` suite's evaluator (module docstring)."""
+    ev.check_class_count()
     from rbx_robustness.definitions import is_noise
 
     ctx = ev.ctx
@@ -454,6 +456,7 @@ def evaluate_perturbation(ev: Evaluation) -> tuple[list[MetricValue], dict[str, 
 
 def evaluate_cure(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The ``cure`` suite's evaluator (module docstring)."""
+    ev.check_class_count()
     ctx = ev.ctx
     rows = _Rows(ev.metric_specs)
     _want_score(ctx, rows)

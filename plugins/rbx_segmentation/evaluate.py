@@ -138,6 +138,7 @@ def evaluate_segmentation(ev: Evaluation):
     from rbx_segmentation.metrics import CalibrationAccumulator, ConfusionAccumulator, RiskCoverageAccumulator
     from rbx_segmentation.metrics.confusion import confusion_counts
 
+    ev.check_class_count()
     dataset = ev.dataset
     num_classes, ignore = len(dataset.classes), int(getattr(dataset, "ignore_index", 255))
     rows: list[MetricValue] = []
@@ -205,6 +206,7 @@ def evaluate_anomaly(ev: Evaluation):
     from rbx_segmentation.metrics import PROTOCOL_METRICS, ComponentMetrics, ImageAveragedAnomaly, PooledAnomaly
     from rbx_segmentation.metrics.components import TRACK_SIZES
 
+    ev.check_class_count()
     dataset = ev.dataset
     if not hasattr(dataset, "anomaly_protocol"):
         raise JobError(f"dataset '{dataset.name}' has anomaly subsets but no anomaly_protocol(subset); its reader must declare each subset's benchmark convention")

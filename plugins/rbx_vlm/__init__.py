@@ -60,6 +60,7 @@ def rbx_models() -> list[ModelSpec]:
             family=True,
             option_keys={"arch", "pretrained", "checkpoint", "options", "label_space"},
             option_types={"quick_gelu": "bool"},
+            key_types={"pretrained": "str"},
             summary="openclip:<arch>/<pretrained>; open_clip hub weights or a local checkpoint; zero-shot logits over the dataset's classes",
             deviations=("CLIP runs in fp32 on every device; the papers' code runs it in fp16 on GPU, so scores can differ in the last digits.",),
         )
