@@ -57,6 +57,7 @@ __all__ = [
     "DatasetEntry",
     "configured_datasets",
     "load_state_dict",
+    "checkpoint_shapes",
     "load_shipped_weights",
 ]
 
@@ -250,6 +251,12 @@ class ModelSpec:
     #: ``robustbench_x.config.MODEL_TYPES`` (timm's ``pretrained`` is a flag, so the
     #: string ``"false"``, which Python reads as true, is refused).
     key_types: Mapping[str, str] = field(default_factory=dict)
+    #: ``"module:attr"`` of ``check(arch=, options=)``, run by ``rbx run`` before any
+    #: work for every configured model with jobs to do: it raises
+    #: :class:`~robustbench_x.errors.ConfigError` for what would fail every job
+    #: later (a checkpoint of another architecture or class count), cheaply (compare
+    #: :func:`checkpoint_shapes` with the architecture built on the ``meta`` device).
+    check: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
@@ -634,30 +641,64 @@ def load_state_dict(path: str | os.PathLike, *, key: str = "checkpoint") -> "dic
     prefix are removed. Anything else (a pickled module, a TorchScript archive)
     is a :class:`~robustbench_x.errors.ConfigError` naming the file and ``key``
     (the option that named it)."""
+    return _read_state(Path(path), key, mmap=False)
+
+
+def checkpoint_shapes(path: str | os.PathLike, *, key: str = "checkpoint") -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of a weights file, keyed as :func:`load_state_dict` keys them,
+    read without loading the tensors (the safetensors header; a memory-mapped
+    ``torch.load``): a model family's ``ModelSpec.check`` compares them with its
+    architecture before any work. Errors as :func:`load_state_dict`."""
+    return {name: tuple(shape) for name, shape in _read_state(Path(path), key, mmap=True).items()}
+
+
+def _read_state(path: Path, key: str, *, mmap: bool) -> dict:
+    """A state dict (``mmap=False``) or its shapes (``mmap=True``), unwrapped."""
     from robustbench_x.errors import ConfigError
 
-    path = Path(path)
+    fix = ("save the model's state_dict (as .safetensors, or with torch.save(model.state_dict(), ...)); "
+           "pickled modules and TorchScript archives are not read")
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        import torch
-
         try:
+            if not mmap:
+                return _unwrapped(load_file(str(path)), path, key)
+            with safe_open(str(path), framework="pt") as fh:
+                return _unwrapped({name: fh.get_slice(name).get_shape() for name in fh.keys()}, path, key)
+        except Exception as exc:  # safetensors' own error type: a truncated or foreign file
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"cannot read {path} as safetensors ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                              file=str(path), key=key, fix="give a complete .safetensors file (it may be truncated or another format)") from None
+    import torch
+
+    try:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:  # mmap needs the zip format; an old-format file is read whole
+            if not mmap or "mmap" not in str(exc):
+                raise
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ConfigError(
-                f"cannot read {path} as weights: refused by torch.load(weights_only=True) "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                file=str(path),
-                key=key,
-                fix="save the model's state_dict (as .safetensors, or with torch.save(model.state_dict(), ...)); "
-                "pickled modules and TorchScript archives are not read",
-            ) from None
-        for wrapper in _STATE_WRAPPERS:
-            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot read {path} as weights: refused by torch.load(weights_only=True) "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            file=str(path),
+            key=key,
+            fix=fix,
+        ) from None
+    for wrapper in _STATE_WRAPPERS:
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    state = _unwrapped(state, path, key)
+    return {name: tuple(getattr(value, "shape", ())) for name, value in state.items()} if mmap else state
+
+
+def _unwrapped(state, path: Path, key: str) -> dict:
+    from robustbench_x.errors import ConfigError
+
     if not isinstance(state, dict) or not state:
         raise ConfigError(f"{path}: expected a state dict, found {type(state).__name__}", file=str(path), key=key,
                           fix="save model.state_dict()")

@@ -84,7 +84,8 @@ def run(
     """
     from robustbench_x.config import load_config
     from robustbench_x.executors import build_executor
-    from robustbench_x.preflight import check_cache_dir, check_out_dir, open_datasets
+    from robustbench_x.preflight import check_cache_dir, check_models, check_out_dir, open_datasets
+    from robustbench_x.results import ResultStore
     from robustbench_x.registry import get_registry
 
     _check_format(fmt)
@@ -109,6 +110,8 @@ def run(
         raise UsageError("no suite has anything to run with the configured models and datasets. See `rbx list`.")
     check_out_dir(out_dir)
     check_cache_dir()
+    store = ResultStore(out_dir)
+    check_models(registry, cfg, plans, pending=lambda job: force or not store.done(job))
     built: list = []
 
     def ex():  # built on first use: a finished store never imports torch or starts a cluster

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from robustbench_x import __version__
@@ -147,7 +149,7 @@ def _input_files(name: str, options: dict[str, Any], spec, config: Config) -> tu
     from robustbench_x.digests import file_digest
 
     def one(key: str, value: str) -> tuple[str, str]:
-        path = resolve_path(value, config)
+        path = Path(os.path.abspath(resolve_path(value, config)))  # absolute: workers and Ray tasks read it elsewhere
         if not path.is_file():
             what = "is a folder, not a file" if path.is_dir() else "not found"
             raise ConfigError(f"{key}: {path} {what}", file=config.file, key=f"models.{name}.{key}",

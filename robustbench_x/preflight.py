@@ -70,3 +70,26 @@ def _check_writable_dir(path: Path, what: str, fix: str) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot write into {existing} ({exc.strerror or exc}).\n  fix: {fix}") from None
+
+
+def check_models(registry, config: Config, plans, *, pending) -> None:
+    """Each configured model with a job to do passes its family's ``ModelSpec.check``
+    (a checkpoint of another architecture or class count fails here, once, instead of
+    in every job); the key it names is prefixed with the entry's ``models.<name>.``."""
+    from robustbench_x.api import load_factory
+
+    seen: set[str] = set()
+    for plan in plans:
+        for job in plan.runnable:
+            ref = job.model
+            if ref.name in seen or ref.name not in config.models or not pending(job):
+                continue
+            seen.add(ref.name)
+            spec = registry.get("models", ref.spec)
+            if not spec.check:
+                continue
+            try:
+                load_factory(spec.check)(arch=ref.arch, options=dict(ref.options))
+            except ConfigError as exc:
+                key = f"models.{ref.name}" + (f".{exc.key}" if exc.key else "")
+                raise ConfigError(exc.message, file=exc.file or config.file, key=key, fix=exc.fix) from None

@@ -183,3 +183,38 @@ def test_a_model_with_another_number_of_classes_fails_its_jobs_naming_both(toy, 
                  "--methods", "msp", "--out", str(root / "o"), "--format", "json")
     [failure] = json.loads(result.out)["failures"]
     assert result.code == 1 and "outputs 10 classes but dataset 'toy' has 3" in failure["error"] and "num_classes: 3" in failure["error"]
+
+
+@pytest.mark.parametrize(
+    ("make", "members", "key", "message", "fix"),
+    [
+        (lambda: _other(num_classes=10), False, "models.tiny.checkpoint", "its classifier has 10 outputs, the entry's architecture 3", "set num_classes: 10"),
+        (lambda: _other(arch="test_vit"), False, "models.tiny.checkpoint", "of the architecture's tensors are missing", "(arch:)"),
+        (lambda: b"\0" * 100, False, "models.tiny.checkpoint", "cannot read", "a complete .safetensors file"),
+        (lambda: _other(num_classes=10), True, "models.tiny.members[0]", "its classifier has 10 outputs", "set num_classes: 10"),
+    ],
+    ids=["class-count", "architecture", "not-safetensors", "member"],
+)
+def test_a_checkpoint_that_does_not_fit_stops_the_run_before_any_work(toy, cli, make, members, key, message, fix):
+    # each of these failed inside every job (with a bare "Error(s) in loading state_dict"), after the datasets were read
+    root, config = toy
+    blob = make()
+    (root / "weights" / "bad.safetensors").write_bytes(blob)
+    if members:
+        config.write_text(config.read_text() + "    members: [weights/bad.safetensors]\n")
+    else:
+        config.write_text(config.read_text().replace("weights/w.safetensors", "weights/bad.safetensors"))
+    result = cli("run", "--suite", "ood", "--config", str(config), "--models", "tiny", "--datasets", "toy", "--methods", "msp", "--out", str(root / "o"))
+    err = " ".join(result.err.split())
+    assert result.code == 2 and f"key '{key}'" in err and message in err and fix in err, result
+    assert str(root / "weights" / "bad.safetensors") in err
+    assert not (root / "o").exists()
+
+
+def _other(arch: str = "test_resnet", num_classes: int = 3) -> bytes:
+    import timm
+    from safetensors.torch import save
+
+    torch.manual_seed(0)
+    net = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    return save({k: v.contiguous() for k, v in net.state_dict().items()})

@@ -27,6 +27,7 @@ def rbx_models():
             family=True,
             option_keys={"arch", "checkpoint", "pretrained", "num_classes", "label_space", "members"},
             key_types={"pretrained": "bool"},
+            check="rbx_models.timm_model:check",
             summary="timm:<arch>; hub weights when reachable or a local checkpoint (safetensors / weights_only)",
         ),
     ]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_x.api import Model, load_state_dict
+from robustbench_x.api import Model, checkpoint_shapes, load_state_dict
 from robustbench_x.errors import ConfigError
 
 
@@ -159,6 +159,38 @@ def build(arch: str | None = None, options: dict | None = None, dataset=None, se
         model.member_factory = lambda i: _member(arch, num_classes, members[i], i, log)
         model.provides = model.provides | {"ensemble"}
     return model
+
+
+def check(arch: str | None = None, options: dict | None = None) -> None:
+    """Before any work: the architecture exists, and every checkpoint (``checkpoint``,
+    ``members``) has its tensors' names and shapes. The network is built on the
+    ``meta`` device (no memory, no weights) and compared with the files' headers."""
+    options = dict(options or {})
+    files = ([("checkpoint", options["checkpoint"])] if options.get("checkpoint") else []) + [
+        (f"members[{i}]", m) for i, m in enumerate(options.get("members") or [])]
+    if not arch or not files:
+        return
+    num_classes = int(options["num_classes"]) if options.get("num_classes") is not None else None
+    with torch.device("meta"):
+        net = _create(arch, num_classes, pretrained=False)
+    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
+    classifier = getattr(net.get_classifier(), "weight", None)
+    head = next((name for name, p in net.named_parameters() if p is classifier), None)
+    for key, path in files:
+        found = checkpoint_shapes(path, key=key)
+        missing = [name for name in expected if name not in found]
+        wrong = [name for name in expected if name in found and found[name] != expected[name]]
+        if not (missing or wrong):
+            continue
+        if missing:
+            what, fix = f"{len(missing)} of the architecture's tensors are missing from it, e.g. {missing[:3]}", "name the architecture the checkpoint was trained with (arch:)"
+        elif wrong == [head] or (head in wrong and len(found[head]) == 2):
+            what = f"its classifier has {found[head][0]} outputs, the entry's architecture {expected[head][0]}"
+            fix = f"set num_classes: {found[head][0]} (and the label space of the data it was trained on)"
+        else:
+            shown = [f"{name} {found[name]} vs {expected[name]}" for name in wrong[:2]]
+            what, fix = f"{len(wrong)} tensors have other shapes, e.g. {shown}", "name the architecture the checkpoint was trained with (arch:)"
+        raise ConfigError(f"the checkpoint does not fit timm:{arch}: {what}", file=str(path), key=key, fix=fix)
 
 
 def _create(arch: str, num_classes: int | None, *, pretrained: bool) -> nn.Module:
