@@ -17,14 +17,17 @@ What a cell is (the page header says it again, for the cells it has):
   resampled separately for OOD metrics; fixed seed; replicates cached by the
   content of the outputs, so an unchanged store re-renders without
   recomputing them).
-* **Several seeds**: mean ± sample standard deviation over the seeds that ran.
-  A seed that failed is named in the cell, ``73.0 ± 0.4 (2/3 seeds; seed 2
-  failed[^n])``, with the error in the footnote.
+* **Several seeds**: mean ± sample standard deviation over the seeds that ran
+  and their number, ``73.0 ± 0.4 (3 seeds)``. A seed that failed, or whose
+  results file is unreadable, is named in the cell, ``73.0 ± 0.4 (2/3 seeds;
+  seed 2 failed[^n])``, with the error in one footnote per job.
+* **mean** column: the unweighted mean of the row's cells over the columns.
 * **Bold**: the best value of the column and every value equal to it at the
   displayed precision. **≈**: not significantly worse than the best, by a
   paired bootstrap over the same samples: replicate ``b`` of both methods uses
   the same resampled sample indices, and the method is marked when the 95 %
-  percentile interval of ``best − other`` contains 0.
+  percentile interval of ``best − other`` contains 0. A mean over seeds or
+  columns compares the means of the replicates (sample variation only).
 * Failure and calibration tables start with the accuracy and the number of
   errors each column rests on (from the ``accuracy`` rows); a method whose
   predictions differ from the rest shows its own in its cells.
