@@ -417,7 +417,7 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
 def leaderboard(
     results_dir: Path = typer.Argument(..., help="The --out directory of `rbx run`."),
     out_dir: Path = typer.Option(Path("leaderboards"), "--out", help="Where to write the pages."),
-    check: bool = typer.Option(False, "--check", help="Do not write: compare the values behind the cells with the committed <suite>.cells.json files and list the cells that moved (exit 1 if any)."),
+    check: bool = typer.Option(False, "--check", help="Do not write: compare the values behind the cells with the committed <suite>.cells.json files and the pages' text (numbers within the tolerance) and linked PNGs with the rendering; list what moved or differs (exit 1 if any)."),
     tolerance: float = typer.Option(0.5, "--tolerance", help="--check tolerance in units of the last displayed digit (0.5: a cell moved when it changed by more than half a displayed digit)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals and the paired significance marks (0: none)."),
 ) -> None:

@@ -628,6 +628,17 @@ def check_pages(files: dict[str, str | bytes], directory: str | Path, tolerance:
                 tol = tolerance * 10.0 ** (-d)
                 if abs(a - b) > tol + 1e-12:
                     problems.append(f"moved: {where}: {a:.{d}f} → {b:.{d}f} (|Δ| {abs(a - b):.{d + 1}f} > {tol:g})")
+        try:
+            text = (directory / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"unreadable: {directory / name} ({exc}); re-render and commit it")
+            continue
+        edit = _text_difference(text, str(files[name]), tolerance)
+        if edit:
+            problems.append(f"edited: {directory / name} {edit} (re-render it with `rbx leaderboard RESULTS --out {directory}` and commit it)")
+        for image in sorted(n for n in files if not n.endswith((".md", ".json")) and f"]({n})" in str(files[name])):
+            if not (directory / image).exists():
+                problems.append(f"missing: {directory / image}, linked from {name} (run `rbx leaderboard RESULTS --out {directory}` and commit it)")
     for name, own in stale_pages(files, directory).items():
         problems.append(f"stale: {directory / name} is committed but the results have no suite '{name[:-3]}' "
                         f"(fix: delete it, `rm {' '.join(shlex.quote(str(directory / f)) for f in own)}`, or render from a store that has that suite)")
@@ -651,6 +662,48 @@ def stale_pages(files: dict[str, str | bytes], directory: str | Path) -> dict[st
             pass
         stale[path.name] = own
     return stale
+
+
+#: A number standing alone (not part of a hash or a name like ``digits-6to9``).
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])")
+
+
+def _text_difference(committed: str, rendered: str, tolerance: float) -> str:
+    """Where a committed page's Markdown differs from its fresh rendering in
+    more than its non-integer numbers ("" when it does not).
+
+    The values behind the cells are compared in ``.cells.json``; here a number
+    with decimals (or an exponent) may differ by ``tolerance`` units of its last
+    digit plus one, since float noise across machines can round a value to the
+    neighbouring digit (or print ``0.999`` instead of ``1`` with ``%g``), and
+    the marks that follow from such values (``**``, ``≈``) are ignored.
+    Integers (counts, footnote numbers), words, hashes and lines must match
+    exactly: a hand edit, an appended line or a stale legend is reported."""
+    def split(line: str) -> tuple[str, list[str]]:
+        line = line.replace("**", "").replace(f" {NOT_WORSE}", "")
+        return _NUMBER.sub("#", line), _NUMBER.findall(line)
+
+    old, new = committed.splitlines(), rendered.splitlines()
+    for i in range(max(len(old), len(new))):
+        if i >= len(old):
+            return f"line {i + 1}: the rendering has more lines (committed {len(old)}, rendered {len(new)})"
+        if i >= len(new):
+            return f"line {i + 1}: the committed page has more lines (committed {len(old)}, rendered {len(new)}): {old[i][:80]!r}"
+        (a_shape, a_nums), (b_shape, b_nums) = split(old[i]), split(new[i])
+        if a_shape != b_shape or any(_number_moved(x, y, tolerance) for x, y in zip(a_nums, b_nums)):
+            return f"line {i + 1}: committed {old[i][:80]!r}, rendered {new[i][:80]!r}"
+    return ""
+
+
+def _number_moved(a: str, b: str, tolerance: float) -> bool:
+    def unit(token: str) -> float:
+        mantissa, _, exponent = token.partition("e")
+        return 10.0 ** (int(exponent or 0) - len(mantissa.partition(".")[2]))
+
+    if not any(c in token for token in (a, b) for c in ".e"):
+        return a != b
+    x, y = float(a), float(b)
+    return abs(x - y) > (tolerance + 1) * max(unit(a), unit(b)) + 1e-12 * max(abs(x), abs(y))
 
 
 def _cells(data: dict) -> dict[tuple[str, str, str], tuple[float, int]]:

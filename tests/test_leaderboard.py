@@ -523,3 +523,27 @@ def test_a_page_of_a_suite_no_longer_in_the_store_is_kept_and_check_says_how_to_
     checked = cli("--quiet", "leaderboard", str(tmp_path / "store"), "--out", str(pages), "--bootstrap", "0", "--check")
     assert checked.code == 1
     assert f"stale: {pages / 'gone.md'} is committed but the results have no suite 'gone' (fix: delete it, `rm {pages / 'gone.md'} {pages / 'gone.cells.json'} {pages / 'gone-a.png'}`" in checked.out
+
+
+def test_check_reports_an_edited_page_and_a_missing_png_but_not_a_neighbouring_digit(tmp_path):
+    write_job(tmp_path, "msp", [{"subset": "ood/x", "metric": "auroc", "value": 0.94449999}])
+    write_job(tmp_path, "knn", [{"subset": "ood/x", "metric": "auroc", "value": 0.9}])
+    files = render_pages(tmp_path, n_boot=0)
+    pages = tmp_path / "pages"
+    write_pages({**files, "ood-plot.png": b"png"}, pages)
+    linked = {**files, "ood-plot.png": b"png", "ood.md": files["ood.md"] + "![plot](ood-plot.png)\n"}
+    (pages / "ood.md").write_text(linked["ood.md"])
+    assert check_pages(linked, pages) == []
+    # Float noise on another machine: 94.4499… renders as 94.5 there; the cell is within tolerance, the text too.
+    noisy = json.loads(files["ood.cells.json"])
+    for c in noisy["cells"]:
+        c["value"] += 0.00002 if c["row"] == "msp" else 0
+    assert check_pages({**linked, "ood.cells.json": json.dumps(noisy), "ood.md": linked["ood.md"].replace("94.4", "94.5")}, pages) == []
+    # A number changed by hand, a line appended, a PNG deleted: each is reported.
+    (pages / "ood.md").write_text(linked["ood.md"].replace("94.4", "97.4"))
+    assert [p.split(" line ")[0] for p in check_pages(linked, pages)] == [f"edited: {pages / 'ood.md'}"]
+    (pages / "ood.md").write_text(linked["ood.md"] + "sneaked in\n")
+    assert "the committed page has more lines" in check_pages(linked, pages)[0]
+    (pages / "ood.md").write_text(linked["ood.md"])
+    (pages / "ood-plot.png").unlink()
+    assert check_pages(linked, pages) == [f"missing: {pages / 'ood-plot.png'}, linked from ood.md (run `rbx leaderboard RESULTS --out {pages}` and commit it)"]
