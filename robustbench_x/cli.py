@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -445,7 +446,7 @@ def leaderboard(
     write_pages(pages, out_dir)
     out.print(f"wrote {', '.join(sorted(pages))} to {out_dir}", markup=False, highlight=False)
     for name, files in stale_pages(pages, out_dir).items():
-        err.print(f"note: kept {out_dir / name}: {results_dir} has no results of suite '{name[:-3]}' (delete it with `rm {' '.join(str(out_dir / f) for f in files)}` if the suite is gone)", markup=False, highlight=False)
+        err.print(f"note: kept {out_dir / name}: {results_dir} has no results of suite '{name[:-3]}' (delete it with `rm {' '.join(shlex.quote(str(out_dir / f)) for f in files)}` if the suite is gone)", markup=False, highlight=False)
 
 
 @app.command("new-plugin")

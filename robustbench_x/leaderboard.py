@@ -430,6 +430,8 @@ def _table(page: Page, spec, model: str, methods: list[str], stats: set[str]) ->
                     mean.reps = np.mean(np.stack([c.reps for c in parts]), axis=0)
             cells[method][("mean", "")] = mean
     keys = columns + ([("mean", "")] if len(columns) > 1 else [])
+    if any(c.reps is not None for row in cells.values() for c in row.values()):
+        stats.add("paired")
     for key in keys:
         mark_best({m: cells[m][key] for m in methods}, spec.higher_is_better, spec.scale)
     table = f"{spec.name} / {model}"
@@ -477,7 +479,7 @@ def _header(page: Page, stats: set[str]) -> list[str]:
         lines.append("`mean`: the unweighted mean of the row's values over the table's dataset / subset columns (each column counts once, whatever its number "
                      "of samples or seeds); empty when a column has no value.")
     paired = ""
-    if page.n_boot > 0:
+    if page.n_boot > 0 and "paired" in stats:
         paired = (f"{NOT_WORSE}: not significantly worse than the best, by a paired bootstrap over the same samples "
                   f"({page.n_boot} resamples, both methods on the same ones; marked when the 95 % interval of best − other contains 0")
         if "seeds" in stats:

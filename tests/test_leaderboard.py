@@ -160,6 +160,7 @@ def test_values_tied_at_the_displayed_precision_are_all_bold(tmp_path):
     assert cell(page, "a") == "**95.0**" and cell(page, "b") == "**95.0**"
     assert cell(page, "c") == "94.9"
     assert "a value without brackets has no interval" in page
+    assert "≈" not in page  # no per-sample outputs: no cell can carry the mark, no legend for it
 
 
 # --------------------------------------------------------------------------- significance
