@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -420,12 +421,12 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
 def leaderboard(
     results_dir: Path = typer.Argument(..., help="The --out directory of `rbx run`."),
     out_dir: Path = typer.Option(Path("leaderboards"), "--out", help="Where to write the pages."),
-    check: bool = typer.Option(False, "--check", help="Do not write: compare the values behind the cells with the committed <suite>.cells.json files and list the cells that moved (exit 1 if any)."),
+    check: bool = typer.Option(False, "--check", help="Do not write: compare the values behind the cells with the committed <suite>.cells.json files and the pages' text (numbers within the tolerance) and linked PNGs with the rendering; list what moved or differs (exit 1 if any)."),
     tolerance: float = typer.Option(0.5, "--tolerance", help="--check tolerance in units of the last displayed digit (0.5: a cell moved when it changed by more than half a displayed digit)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals and the paired significance marks (0: none)."),
 ) -> None:
     """Render one Markdown page per suite (plus its PNGs and <suite>.cells.json) from a result store."""
-    from robustbench_x.leaderboard import check_pages, render_pages, write_pages
+    from robustbench_x.leaderboard import check_pages, render_pages, stale_pages, write_pages
 
     if not (results_dir / "results").is_dir():
         raise UsageError(f"{results_dir} holds no results (expected {results_dir / 'results'}).\n  fix: pass the --out directory of `rbx run`")
@@ -434,6 +435,9 @@ def leaderboard(
     if bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {bootstrap}")
     pages = render_pages(results_dir, n_boot=bootstrap, warn=lambda message: err.print(f"warning: {message}", markup=False, highlight=False))
+    if not pages:
+        raise UsageError(f"no results under {results_dir} to render (no readable results file of an installed suite).\n"
+                         f"  fix: run `rbx run --suite <suite> --out {results_dir}` first")
     if check:
         problems = check_pages(pages, out_dir, tolerance)
         if problems:
@@ -444,6 +448,8 @@ def leaderboard(
         return
     write_pages(pages, out_dir)
     out.print(f"wrote {', '.join(sorted(pages))} to {out_dir}", markup=False, highlight=False)
+    for name, files in stale_pages(pages, out_dir).items():
+        err.print(f"note: kept {out_dir / name}: {results_dir} has no results of suite '{name[:-3]}' (delete it with `rm {' '.join(shlex.quote(str(out_dir / f)) for f in files)}` if the suite is gone)", markup=False, highlight=False)
 
 
 @app.command("new-plugin")

@@ -17,14 +17,17 @@ What a cell is (the page header says it again, for the cells it has):
   resampled separately for OOD metrics; fixed seed; replicates cached by the
   content of the outputs, so an unchanged store re-renders without
   recomputing them).
-* **Several seeds**: mean ± sample standard deviation over the seeds that ran.
-  A seed that failed is named in the cell, ``73.0 ± 0.4 (2/3 seeds; seed 2
-  failed[^n])``, with the error in the footnote.
+* **Several seeds**: mean ± sample standard deviation over the seeds that ran
+  and their number, ``73.0 ± 0.4 (3 seeds)``. A seed that failed, or whose
+  results file is unreadable, is named in the cell, ``73.0 ± 0.4 (2/3 seeds;
+  seed 2 failed[^n])``, with the error in one footnote per job.
+* **mean** column: the unweighted mean of the row's cells over the columns.
 * **Bold**: the best value of the column and every value equal to it at the
   displayed precision. **≈**: not significantly worse than the best, by a
   paired bootstrap over the same samples: replicate ``b`` of both methods uses
   the same resampled sample indices, and the method is marked when the 95 %
-  percentile interval of ``best − other`` contains 0.
+  percentile interval of ``best − other`` contains 0. A mean over seeds or
+  columns compares the means of the replicates (sample variation only).
 * Failure and calibration tables start with the accuracy and the number of
   errors each column rests on (from the ``accuracy`` rows); a method whose
   predictions differ from the rest shows its own in its cells.
@@ -44,6 +47,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shlex
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +63,7 @@ from robustbench_x.pages import Page, atomic_write, bold, fmt, markdown_table, p
 from robustbench_x.registry import get_registry
 from robustbench_x.results import PARTITIONS, read_results
 
-__all__ = ["render_pages", "write_pages", "check_pages", "standing", "load_results", "metric_cells", "Cell", "DEFAULT_TOLERANCE"]
+__all__ = ["render_pages", "write_pages", "check_pages", "stale_pages", "standing", "load_results", "metric_cells", "Cell", "DEFAULT_TOLERANCE"]
 
 #: ``--check`` tolerance, in units of the last displayed digit: a value moved
 #: when it differs by more than half a displayed digit (0.05 on a percentage
@@ -152,7 +157,13 @@ def render_pages(results_dir: str | Path, n_boot: int = 1000, warn: Warn | None 
         rows, superseded = standing(frame[frame["suite"] == suite_name])
         bad = [(p, r) for p, r in unreadable if f"suite={suite_name}" in p.parts or not any(x.startswith("suite=") for x in p.parts)]
         page = Page(suite=suite, rows=rows, results_dir=Path(results_dir), n_boot=n_boot, registry=registry, warn=warn)
-        files[f"{suite_name}.md"] = _render_suite(page, superseded, bad)
+        fixes = _Fixes(str(results_dir), rows)
+        for path, reason in bad:
+            job = _partitions(path)
+            if job and job[0] == suite_name:
+                seed = fixes.seed_of(path)
+                page.lost.setdefault(job[1:], {})[seed] = f"its results file is unreadable ({reason}; {fixes.rerun(path)})"
+        files[f"{suite_name}.md"] = _render_suite(page, superseded, bad, fixes)
         files.update(page.images)
         files[f"{suite_name}.cells.json"] = json.dumps(
             {"suite": suite_name, "unit": "display units (the value as shown on the page)", "cells": page.cells}, indent=1, sort_keys=True
@@ -160,7 +171,7 @@ def render_pages(results_dir: str | Path, n_boot: int = 1000, warn: Warn | None 
     return files
 
 
-def _render_suite(page: Page, superseded: list[str], unreadable: list[tuple[Path, str]]) -> str:
+def _render_suite(page: Page, superseded: list[str], unreadable: list[tuple[Path, str]], fixes: "_Fixes") -> str:
     suite = page.suite
     body: list[str] | None = None
     if suite.renderer:
@@ -184,22 +195,60 @@ def _render_suite(page: Page, superseded: list[str], unreadable: list[tuple[Path
     if superseded:
         head += [f"Older results of {len(superseded)} job(s) were superseded by newer ones and are not shown{page.note('Superseded (not shown): ' + '; '.join(superseded) + '.')}.", ""]
     if unreadable:
-        mark = page.note("Unreadable results files, skipped: " + "; ".join(f"{p} ({r}; {_rerun(p)})" for p, r in unreadable) + ".")
+        mark = page.note("Unreadable results files, skipped: " + "; ".join(f"{p} ({r}; {fixes.rerun(p)})" for p, r in unreadable) + ".")
         head += [f"{len(unreadable)} results file(s) could not be read and are not shown{mark}.", ""]
     if page.unreadable_scores:
-        mark = page.note("Unreadable per-sample outputs: " + "; ".join(f"{p} ({r}; {_rerun(p)})" for p, r in page.unreadable_scores) + ".")
+        mark = page.note("Unreadable per-sample outputs: " + "; ".join(f"{p} ({r}; {fixes.rerun(p)})" for p, r in page.unreadable_scores) + ".")
         head += [f"{len(page.unreadable_scores)} per-sample outputs file(s) could not be read: the cells that need them have no interval or mark{mark}.", ""]
     tail = ["## Notes", ""] + [f"[^{i}]: {text}" for text, i in page.footnotes.items()] + [""] if page.footnotes else []
     return "\n".join(head + body + tail + _provenance(page.rows)).rstrip() + "\n"
 
 
-def _rerun(path: Path) -> str:
-    """The command that recomputes the job a stored file belongs to."""
+def _partitions(path: Path) -> tuple[str, str, str, str] | None:
+    """(suite, model, dataset, method) of a stored file, from its folder names."""
     parts = dict(p.partition("=")[::2] for p in path.parts if "=" in p)
     if not all(k in parts for k in PARTITIONS):
-        return "fix: re-run its job with `rbx run ... --force`"
-    suite, model, dataset, method = (urllib.parse.unquote(parts[k]) for k in PARTITIONS)
-    return f"fix: `rbx run --suite {suite} --models {model} --datasets {dataset} --methods {method} --force`"
+        return None
+    return tuple(urllib.parse.unquote(parts[k]) for k in PARTITIONS)  # type: ignore[return-value]
+
+
+class _Fixes:
+    """The commands that recompute the job a stored file belongs to, runnable
+    as printed: the store as it was given to ``rbx leaderboard`` and the seed
+    (from the rows that stand, else from the run manifests under ``runs/``)."""
+
+    def __init__(self, store: str, rows: pd.DataFrame) -> None:
+        self.store = store
+        self.seeds = {str(h): int(s) for h, s in zip(rows["config_hash"], rows["seed"]) if pd.notna(s)}
+        self.cell_seeds = {k: sorted(int(s) for s in v if pd.notna(s)) for k, v in rows.groupby(list(PARTITIONS), sort=False)["seed"].unique().items()}
+        self._manifests: dict[str, int] | None = None
+
+    def seed_of(self, path: Path) -> int | None:
+        config_hash = path.stem.removeprefix("part-")
+        if config_hash not in self.seeds:
+            if self._manifests is None:
+                self._manifests = {}
+                for manifest in sorted((Path(self.store) / "runs").glob("*.json")):
+                    try:
+                        for job in json.loads(manifest.read_text(encoding="utf-8")).get("plan", []):
+                            self._manifests[str(job["config_hash"])] = int(str(job["job"]).rsplit("/", 1)[1])
+                    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+                        continue  # a damaged manifest only loses the seed of the fix
+            return self._manifests.get(config_hash)
+        return self.seeds[config_hash]
+
+    def rerun(self, path: Path) -> str:
+        job = _partitions(path)
+        out = shlex.quote(self.store)
+        if job is None:
+            return f"fix: re-run its job with `rbx run ... --out {out} --force`"
+        seed = self.seed_of(path)
+        suite, model, dataset, method = (shlex.quote(v) for v in job)
+        command = f"rbx run --suite {suite} --models {model} --datasets {dataset} --methods {method}"
+        if seed is None:  # not recorded: recompute every seed of the cell (or the default one)
+            seeds = self.cell_seeds.get(job) or [0]
+            return f"fix: `{command} --seeds {','.join(map(str, seeds))} --out {out} --force` (its seed is not recorded under {self.store}/runs: this recomputes seed(s) {', '.join(map(str, seeds))})"
+        return f"fix: `{command} --seeds {seed} --out {out} --force`"
 
 
 @dataclass
@@ -248,14 +297,27 @@ def metric_cells(page: Page, spec, model: str, columns: list[tuple[str, str]], m
             else:
                 cell.text = f"{fmt(values.mean(), spec.scale)} ± {fmt(values.std(ddof=1), spec.scale)}"
                 stats.add("seeds")
-            failed = [s for s in seeds if s not in set(here["seed"])]
-            if failed:
-                reasons = []
-                for s in failed:
-                    p = prob[(prob["seed"] == s) & (prob["metric"].isna() | ((prob["metric"] == spec.name) & (prob["subset"] == subset)))]
-                    reasons.append(f"seed {s}: " + (_reason(p.iloc[0]) if len(p) else "no value"))
-                mark = page.note(f"`{method}` on {dataset} / {subset}, {spec.name}: " + "; ".join(reasons))
-                cell.suffix = f" ({len(values)}/{len(seeds)} seeds; seed{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} failed{mark})"
+            ran = set(here["seed"])
+            lost = page.lost.get((model, dataset, method), {})
+            # A seed whose only results file is unreadable is missing like a failed one.
+            failed = [s for s in seeds if s not in ran] + sorted(s for s in lost if s is not None and s not in seeds)
+            kinds: dict[str, tuple[list[str], list[str]]] = {"failed": ([], []), "unreadable": ([], [])}
+            for s in failed:
+                if s in lost and s not in seeds:
+                    kind, text = "unreadable", f"`{method}` on {model} / {dataset}, seed {s}: {lost[s]}"
+                elif len(p := prob[(prob["seed"] == s) & (prob["metric"] == spec.name) & (prob["subset"] == subset)]):  # this metric alone
+                    kind, text = "failed", f"`{method}` on {model} / {dataset} / {subset}, {spec.name}, seed {s}: {_reason(p.iloc[0])}"
+                else:  # the whole job: one note for all its cells
+                    p = prob[(prob["seed"] == s) & prob["metric"].isna()]
+                    kind, text = "failed", f"`{method}` on {model} / {dataset}, seed {s}: " + (_reason(p.iloc[0]) if len(p) else "no value")
+                kinds[kind][0].append(str(s))
+                kinds[kind][1].append(page.note(text))
+            missing = sum(len(names) for names, _ in kinds.values())
+            if missing:
+                said = "; ".join(f"seed{'s' if len(names) > 1 else ''} {', '.join(names)} {kind}{''.join(marks)}" for kind, (names, marks) in kinds.items() if names)
+                cell.suffix = f" ({len(values)}/{len(values) + missing} seeds; {said})"
+            elif len(values) > 1:
+                cell.suffix = f" ({len(values)} seeds)"
             out[method][(dataset, subset)] = cell
     return out
 
@@ -303,7 +365,8 @@ def _accuracy(page: Page, model: str, columns: list[tuple[str, str]], methods: l
             a = group["value"].to_numpy(dtype=float)
             errors = float(np.mean((1 - a) * group["n"].to_numpy(dtype=float)))
             page.record("accuracy · errors", str(method), f"{dataset} / {subset}", float(a.mean()), 100)
-            texts[method] = f"acc {fmt(a.mean(), 100)} · {errors:.0f} errors" if abs(errors - round(errors)) < 1e-9 else f"acc {fmt(a.mean(), 100)} · {errors:.1f} errors"
+            shown = f"{errors:.0f}" if abs(errors - round(errors)) < 1e-9 else f"{errors:.1f}"
+            texts[method] = f"acc {fmt(a.mean(), 100)} · {shown} errors" + (f", mean of {len(a)} seeds" if len(a) > 1 else "")
         if not texts:
             row.append("")
             continue
@@ -331,7 +394,22 @@ def metric_tables(page: Page) -> list[str]:
             methods = sorted(set(page.rows.loc[page.rows["model"] == model, "method"].dropna()))
             if methods:
                 body += _table(page, spec, model, methods, stats)
+    if not body:
+        return _nothing_ran(page)
     return _header(page, stats) + body
+
+
+def _nothing_ran(page: Page) -> list[str]:
+    """No headline metric has a row: one line per distinct cause with the jobs it hit."""
+    problems = page.problems[page.problems["metric"].isna()].sort_values(["model", "dataset", "method", "seed"])
+    if problems.empty:
+        return ["No job of this suite recorded a headline metric.", ""]
+    causes: dict[str, list[str]] = {}
+    for _, p in problems.iterrows():
+        causes.setdefault(_reason(p), []).append(f"`{p['method']}` on {p['model']} / {p['dataset']}, seed {p['seed']}")
+    lines = [f"No job of this suite produced a result: {len(problems)} job(s) skipped or failed.", "", "| cause | jobs |", "|:---|:---|"]
+    lines += [f"| {cause.replace('|', chr(92) + '|')} | {'; '.join(jobs)} |" for cause, jobs in sorted(causes.items())]
+    return lines + [""]
 
 
 def _table(page: Page, spec, model: str, methods: list[str], stats: set[str]) -> list[str]:
@@ -341,6 +419,7 @@ def _table(page: Page, spec, model: str, methods: list[str], stats: set[str]) ->
         columns = [(d, "") for d in sorted(page.rows.loc[page.rows["model"] == model, "dataset"].dropna().unique())]
     cells = metric_cells(page, spec, model, columns, methods, stats)
     if len(columns) > 1:
+        stats.add("mean")
         for method in methods:
             parts = [cells[method][c] for c in columns]
             mean = Cell()
@@ -351,6 +430,8 @@ def _table(page: Page, spec, model: str, methods: list[str], stats: set[str]) ->
                     mean.reps = np.mean(np.stack([c.reps for c in parts]), axis=0)
             cells[method][("mean", "")] = mean
     keys = columns + ([("mean", "")] if len(columns) > 1 else [])
+    if any(c.reps is not None for row in cells.values() for c in row.values()):
+        stats.add("paired")
     for key in keys:
         mark_best({m: cells[m][key] for m in methods}, spec.higher_is_better, spec.scale)
     table = f"{spec.name} / {model}"
@@ -383,18 +464,29 @@ def _header(page: Page, stats: set[str]) -> list[str]:
     kinds = {page.metric(m).kind for m in page.suite.headline if (page.rows["metric"] == m).any()}
     how = "ID and OOD samples resampled separately" if "ood" in kinds else "samples resampled"
     lines = []
-    if stats & {"interval", "no-interval"}:
+    if page.n_boot == 0:
+        if stats & {"interval", "no-interval"}:
+            lines.append("A cell from one seed is the value; bootstrap intervals and the ≈ marks were not computed (`--bootstrap 0`).")
+    elif stats & {"interval", "no-interval"}:
         text = f"A cell from one seed is the value and, in brackets, a percentile bootstrap 95 % interval from the stored per-sample outputs ({page.n_boot} resamples, {how})"
         if "no-interval" in stats:
             text += "; a value without brackets has no interval (no per-sample outputs, or the metric is undefined on most resamples)"
         lines.append(text + ".")
     if "seeds" in stats:
-        lines.append("A cell from several seeds is the mean ± sample standard deviation over the seeds that ran; a failed seed is named in its cell.")
-    paired = (
-        f"{NOT_WORSE}: not significantly worse than the best, by a paired bootstrap over the same samples "
-        f"({page.n_boot} resamples, both methods on the same ones; marked when the 95 % interval of best − other contains 0). "
-        if page.n_boot > 0 else ""
-    )
+        lines.append("A cell from several seeds is the mean ± sample standard deviation over the seeds that ran, followed by their number (`(3 seeds)`); "
+                     "a seed that failed or whose results file is unreadable is named in its cell (`(2/3 seeds; seed 2 failed)`). No interval is shown for it.")
+    if "mean" in stats:
+        lines.append("`mean`: the unweighted mean of the row's values over the table's dataset / subset columns (each column counts once, whatever its number "
+                     "of samples or seeds); empty when a column has no value.")
+    paired = ""
+    if page.n_boot > 0 and "paired" in stats:
+        paired = (f"{NOT_WORSE}: not significantly worse than the best, by a paired bootstrap over the same samples "
+                  f"({page.n_boot} resamples, both methods on the same ones; marked when the 95 % interval of best − other contains 0")
+        if "seeds" in stats:
+            paired += "; for a mean over seeds, a replicate is the mean of the seeds' replicates on the same resampled samples, so the mark reflects sample variation only, not seed-to-seed variation"
+        if "mean" in stats:
+            paired += "; for `mean`, a replicate is the mean of the columns' replicates"
+        paired += "). "
     lines.append(f"**Bold**: the best value of the column and every value equal to it at the displayed precision. {paired}↑ higher is better, ↓ lower is better.")
     return lines + [""]
 
@@ -538,11 +630,82 @@ def check_pages(files: dict[str, str | bytes], directory: str | Path, tolerance:
                 tol = tolerance * 10.0 ** (-d)
                 if abs(a - b) > tol + 1e-12:
                     problems.append(f"moved: {where}: {a:.{d}f} → {b:.{d}f} (|Δ| {abs(a - b):.{d + 1}f} > {tol:g})")
-    if directory.exists():
-        for path in sorted(directory.glob("*.md")):
-            if path.name not in files:
-                problems.append(f"stale: {path} is committed but no longer rendered")
+        try:
+            text = (directory / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"unreadable: {directory / name} ({exc}); re-render and commit it")
+            continue
+        edit = _text_difference(text, str(files[name]), tolerance)
+        if edit:
+            problems.append(f"edited: {directory / name} {edit} (re-render it with `rbx leaderboard RESULTS --out {directory}` and commit it)")
+        for image in sorted(n for n in files if not n.endswith((".md", ".json")) and f"]({n})" in str(files[name])):
+            if not (directory / image).exists():
+                problems.append(f"missing: {directory / image}, linked from {name} (run `rbx leaderboard RESULTS --out {directory}` and commit it)")
+    for name, own in stale_pages(files, directory).items():
+        problems.append(f"stale: {directory / name} is committed but the results have no suite '{name[:-3]}' "
+                        f"(fix: delete it, `rm {' '.join(shlex.quote(str(directory / f)) for f in own)}`, or render from a store that has that suite)")
     return problems
+
+
+def stale_pages(files: dict[str, str | bytes], directory: str | Path) -> dict[str, list[str]]:
+    """Pages in ``directory`` that ``files`` does not render (a suite no longer
+    in the store) → the files that belong to each: the page, its
+    ``.cells.json`` and the PNGs it links. Writing keeps them (a store may hold
+    only some suites); ``--check`` reports them."""
+    directory = Path(directory)
+    stale: dict[str, list[str]] = {}
+    for path in sorted(directory.glob("*.md")) if directory.is_dir() else []:
+        if path.name in files:
+            continue
+        own = [path.name] + [n for n in [f"{path.stem}.cells.json"] if (directory / n).exists()]
+        try:
+            own += sorted({m for m in re.findall(r"\]\(([^)/\s]+\.png)\)", path.read_text(encoding="utf-8")) if (directory / m).exists() and m not in files})
+        except (OSError, UnicodeDecodeError):
+            pass
+        stale[path.name] = own
+    return stale
+
+
+#: A number standing alone (not part of a hash or a name like ``digits-6to9``).
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])")
+
+
+def _text_difference(committed: str, rendered: str, tolerance: float) -> str:
+    """Where a committed page's Markdown differs from its fresh rendering in
+    more than its non-integer numbers ("" when it does not).
+
+    The values behind the cells are compared in ``.cells.json``; here a number
+    with decimals (or an exponent) may differ by ``tolerance`` units of its last
+    digit plus one, since float noise across machines can round a value to the
+    neighbouring digit (or print ``0.999`` instead of ``1`` with ``%g``), and
+    the marks that follow from such values (``**``, ``≈``) are ignored.
+    Integers (counts, footnote numbers), words, hashes and lines must match
+    exactly: a hand edit, an appended line or a stale legend is reported."""
+    def split(line: str) -> tuple[str, list[str]]:
+        line = line.replace("**", "").replace(f" {NOT_WORSE}", "")
+        return _NUMBER.sub("#", line), _NUMBER.findall(line)
+
+    old, new = committed.splitlines(), rendered.splitlines()
+    for i in range(max(len(old), len(new))):
+        if i >= len(old):
+            return f"line {i + 1}: the rendering has more lines (committed {len(old)}, rendered {len(new)})"
+        if i >= len(new):
+            return f"line {i + 1}: the committed page has more lines (committed {len(old)}, rendered {len(new)}): {old[i][:80]!r}"
+        (a_shape, a_nums), (b_shape, b_nums) = split(old[i]), split(new[i])
+        if a_shape != b_shape or any(_number_moved(x, y, tolerance) for x, y in zip(a_nums, b_nums)):
+            return f"line {i + 1}: committed {old[i][:80]!r}, rendered {new[i][:80]!r}"
+    return ""
+
+
+def _number_moved(a: str, b: str, tolerance: float) -> bool:
+    def unit(token: str) -> float:
+        mantissa, _, exponent = token.partition("e")
+        return 10.0 ** (int(exponent or 0) - len(mantissa.partition(".")[2]))
+
+    if not any(c in token for token in (a, b) for c in ".e"):
+        return a != b
+    x, y = float(a), float(b)
+    return abs(x - y) > (tolerance + 1) * max(unit(a), unit(b)) + 1e-12 * max(abs(x), abs(y))
 
 
 def _cells(data: dict) -> dict[tuple[str, str, str], tuple[float, int]]:

@@ -132,6 +132,9 @@ class Page:
     _scores: dict[tuple, pd.DataFrame | None] = field(default_factory=dict)
     #: ``(path, reason)`` of the scores files that could not be read (the page footnotes them).
     unreadable_scores: list[tuple[Path, str]] = field(default_factory=list)
+    #: ``(model, dataset, method) → {seed (None: unknown) → why}`` for jobs whose
+    #: results file could not be read: their cells count them as missing seeds.
+    lost: dict[tuple[str, str, str], dict[int | None, str]] = field(default_factory=dict)
     _recorded: set[tuple[str, str, str]] = field(default_factory=set)
     _diagnostics: dict[str, list[str]] = field(default_factory=dict)
 

@@ -117,7 +117,7 @@ def test_seeds_of_another_configuration_or_rbx_version_are_not_averaged_with_the
     assert "seed 0: config `msp-0-0.1.0` (rbx 0.1.0) superseded by the newest configuration of its other seeds" in page
 
 
-def test_a_failed_seed_is_marked_in_its_cell(tmp_path):
+def test_a_failed_seed_is_marked_in_its_cell_with_one_note_for_all_its_cells(tmp_path):
     for seed, shift in [(0, 2.0), (1, 1.5)]:
         s_id, s_ood = separated(shift=shift, seed=seed)
         ood_job(tmp_path, "msp", s_id, s_ood, seed=seed)
@@ -127,8 +127,30 @@ def test_a_failed_seed_is_marked_in_its_cell(tmp_path):
     text = cell(page, "msp")
     assert text.startswith(f"**{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}** (2/3 seeds; seed 2 failed[^")
     mark = re.search(r"failed(\[\^\d+\])", text).group(1)
-    assert f"{mark}: `msp` on embedded-digits / ood/x, auroc: seed 2: failed: RuntimeError: out of memory" in page
+    assert f"{mark}: `msp` on m / embedded-digits, seed 2: failed: RuntimeError: out of memory" in page
     assert "mean ± sample standard deviation over the seeds that ran" in page
+    # Two subsets × two headline metrics: four cells name the failed seed, one footnote says why.
+    tmp = tmp_path / "wide"
+    for seed in (0, 1):
+        write_job(tmp, "msp", [{"subset": s, "metric": m, "value": 0.5 + 0.1 * seed} for s in ("ood/x", "ood/y") for m in ("auroc", "fpr@95tpr")], seed=seed)
+    write_job(tmp, "msp", [{"status": "failed", "error": "RuntimeError: out of memory"}], seed=2)
+    page = page_of(tmp)
+    assert page.count("(2/3 seeds; seed 2 failed[^") == 4
+    notes = [line for line in page.splitlines() if line.startswith("[^") and "out of memory" in line]
+    assert len(notes) == 1, notes
+
+
+def test_a_mean_over_seeds_says_how_many_seeds_and_what_its_mark_means(tmp_path):
+    for seed in (0, 1, 2):
+        s_id, s_ood = separated(seed=seed)
+        ood_job(tmp_path, "msp", s_id, s_ood, seed=seed)
+    s_id, s_ood = separated(seed=9)
+    ood_job(tmp_path, "knn", s_id, s_ood)
+    page = page_of(tmp_path)
+    assert re.fullmatch(r"(\*\*)?[\d.]+ ± [\d.]+(\*\*)?( ≈)? \(3 seeds\)", cell(page, "msp")), cell(page, "msp")
+    assert re.fullmatch(r"(\*\*)?[\d.]+ \[[\d.]+, [\d.]+\](\*\*)?( ≈)?", cell(page, "knn")), cell(page, "knn")
+    assert "followed by their number (`(3 seeds)`)" in page
+    assert "for a mean over seeds, a replicate is the mean of the seeds' replicates on the same resampled samples" in page
 
 
 def test_values_tied_at_the_displayed_precision_are_all_bold(tmp_path):
@@ -138,6 +160,7 @@ def test_values_tied_at_the_displayed_precision_are_all_bold(tmp_path):
     assert cell(page, "a") == "**95.0**" and cell(page, "b") == "**95.0**"
     assert cell(page, "c") == "94.9"
     assert "a value without brackets has no interval" in page
+    assert "≈" not in page  # no per-sample outputs: no cell can carry the mark, no legend for it
 
 
 # --------------------------------------------------------------------------- significance
@@ -294,7 +317,9 @@ def test_unreadable_results_and_truncated_scores_are_named_and_the_page_still_re
     assert "1 results file(s) could not be read and are not shown[^" in page
     assert "1 per-sample outputs file(s) could not be read: the cells that need them have no interval or mark[^" in page
     assert str(scores) in page and str(broken) in page  # the footnotes name them
-    assert "fix: `rbx run --suite ood --models m --datasets embedded-digits --methods energy --force`" in page
+    # Runnable as printed: the store as given and the seed (knn's from its rows; energy's file names none).
+    assert f"fix: `rbx run --suite ood --models m --datasets embedded-digits --methods knn --seeds 0 --out {tmp_path} --force`" in page
+    assert f"fix: `rbx run --suite ood --models m --datasets embedded-digits --methods energy --seeds 0 --out {tmp_path} --force` (its seed is not recorded" in page
     assert re.fullmatch(r"[\d.]+", cell(page, "knn").strip("*"))  # its value, without an interval
     assert "[" in cell(page, "msp")
 
@@ -424,3 +449,102 @@ def test_seed_cell_is_the_value_for_one_seed_and_mean_sd_for_several():
     assert value == pytest.approx(0.6) and text == "60.0 ± 14.1"  # sd with ddof 1: 0.1414
     assert seed_cell(np.array([np.nan]), 1) == (None, "")
     assert seed_cell(np.array([0.12345, 0.12345]), 1) == (pytest.approx(0.12345), "0.123 ± 0.000")
+
+
+# --------------------------------------------------------------------------- what the page says about itself
+
+
+def test_a_seed_whose_results_file_is_unreadable_is_missing_from_its_cell_and_its_fix_names_store_and_seed(tmp_path):
+    store = tmp_path / "my store"
+    for seed in (0, 1, 2):
+        s_id, s_ood = separated(seed=seed)
+        ood_job(store, "msp", s_id, s_ood, seed=seed)
+    lost = ResultStore(store).job_dir("results", "ood", "m", "embedded-digits", "msp") / "part-msp-2-0.1.0.parquet"
+    lost.write_bytes(b"not parquet")
+    (store / "runs").mkdir()
+    (store / "runs" / "r.json").write_text(json.dumps({"plan": [{"job": "ood/m/embedded-digits/msp/2", "config_hash": "msp-2-0.1.0"}]}))
+    page = page_of(store)
+    text = cell(page, "msp")
+    assert re.fullmatch(r"\*\*[\d.]+ ± [\d.]+\*\* \(2/3 seeds; seed 2 unreadable\[\^\d+\]\)", text), text
+    fix = f"fix: `rbx run --suite ood --models m --datasets embedded-digits --methods msp --seeds 2 --out '{store}' --force`"
+    assert fix in page
+
+
+def test_a_suite_whose_jobs_all_failed_lists_each_cause_once_and_no_legend(tmp_path):
+    for method in ("msp", "knn"):
+        for seed in (0, 1):
+            write_job(tmp_path, method, [{"status": "failed", "error": "RuntimeError: CUDA out of memory\nTraceback ..."}], seed=seed)
+    write_job(tmp_path, "energy", [{"status": "skipped", "error": "requires vlm"}])
+    page = page_of(tmp_path)
+    assert "No job of this suite produced a result: 5 job(s) skipped or failed." in page
+    assert "| failed: RuntimeError: CUDA out of memory | `knn` on m / embedded-digits, seed 0; `knn` on m / embedded-digits, seed 1; `msp` on m / embedded-digits, seed 0; `msp` on m / embedded-digits, seed 1 |" in page
+    assert "| skipped: requires vlm | `energy` on m / embedded-digits, seed 0 |" in page
+    assert "≈" not in page and "**Bold**" not in page and "bootstrap" not in page
+
+
+def test_bootstrap_0_says_intervals_were_not_computed(tmp_path):
+    ood_job(tmp_path, "msp", *separated())
+    page = page_of(tmp_path, n_boot=0)
+    assert "bootstrap intervals and the ≈ marks were not computed (`--bootstrap 0`)" in page
+    assert "resamples" not in page and "a value without brackets" not in page
+
+
+def test_the_mean_column_and_a_mean_error_count_are_defined_on_the_page(tmp_path):
+    labels = np.array([0, 1, 1, 0])
+    for seed, pred in ((0, [0, 1, 1, 1]), (1, [1, 0, 1, 1])):  # 1 and 3 errors: 2 on average
+        scores = {"sample_id": np.array([f"s{k}" for k in range(4)]), "subset": np.array(["id"] * 4), "label": labels, "prediction": np.array(pred), "confidence": np.linspace(1, 0.2, 4)}
+        acc = float(np.mean(np.array(pred) == labels))
+        write_job(tmp_path, "msp", [{"subset": s, "metric": "accuracy", "value": acc, "n": 4} for s in ("id", "shift/x")]
+                  + [{"subset": s, "metric": "ece", "value": 0.1, "n": 4, "higher_is_better": False} for s in ("id", "shift/x")],
+                  suite="calibration", scores=scores, seed=seed)
+    page = page_of(tmp_path, "calibration", n_boot=0)
+    assert "`mean`: the unweighted mean of the row's values over the table's dataset / subset columns" in page
+    assert "| *accuracy · errors* | *acc 50.0 · 2 errors, mean of 2 seeds* |" in page
+
+
+def test_an_empty_store_is_a_usage_error_naming_it(cli, tmp_path):
+    (tmp_path / "empty" / "results").mkdir(parents=True)
+    for extra in ((), ("--check",)):
+        result = cli("leaderboard", str(tmp_path / "empty"), "--out", str(tmp_path / "x2"), *extra)
+        assert result.code == 2, result
+        assert f"no results under {tmp_path / 'empty'}" in result.err and f"`rbx run --suite <suite> --out {tmp_path / 'empty'}` first" in result.err
+    assert not (tmp_path / "x2").exists()
+
+
+def test_a_page_of_a_suite_no_longer_in_the_store_is_kept_and_check_says_how_to_remove_it(cli, tmp_path):
+    write_job(tmp_path / "store", "msp", [{"subset": "ood/x", "metric": "auroc", "value": 0.9}])
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "gone.md").write_text("# gone\n![plot](gone-a.png)\n")
+    (pages / "gone.cells.json").write_text("{}")
+    (pages / "gone-a.png").write_bytes(b"png")
+    wrote = cli("--quiet", "leaderboard", str(tmp_path / "store"), "--out", str(pages), "--bootstrap", "0")
+    assert wrote.code == 0 and (pages / "gone.md").exists()
+    assert f"kept {pages / 'gone.md'}" in wrote.err and f"`rm {pages / 'gone.md'} {pages / 'gone.cells.json'} {pages / 'gone-a.png'}`" in wrote.err
+    checked = cli("--quiet", "leaderboard", str(tmp_path / "store"), "--out", str(pages), "--bootstrap", "0", "--check")
+    assert checked.code == 1
+    assert f"stale: {pages / 'gone.md'} is committed but the results have no suite 'gone' (fix: delete it, `rm {pages / 'gone.md'} {pages / 'gone.cells.json'} {pages / 'gone-a.png'}`" in checked.out
+
+
+def test_check_reports_an_edited_page_and_a_missing_png_but_not_a_neighbouring_digit(tmp_path):
+    write_job(tmp_path, "msp", [{"subset": "ood/x", "metric": "auroc", "value": 0.94449999}])
+    write_job(tmp_path, "knn", [{"subset": "ood/x", "metric": "auroc", "value": 0.9}])
+    files = render_pages(tmp_path, n_boot=0)
+    pages = tmp_path / "pages"
+    write_pages({**files, "ood-plot.png": b"png"}, pages)
+    linked = {**files, "ood-plot.png": b"png", "ood.md": files["ood.md"] + "![plot](ood-plot.png)\n"}
+    (pages / "ood.md").write_text(linked["ood.md"])
+    assert check_pages(linked, pages) == []
+    # Float noise on another machine: 94.4499… renders as 94.5 there; the cell is within tolerance, the text too.
+    noisy = json.loads(files["ood.cells.json"])
+    for c in noisy["cells"]:
+        c["value"] += 0.00002 if c["row"] == "msp" else 0
+    assert check_pages({**linked, "ood.cells.json": json.dumps(noisy), "ood.md": linked["ood.md"].replace("94.4", "94.5")}, pages) == []
+    # A number changed by hand, a line appended, a PNG deleted: each is reported.
+    (pages / "ood.md").write_text(linked["ood.md"].replace("94.4", "97.4"))
+    assert [p.split(" line ")[0] for p in check_pages(linked, pages)] == [f"edited: {pages / 'ood.md'}"]
+    (pages / "ood.md").write_text(linked["ood.md"] + "sneaked in\n")
+    assert "the committed page has more lines" in check_pages(linked, pages)[0]
+    (pages / "ood.md").write_text(linked["ood.md"])
+    (pages / "ood-plot.png").unlink()
+    assert check_pages(linked, pages) == [f"missing: {pages / 'ood-plot.png'}, linked from ood.md (run `rbx leaderboard RESULTS --out {pages}` and commit it)"]

@@ -37,8 +37,10 @@ def test_check_passes_on_identical_results_and_fails_readably_when_a_default_cha
     moved = [line for line in drift.out.splitlines() if line.startswith("moved: ood.md · table ")]
     assert moved and all("· row knn ·" in line for line in moved), drift.out  # only KNN's cells, old → new
     assert re.search(r"row knn · column embedded-digits / ood/\S+: [\d.]+ → [\d.]+ \(\|Δ\| [\d.]+ > 0.05\)", drift.out), drift.out
-    # A tolerance wider than the move passes.
-    assert cli("leaderboard", str(tmp_path / "store2"), "--out", str(tmp_path / "pages"), "--bootstrap", "50", "--check", "--tolerance", "1e6").code == 0
+    # A tolerance wider than the move passes the cells; the page still names KNN's old configuration.
+    wide = cli("leaderboard", str(tmp_path / "store2"), "--out", str(tmp_path / "pages"), "--bootstrap", "50", "--check", "--tolerance", "1e6")
+    assert wide.code == 1 and len(wide.out.splitlines()) == 2, wide.out
+    assert re.match(r"edited: \S+ood.md line \d+: committed '\| builtin-cnn \| embedded-digits \| knn \| 0 \| `\w+` \| ok \|'", wide.out), wide.out
 
 
 def test_check_reports_missing_and_stale_pages(cli, tmp_path):
