@@ -537,26 +537,50 @@ def datasets_verify(
     names: Optional[list[str]] = typer.Argument(None, help="Datasets to check (default: all configured and built-in)."),
     config: Optional[Path] = typer.Option(None, "--config"),
 ) -> None:
-    """Open every subset of each dataset, count samples and decode the first image."""
+    """Open every subset of each dataset, count samples and decode the first image.
+    Every dataset is checked, a bad one does not stop the others; exit 1 if any
+    subset could not be opened or read."""
     from robustbench_x.api import load_factory
     from robustbench_x.config import load_config
+    from robustbench_x.errors import UnknownComponent
     from robustbench_x.registry import get_registry
 
     registry = get_registry()
     cfg = load_config(config, registry)
-    wanted = names or [s.name for s in registry.specs("datasets") if s.builtin] + list(cfg.datasets)
+    builtin = [s.name for s in registry.specs("datasets") if s.builtin]
+    wanted = names or builtin + list(cfg.datasets)
+    for name in wanted:  # every name first: a typo is a usage error before anything is opened
+        if name not in cfg.datasets and name not in builtin:
+            if name in registry.names("datasets"):
+                raise UsageError(f"'{name}' is a dataset type, not a dataset.\n  fix: name an entry of {cfg.file} (or add one with 'type: {name}')")
+            raise UnknownComponent("dataset", name, builtin + list(cfg.datasets), fix="`rbx list datasets` and your datasets.yaml")
+    problems = 0
     for name in wanted:
-        if name in cfg.datasets:
-            entry = cfg.datasets[name]
-            spec = registry.get("datasets", entry.type)
-            ds = load_factory(spec.factory)(name=name, options=entry.options, config_file=str(cfg.path))
-        else:
-            spec = registry.get("datasets", name)
-            ds = load_factory(spec.factory)(name=name, options={}, config_file=None)
-        for subset in ds.subsets():
-            source = ds.samples(subset)
-            source[0]
-            out.print(f"{name} {subset}: {len(source)} samples, fingerprint {ds.fingerprint(subset)}")
+        try:
+            if name in cfg.datasets:
+                entry = cfg.datasets[name]
+                spec = registry.get("datasets", entry.type)
+                ds = load_factory(spec.factory)(name=name, options=entry.options, config_file=str(cfg.path))
+            else:
+                ds = load_factory(registry.get("datasets", name).factory)(name=name, options={}, config_file=None)
+            subsets = ds.subsets()
+        except (RbxError, ValueError, OSError, KeyError) as exc:  # the data's problem, said as such
+            problems += 1
+            err.print(f"{name}: cannot open: {exc}", markup=False, highlight=False, style="red")
+            continue
+        for subset in subsets:
+            try:
+                source = ds.samples(subset)
+                if len(source) == 0:
+                    raise ValueError("no samples")
+                source[0]
+                out.print(f"{name} {subset}: {len(source)} samples, fingerprint {ds.fingerprint(subset)}", markup=False)
+            except (RbxError, ValueError, OSError, KeyError) as exc:
+                problems += 1
+                err.print(f"{name} {subset}: {exc}", markup=False, highlight=False, style="red")
+    if problems:
+        err.print(f"{problems} problem(s) found", markup=False)
+        raise typer.Exit(1)
 
 
 @cache_app.command("info")

@@ -260,3 +260,23 @@ def test_a_folder_given_as_the_config_file_is_named_as_such(cli, tmp_path):
     result, store = _run(cli, tmp_path, tmp_path)
     assert result.code == 2 and "--config names a folder, not a file" in _flat(result.err)
     assert f"--config {tmp_path / 'datasets.yaml'}" in _flat(result.err)
+
+
+def test_datasets_verify_checks_every_dataset_and_reports_bad_data_as_such(cli, tmp_path):
+    good = _tree(tmp_path / "good")
+    bad = _tree(tmp_path / "bad")
+    (bad / "test" / "a" / "0.png").write_bytes(b"not an image")
+    config = _yaml(tmp_path, f"datasets:\n  bad:\n    type: imagefolder\n    root: {bad}\n    test: test\n    ood: {{x: {bad / 'noise'}}}\n"
+                             f"  good:\n    type: imagefolder\n    root: {good}\n    test: test\n    ood: {{x: {good / 'noise'}}}\n")
+    result = cli("datasets", "verify", "bad", "good", "--config", str(config))
+    assert result.code == 1, result
+    assert "internal error" not in result.err and "bad id:" in _flat(result.err) and "0.png" in result.err
+    assert "good id: 6 samples" in result.out  # a bad dataset does not stop the others
+
+
+@pytest.mark.parametrize(("name", "message"), [("imagefolder", "'imagefolder' is a dataset type, not a dataset"), ("nosuch", "known datasets:")])
+def test_datasets_verify_names_configured_datasets(cli, tmp_path, name, message):
+    config = _yaml(tmp_path, f"datasets:\n  mine:\n    type: imagefolder\n    root: {_tree(tmp_path / 'd')}\n    test: test\n")
+    result = cli("datasets", "verify", name, "--config", str(config))
+    assert result.code == 2 and message in result.err, result
+    assert name != "nosuch" or "mine" in result.err  # the configured names are among the known ones
