@@ -168,10 +168,12 @@ class Evaluation:
         21-class segmenter on Cityscapes' 19) is an error, not metrics over classes
         that do not exist. The label space alone cannot tell: both carry the one the
         entry declares."""
-        outputs, classes = int(getattr(self.model, "num_classes", 0) or 0), len(getattr(self.dataset, "classes", None) or [])
+        # a context without a model or dataset (a test double scoring stored arrays) has nothing to compare
+        model, dataset = getattr(self.ctx, "model", None), getattr(self.ctx, "dataset", None)
+        outputs, classes = int(getattr(model, "num_classes", 0) or 0), len(getattr(dataset, "classes", None) or [])
         if outputs and classes and outputs != classes:
             raise JobError(
-                f"model '{self.model.name or type(self.model).__name__}' outputs {outputs} classes but dataset '{self.dataset.name}' has {classes}; "
+                f"model '{model.name or type(model).__name__}' outputs {outputs} classes but dataset '{dataset.name}' has {classes}; "
                 f"fix: give the model entry `num_classes: {classes}` with a checkpoint trained on these classes, or correct the dataset's classes"
             )
 

@@ -254,10 +254,10 @@ def test_cache_verify_removes_sealed_entries_without_a_manifest(tmp_path, cli):
     # what a run would discard ("no manifest"), verify removes too, instead of calling it "not written by this cache API"
     root = Path(os.environ["RBX_CACHE_DIR"])
     legacy = root / "bootstrap" / "ab" / "abcd.npy"  # the layout of an older rbx
-    legacy.parent.mkdir(parents=True)
+    legacy.parent.mkdir(parents=True, exist_ok=True)
     np.save(legacy, np.zeros(3))
     memo = root / "digests" / "x.json"  # a self-checking memo: not the cache API's to judge
-    memo.parent.mkdir(parents=True)
+    memo.parent.mkdir(parents=True, exist_ok=True)  # the session's cache may already hold digests
     memo.write_text("{}")
     result = cli("cache", "verify")
     assert result.code == 1 and f"damaged: {legacy.parent}: no manifest" in " ".join(result.out.split()), result
