@@ -10,7 +10,9 @@ every other type's:
 * relative paths (``root``, ``clean_root``, a ``classes`` file, a ``labels``
   file) are relative to the ``datasets.yaml`` they are written in, as for
   ``imagefolder``;
-* ``cifar100-c`` / ``cifar100-p`` default ``num_classes`` to 100;
+* ``cifar-c`` / ``cifar-p`` default ``num_classes`` to 10, ``cifar100-c`` /
+  ``cifar100-p`` to 100 (the readers' guess from the labels is not used: it
+  turned a bad label into CIFAR-100's classes under ``label_space: cifar10``);
 * ``tiny-imagenet-c`` and ``imagefolder-c`` read ImageNet-C-layout trees that
   are not ImageNet-C (``robustness_benchmark`` says so: the evaluator reports
   them unnormalised, without AlexNet's baseline).
@@ -76,7 +78,8 @@ def build_imagenet_p(name: str = "imagenet-p", options: dict | None = None, conf
 
 
 def build_cifar_c(name: str = "cifar-10-c", options: dict | None = None, config_file: str | None = None):
-    return _build("cifar_c", name, options, config_file)
+    # the type says CIFAR-10: a label >= 10 is an error, not a switch to CIFAR-100's classes under label_space cifar10
+    return _build("cifar_c", name, options, config_file, num_classes=10)
 
 
 def build_cifar100_c(name: str = "cifar-100-c", options: dict | None = None, config_file: str | None = None):
@@ -84,7 +87,7 @@ def build_cifar100_c(name: str = "cifar-100-c", options: dict | None = None, con
 
 
 def build_cifar_p(name: str = "cifar-10-p", options: dict | None = None, config_file: str | None = None):
-    return _build("cifar_p", name, options, config_file)
+    return _build("cifar_p", name, options, config_file, num_classes=10)
 
 
 def build_cifar100_p(name: str = "cifar-100-p", options: dict | None = None, config_file: str | None = None):
