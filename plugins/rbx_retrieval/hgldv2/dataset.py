@@ -67,6 +67,7 @@ from PIL import Image, UnidentifiedImageError
 
 from robustbench_x.api import Dataset, SampleSource, resolve_path
 from robustbench_x.errors import ConfigError
+from robustbench_x.sources import eight_bit
 
 __all__ = ["HGLDv2Dataset", "HGLDv2Source", "build", "image_path", "OPTION_KEYS", "REQUIRED_KEYS"]
 
@@ -101,7 +102,7 @@ class HGLDv2Source(SampleSource):
         try:
             with Image.open(path) as img:
                 img.load()
-                image = img.convert("RGB") if img.mode != "RGB" else img.copy()
+                image = eight_bit(img).convert("RGB") if img.mode != "RGB" else img.copy()
         except FileNotFoundError:
             raise ValueError(
                 f"GLDv2 image not found: {path}. fix: extract the GLDv2 image shards so that images sit at "

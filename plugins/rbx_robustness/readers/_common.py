@@ -73,14 +73,17 @@ def image_files(path: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> lis
 
 
 def open_image(path: os.PathLike | str):
-    """Decode ``path`` with PIL and convert to RGB (torchvision ``pil_loader``)."""
+    """Decode ``path`` with PIL and convert to RGB (torchvision ``pil_loader``; a 16-bit image through
+    :func:`robustbench_x.sources.eight_bit`, which ``convert("RGB")`` alone turns white)."""
     from PIL import Image, UnidentifiedImageError
+
+    from robustbench_x.sources import eight_bit
 
     try:
         with open(path, "rb") as f:
             with Image.open(f) as img:
                 img.load()
-                return img.convert("RGB")
+                return eight_bit(img).convert("RGB")
     except FileNotFoundError:
         raise UndecodableFileError(path, "the file no longer exists", fix="the dataset changed after it was listed; rebuild the dataset") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
