@@ -47,14 +47,14 @@ def prepare_options(module: str, options: dict | None, config_file: str | None) 
     return opts
 
 
-def _build(module: str, name: str, options: dict | None, config_file: str | None, **defaults):
+def _build(module: str, name: str, options: dict | None, config_file: str | None, reader: dict | None = None, **defaults):
+    """``defaults``: option defaults of the type; ``reader``: keywords for the reader's ``build``."""
     import importlib
 
-    reader = importlib.import_module(f"rbx_robustness.readers.{module}")
     opts = prepare_options(module, options, config_file)
     for key, value in defaults.items():
         opts.setdefault(key, value)
-    return reader.build(name=name, options=opts, config_file=config_file)
+    return importlib.import_module(f"rbx_robustness.readers.{module}").build(name=name, options=opts, config_file=config_file, **(reader or {}))
 
 
 def build_imagenet_c(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None):
@@ -62,13 +62,13 @@ def build_imagenet_c(name: str = "imagenet-c", options: dict | None = None, conf
 
 
 def build_tiny_imagenet_c(name: str = "tiny-imagenet-c", options: dict | None = None, config_file: str | None = None):
-    dataset = _build("imagenet_c", name, options, config_file)
+    dataset = _build("imagenet_c", name, options, config_file, reader={"imagenet": False})
     dataset.robustness_benchmark = "tiny-imagenet-c"  # not ImageNet-C: no AlexNet normalisation
     return dataset
 
 
 def build_imagefolder_c(name: str = "imagefolder-c", options: dict | None = None, config_file: str | None = None):
-    dataset = _build("imagenet_c", name, options, config_file)
+    dataset = _build("imagenet_c", name, options, config_file, reader={"imagenet": False})
     dataset.robustness_benchmark = "imagefolder-c"  # not ImageNet-C: no AlexNet normalisation
     return dataset
 

@@ -141,3 +141,26 @@ def test_clean_root_must_be_imagefolder(tmp_path):
 def test_unknown_option_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="corruption.*Did you mean 'corruptions'"):
         build(options={"root": str(tmp_path), "corruption": ["fog"]})
+
+
+def test_fewer_than_1000_wnids_is_a_warning_for_imagenet_c_only_printed_once_by_the_run(tmp_path):
+    """imagefolder-c with classes a/b/c printed twice a raw `imagenet_c.py:265: UserWarning:
+    ImageNet-C … instead of 1000` line although the data is not ImageNet. Now only the
+    ImageNet type warns, the run collects it before any work and the jobs stay quiet."""
+    from robustbench_x.config import load_config
+    from robustbench_x.plan import dataset_refs
+    from robustbench_x.preflight import open_datasets
+    from robustbench_x.registry import get_registry
+    from robustbench_x.runner import RunOptions, build_dataset
+
+    make_tree(tmp_path / "c", "fog", [1])
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  inc:\n    type: imagenet-c\n    root: c\n  ifc:\n    type: imagefolder-c\n    root: c\n  tic:\n    type: tiny-imagenet-c\n    root: c\n")
+    registry = get_registry()
+    loaded = load_config(config, registry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may escape as a raw warning line
+        notes = open_datasets(registry, loaded, None)
+        (ref,) = dataset_refs(registry, loaded, ["inc"], registry.get("suites", "corruption"), {})
+        build_dataset(type("Group", (), {"dataset": ref})(), RunOptions(out=str(tmp_path / "out"), config_file=str(config)))
+    assert len(notes) == 1 and notes[0].startswith("dataset 'inc': ImageNet-C at ") and "found 2 wnid folders instead of 1000" in notes[0]

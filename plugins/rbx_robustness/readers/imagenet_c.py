@@ -119,7 +119,10 @@ class ImageNetC(Dataset):
         classes=None,
         corruptions=None,
         name: str = "imagenet-c",
+        imagenet: bool = True,
     ) -> None:
+        """``imagenet``: the tree is ImageNet-C, so fewer than 1000 wnid folders without
+        ``classes:`` is worth a warning (not for Tiny-ImageNet-C or another ImageFolder-C tree)."""
         self.name = name
         self.root = require_dir(root, "ImageNet-C", FIX_ROOT)
         found = self._discover(self.root)
@@ -138,7 +141,7 @@ class ImageNetC(Dataset):
             )
         given = load_class_list(classes, "ImageNet-C")
         self.classes = given if given is not None else self._wnids_on_disk()
-        if given is None and len(self.classes) != 1000:
+        if imagenet and given is None and len(self.classes) != 1000:
             warnings.warn(
                 f"ImageNet-C at '{self.root}': found {len(self.classes)} wnid folders instead of 1000, so labels are "
                 "indices into these sorted wnids, not ImageNet-1k class indices; pass `classes:` (a list or a "
@@ -259,8 +262,9 @@ class ImageNetC(Dataset):
         return fingerprint(VERSION, subset, source.ids, source.labels, source.sizes, extra)
 
 
-def build(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None) -> ImageNetC:
-    """Factory for ``datasets.yaml``: ``root`` (required), ``clean_root``, ``classes``, ``corruptions``."""
+def build(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None, imagenet: bool = True) -> ImageNetC:
+    """Factory for ``datasets.yaml``: ``root`` (required), ``clean_root``, ``classes``, ``corruptions``;
+    ``imagenet`` as :class:`ImageNetC`."""
     opts = check_options(options, OPTION_KEYS, REQUIRED_KEYS, f"dataset '{name}' (imagenet-c)", config_file)
     return ImageNetC(
         opts["root"],
@@ -268,4 +272,5 @@ def build(name: str = "imagenet-c", options: dict | None = None, config_file: st
         classes=opts.get("classes"),
         corruptions=opts.get("corruptions"),
         name=name,
+        imagenet=imagenet,
     )
