@@ -164,3 +164,17 @@ def test_fewer_than_1000_wnids_is_a_warning_for_imagenet_c_only_printed_once_by_
         (ref,) = dataset_refs(registry, loaded, ["inc"], registry.get("suites", "corruption"), {})
         build_dataset(type("Group", (), {"dataset": ref})(), RunOptions(out=str(tmp_path / "out"), config_file=str(config)))
     assert len(notes) == 1 and notes[0].startswith("dataset 'inc': ImageNet-C at ") and "found 2 wnid folders instead of 1000" in notes[0]
+
+
+def test_a_clean_root_one_level_too_high_names_clean_root_at_open(tmp_path):
+    """It was an empty `id` subset inside the job, reported as key 'root'."""
+    from rbx_robustness.datasets import build_imagefolder_c
+
+    make_tree(tmp_path / "c", "fog", [1])
+    for split in ("test", "train"):
+        jpeg(tmp_path / "clean" / split / WNIDS[0] / "a.JPEG", size=(16, 16))
+    with pytest.raises(ConfigError) as info:
+        build_imagefolder_c("ifc", {"root": "c", "clean_root": "clean"}, str(tmp_path / "datasets.yaml"))
+    assert info.value.key == "clean_root" and "holds the folders test, train, none of them a class folder of the corrupted tree" in info.value.message
+    assert info.value.fix.startswith("set `clean_root:` one level deeper, to its 'test' folder")
+    assert build_imagefolder_c("ifc", {"root": "c", "clean_root": "clean/test"}, str(tmp_path / "datasets.yaml")).samples("id").ids == [f"{WNIDS[0]}/a.JPEG"]

@@ -139,6 +139,8 @@ class ImageNetC(Dataset):
             raise DatasetLayoutError(
                 f"clean_root '{self.clean_root}' has no class (wnid) folders", key="clean_root", fix=FIX_CLEAN
             )
+        if self.clean_root is not None:
+            self._check_clean_root()
         given = load_class_list(classes, "ImageNet-C")
         self.classes = given if given is not None else self._wnids_on_disk()
         if imagenet and given is None and len(self.classes) != 1000:
@@ -206,6 +208,24 @@ class ImageNetC(Dataset):
                 f"'{path}' has no severity folders 1–5", key="root", fix="re-extract the tar that holds " + corruption
             )
         return dict(sorted(out.items(), key=lambda kv: kv[0][1]))
+
+    def _check_clean_root(self) -> None:
+        """A ``clean_root`` one level too high (the folder of the split folders) shares no class
+        folder with the corrupted tree: said here, naming ``clean_root``, not as an empty ``id``
+        subset inside the job."""
+        corrupted = {e.name for path in self.severity_dirs.values() for e in subdirs(path)}
+        clean = [e.name for e in subdirs(self.clean_root)]
+        if not corrupted or corrupted & set(clean):
+            return
+        below = [n for n in clean if corrupted & {e.name for e in subdirs(self.clean_root / n)}]
+        if not below:  # other classes than the corrupted tree's: a smaller tree, not a misplaced root
+            return
+        raise DatasetLayoutError(
+            f"clean_root '{self.clean_root}' holds the folders {', '.join(clean[:5])}{', …' if len(clean) > 5 else ''}, none of them a class "
+            f"folder of the corrupted tree ({', '.join(sorted(corrupted)[:5])}{', …' if len(corrupted) > 5 else ''})",
+            key="clean_root",
+            fix=f"set `clean_root:` one level deeper, to its '{below[0]}' folder ({self.clean_root / below[0]})",
+        )
 
     def _wnids_on_disk(self) -> list[str]:
         wnids: set[str] = set()
