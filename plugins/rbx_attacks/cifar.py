@@ -60,6 +60,9 @@ class _Records(SampleSource):
 class CifarDataset(Dataset):
     def __init__(self, name: str, kind: str, root: Path, file: str | None) -> None:
         layout = _LAYOUT[kind]
+        if not root.is_dir():
+            raise ConfigError(f"dataset root {'is a file, not a folder' if root.exists() else 'does not exist'}: {root}", file=file,
+                              key=f"datasets.{name}.root", fix=f"point root at the folder extracted from {layout['archive']} (the binary release)")
         if (root / layout["folder"]).is_dir():
             root = root / layout["folder"]
         self.name, self.root, self._layout = name, root, layout

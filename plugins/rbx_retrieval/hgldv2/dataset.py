@@ -129,7 +129,7 @@ class HGLDv2Dataset(Dataset):
             raise ConfigError(f"unknown key '{unknown[0]}' for type 'hgldv2'", file=file, key=f"{key}.{unknown[0]}", fix=f"allowed keys: {', '.join(sorted(OPTION_KEYS))}")
         self.root = resolve_path(str(options["root"]), config_file)
         if not self.root.is_dir():
-            raise ConfigError(f"GLDv2 image root does not exist: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder holding the test/ and index/ image trees")
+            raise ConfigError(f"GLDv2 image root {'is a file, not a folder' if self.root.exists() else 'does not exist'}: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder holding the test/ and index/ image trees")
         self.subset_files = dict(SUBSETS)
         if options.get("train"):
             self.subset_files["train"] = TRAIN

@@ -45,15 +45,15 @@ def suggestion(name: str, known: Iterable[str]) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def require_dir(path: os.PathLike | str | None, what: str, fix: str) -> Path:
-    """``path`` as a ``Path`` if it is an existing directory; a clear error otherwise."""
+def require_dir(path: os.PathLike | str | None, what: str, fix: str, key: str = "root") -> Path:
+    """``path`` (the option ``key``) as a ``Path`` if it is an existing directory; a clear error otherwise."""
     if path is None or str(path) == "":
-        raise DatasetLayoutError(f"{what}: no root directory given", key="root", fix=fix)
+        raise DatasetLayoutError(f"{what}: no root directory given", key=key, fix=fix)
     p = Path(path).expanduser()
     if not p.exists():
-        raise DatasetLayoutError(f"{what} root '{p}' does not exist", key="root", fix=fix)
+        raise DatasetLayoutError(f"{what} root '{p}' does not exist", key=key, fix=fix)
     if not p.is_dir():
-        raise DatasetLayoutError(f"{what} root '{p}' is not a directory", key="root", fix=fix)
+        raise DatasetLayoutError(f"{what} root '{p}' is a file, not a directory", key=key, fix=fix)
     return p
 
 

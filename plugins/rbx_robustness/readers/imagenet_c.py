@@ -134,7 +134,7 @@ class ImageNetC(Dataset):
         self.severity_dirs: dict[tuple[str, int], Path] = {}
         for c in self.corruptions:
             self.severity_dirs.update(self._severities(c, self.corruption_dirs[c]))
-        self.clean_root = require_dir(clean_root, "ImageNet clean val (clean_root)", FIX_CLEAN) if clean_root else None
+        self.clean_root = require_dir(clean_root, "ImageNet clean val (clean_root)", FIX_CLEAN, key="clean_root") if clean_root else None
         if self.clean_root is not None and not subdirs(self.clean_root):
             raise DatasetLayoutError(
                 f"clean_root '{self.clean_root}' has no class (wnid) folders", key="clean_root", fix=FIX_CLEAN
