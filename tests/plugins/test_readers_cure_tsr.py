@@ -137,7 +137,10 @@ def test_train_split_is_what_the_planner_and_the_reader_both_see(root):
     (ref,) = dataset_refs(registry, loaded, ["tsr"], registry.get("suites", "cure"), {})
     ds = build("tsr", {"root": str(root), "train": "Real_Train"})
     assert "train_split" in ref.provides and "train_split" in ds.provides and ds.samples("train").ids == ["Real_Train/ChallengeFree/01_13_00_00_0001.bmp"]
-    assert make_plan(registry, loaded, "cure", models=["builtin-cnn"], datasets=["tsr"], seeds=[0]).jobs
+    plan = make_plan(registry, loaded, "cure", models=["builtin-cnn"], datasets=["tsr"], seeds=[0])
+    reasons = {job.skip_reason for job in plan.jobs if job.skip_reason}
+    assert plan.runnable and any("requires val_split" in r for r in reasons)
+    assert not any("`val:`" in r for r in reasons)  # the type has no val key: no hint naming one
     with pytest.raises(DatasetLayoutError, match="train folder .*Real_Trian' does not exist") as info:
         build("tsr", {"root": str(root), "train": "Real_Trian"})
     assert info.value.key == "train" and "Real_Train" in info.value.fix

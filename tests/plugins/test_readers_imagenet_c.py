@@ -178,3 +178,19 @@ def test_a_clean_root_one_level_too_high_names_clean_root_at_open(tmp_path):
     assert info.value.key == "clean_root" and "holds the folders test, train, none of them a class folder of the corrupted tree" in info.value.message
     assert info.value.fix.startswith("set `clean_root:` one level deeper, to its 'test' folder")
     assert build_imagefolder_c("ifc", {"root": "c", "clean_root": "clean/test"}, str(tmp_path / "datasets.yaml")).samples("id").ids == [f"{WNIDS[0]}/a.JPEG"]
+
+
+def test_a_model_that_trains_is_not_told_to_add_a_key_the_type_lacks(tmp_path):
+    """imagefolder-c has no `train:` key: the built-in CNN's refusal named `datasets.ifc.train`
+    and told the user to add it, which was then an unknown key."""
+    from robustbench_x.config import load_config
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+
+    make_tree(tmp_path / "c", "fog", [1])
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  ifc:\n    type: imagefolder-c\n    root: c\n")
+    registry = get_registry()
+    with pytest.raises(ConfigError, match="needs train_split") as info:
+        make_plan(registry, load_config(config, registry), "corruption", models=["builtin-cnn"], datasets=["ifc"], seeds=[0])
+    assert info.value.key == "datasets.ifc" and "train:" not in info.value.fix and "evaluate another model" in info.value.fix
