@@ -100,7 +100,8 @@ def run(
 
         check_devices(_split(devices))
     cfg = load_config(config, registry)
-    open_datasets(registry, cfg, _split(datasets))
+    for note in open_datasets(registry, cfg, _split(datasets)):
+        err.print(f"warning: {note}", markup=False, highlight=False, style="yellow")
     names = registry.names("suites") if suite == "all" else [suite]
     plans = []
     for name in names:

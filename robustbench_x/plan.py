@@ -50,6 +50,8 @@ class DatasetRef:
     label_space: str | None
     task: str
     pretrained_only: bool = False  # DatasetSpec.pretrained_only
+    #: the datasets.yaml keys its type reads (DatasetSpec.option_keys); None when undeclared or built in
+    accepts: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -206,14 +208,15 @@ def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None
             if spec.task != suite.task:
                 why = f"its task is '{spec.task}', the suite's is '{suite.task}'"
             else:
-                hints = [HINTS[m] for m in sorted(missing) if m in HINTS]
+                hints = _hints(missing, spec.option_keys if name in config.datasets and spec.option_keys else None)
                 why = f"it provides no {', '.join(sorted(missing))}" + (f"; to include it, {'; '.join(hints)}" if hints else "")
             if explicit:
                 raise UsageError(f"dataset '{name}' cannot serve suite '{suite.name}': {why}")
             if name in config.datasets and excluded is not None:
                 excluded[name] = why
             continue
-        refs.append(DatasetRef(name, spec.name, options, frozenset(provides), label_space, spec.task, spec.pretrained_only))
+        accepts = frozenset(spec.option_keys) if name in config.datasets and spec.option_keys else None
+        refs.append(DatasetRef(name, spec.name, options, frozenset(provides), label_space, spec.task, spec.pretrained_only, accepts))
     return refs
 
 
@@ -337,11 +340,12 @@ def _check_model_needs(model: ModelRef, dataset: DatasetRef, config: Config) -> 
     if not need:
         return
     what = f"model '{model.name}' needs {', '.join(need)} from the dataset it runs on, which dataset '{dataset.name}' does not provide"
-    hints = "; ".join(HINTS[n] for n in need if n in HINTS)
+    hints = "; ".join(_hints(need, dataset.accepts))
     other = "evaluate another model with --models (see `rbx list models`)"
     if dataset.name in config.datasets:
-        role = {"train_split": "train", "val_split": "val"}.get(need[0], need[0])
-        raise ConfigError(what, file=config.file, key=f"datasets.{dataset.name}.{role}", fix=f"{hints + ', or ' if hints else ''}{other}")
+        role = ROLE_KEYS.get(need[0], need[0])
+        key = f"datasets.{dataset.name}" + (f".{role}" if dataset.accepts is None or role in dataset.accepts else "")
+        raise ConfigError(what, file=config.file, key=key, fix=f"{hints + ', or ' if hints else ''}{other}")
     raise UsageError(f"{what}.\n  fix: {other}")
 
 
@@ -358,6 +362,16 @@ HINTS = {
     "ood_subsets": "give the dataset an `ood:` entry (name: folder of images) in datasets.yaml",
     "domain_shifts": "give the dataset a `dg:` entry in datasets.yaml",
 }
+
+
+#: The datasets.yaml key that gives a dataset a capability.
+ROLE_KEYS = {"train_split": "train", "val_split": "val", "ood_subsets": "ood", "domain_shifts": "dg"}
+
+
+def _hints(missing, accepts: frozenset[str] | None) -> list[str]:
+    """The HINTS for ``missing``, leaving out "give the dataset a `train:` split" and the
+    like for a type without that key (``accepts``): the hint would name an unknown key."""
+    return [HINTS[m] for m in sorted(missing) if m in HINTS and (accepts is None or ROLE_KEYS.get(m, "") in accepts | {""})]
 
 
 def missing_packages(spec) -> str | None:
@@ -382,7 +396,7 @@ def _unsuited(model: ModelRef, dataset: DatasetRef, spec) -> str | None:
         return f"model label space '{model.label_space}' differs from dataset label space '{dataset.label_space}'"
     missing = set(spec.requires) - set(model.provides) - set(dataset.provides)
     if missing:
-        hints = [HINTS[m] for m in sorted(missing) if m in HINTS]
+        hints = _hints(missing, dataset.accepts)
         fix = f"; to run it, {'; '.join(hints)}" if hints else ""
         return f"requires {', '.join(sorted(missing))}, which neither model '{model.name}' nor dataset '{dataset.name}' provides{fix}"
     return None

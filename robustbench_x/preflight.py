@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,15 +21,25 @@ from robustbench_x.config import Config
 from robustbench_x.errors import ConfigError, UsageError
 
 
-def open_datasets(registry, config: Config, names: Sequence[str] | None) -> None:
-    """Build every configured dataset among ``names`` (default: all configured)."""
+def open_datasets(registry, config: Config, names: Sequence[str] | None) -> list[str]:
+    """Build every configured dataset among ``names`` (default: all configured).
+    Returns what their factories warned (``UserWarning``), one line each, for the
+    run to print once: the jobs build the datasets again and do not repeat them."""
+    notes: list[str] = []
     for name in names or list(config.datasets):
         entry = config.datasets.get(name)
         if entry is None:  # a built-in dataset, or an unknown name the planner reports
             continue
         spec = registry.get("datasets", entry.type)
         try:
-            load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
+            for w in caught:
+                if issubclass(w.category, UserWarning):
+                    notes.append(f"dataset '{name}': {w.message}")
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except ConfigError as exc:
             if exc.file:
                 raise
@@ -40,6 +51,7 @@ def open_datasets(registry, config: Config, names: Sequence[str] | None) -> None
                 f"cannot open dataset '{name}': {type(exc).__name__}: {exc}", file=config.file, key=f"datasets.{name}",
                 fix=f"correct the entry's paths and layout (`rbx datasets verify {name}` opens it and decodes a sample)",
             ) from None
+    return list(dict.fromkeys(notes))
 
 
 def check_out_dir(out: Path) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -181,7 +182,10 @@ def _load_fitted(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 def build_dataset(job_or_group, options: RunOptions) -> Dataset:
     ref = job_or_group.dataset
     spec = get_registry().get("datasets", ref.spec)
-    return load_factory(spec.factory)(name=ref.name, options=dict(ref.options), config_file=options.config_file)
+    with warnings.catch_warnings():
+        # the run printed the factory's warnings once, before any work (preflight.open_datasets); every group would repeat them raw
+        warnings.simplefilter("ignore", UserWarning)
+        return load_factory(spec.factory)(name=ref.name, options=dict(ref.options), config_file=options.config_file)
 
 
 def build_model(group: Group, dataset: Dataset, log: Callable[[str], None]) -> Model:

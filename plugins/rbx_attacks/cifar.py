@@ -41,7 +41,7 @@ class _Records(SampleSource):
         for f in files:
             raw = np.memmap(f, dtype=np.uint8, mode="r")
             if raw.size % size:
-                raise ValueError(f"{f}: {raw.size} bytes is not a whole number of {size}-byte CIFAR records; fix: re-extract the binary release")
+                raise ValueError(f"{f}: {raw.size} bytes is not a whole number of {size}-byte CIFAR records")
             arrays.append(raw.reshape(-1, size))
         self.records = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
         self.n_labels, self.subset = n_labels, subset
@@ -60,6 +60,9 @@ class _Records(SampleSource):
 class CifarDataset(Dataset):
     def __init__(self, name: str, kind: str, root: Path, file: str | None) -> None:
         layout = _LAYOUT[kind]
+        if not root.is_dir():
+            raise ConfigError(f"dataset root {'is a file, not a folder' if root.exists() else 'does not exist'}: {root}", file=file,
+                              key=f"datasets.{name}.root", fix=f"point root at the folder extracted from {layout['archive']} (the binary release)")
         if (root / layout["folder"]).is_dir():
             root = root / layout["folder"]
         self.name, self.root, self._layout = name, root, layout
@@ -72,6 +75,26 @@ class CifarDataset(Dataset):
         self.classes = [c for c in names.read_text().split() if c] if names.is_file() else [str(i) for i in range(layout["classes"])]
         self.provides = frozenset({"attack_protocol", "train_split"})
         self._sources: dict[str, _Records] = {}
+        for subset in self._subsets:
+            self._check(subset, file)
+
+    def _check(self, subset: str, file: str | None) -> None:
+        """A damaged file or a label byte outside the classes stops the run before any work
+        (a label of 12 in CIFAR-10 scored as a wrong prediction, silently)."""
+        key, fix = f"datasets.{self.name}.root", f"re-extract {self._layout['archive']} (the binary release)"
+        try:
+            source = self.samples(subset)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=file, key=key, fix=fix) from None
+        n = self._layout["classes"]
+        bad = np.flatnonzero(source.labels >= n)
+        if bad.size:
+            i = int(bad[0])
+            sizes = np.cumsum([len(np.memmap(self.root / f, dtype=np.uint8, mode="r")) // (source.n_labels + _PIXELS) for f in self._layout[subset]])
+            k = int(np.searchsorted(sizes, i, side="right"))
+            where = self.root / self._layout[subset][k]
+            raise ConfigError(f"{where}: record {i - (int(sizes[k - 1]) if k else 0)} has label {int(source.labels[i])}, outside [0, {n}) "
+                              f"({bad.size} such record(s)); this is not the {self._layout['archive']} release", file=file, key=key, fix=fix)
 
     def subsets(self) -> list[str]:
         return list(self._subsets)

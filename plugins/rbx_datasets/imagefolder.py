@@ -24,6 +24,7 @@ cheap for millions of files and changes whenever a file does.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from robustbench_x.api import Dataset, resolve_path
@@ -48,7 +49,8 @@ class ImageFolderDataset(Dataset):
         key = f"datasets.{name}"
         self.root = resolve_path(options["root"], config_file)
         if not self.root.is_dir():
-            raise ConfigError(f"dataset root does not exist: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder that holds the split folders")
+            what = "is a file, not a folder" if self.root.exists() else "does not exist"
+            raise ConfigError(f"dataset root {what}: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder that holds the split folders")
         self.extensions = tuple(e.lower() for e in options.get("extensions", EXTENSIONS))
         splits = {"id": options["test"]}
         for role in ("train", "val"):
@@ -72,6 +74,16 @@ class ImageFolderDataset(Dataset):
         classes = options.get("classes") or sorted(p.name for p in self._dirs["id"].iterdir() if p.is_dir())
         if not classes:
             raise ConfigError(f"no class folders under {self._dirs['id']}", file=file, key=f"{key}.test", fix="lay the split out as <split>/<class>/<image>")
+        if not options.get("classes") and set(classes) <= SPLIT_NAMES:
+            test = self._dirs["id"]
+            # in the entry's own terms: a relative root is relative to datasets.yaml, not to the cwd
+            written = str(options["test"]) if Path(str(options["test"])).is_absolute() else os.path.normpath(Path(str(options["root"])) / str(options["test"]))
+            layout = ", ".join(f"{role}: {name}" for role, name in (("test", "test"), ("train", "train"), ("val", "val")) if name in classes)
+            raise ConfigError(
+                f"the class folders of the test split {test} are {', '.join(classes)}: split folders, one level too high",
+                file=file, key=f"{key}.test", fix=f"set `root: {written}` with {layout or 'its split folders'} (the layout is <root>/<split>/<class>/<image>)",
+            )
+        _check_distinct(self._dirs, file, key)
         self.classes = list(classes)
         self.provides = frozenset({"train_split"} if "train" in self._dirs else set()) | ({"val_split"} if "val" in self._dirs else set()) | ({"ood_subsets"} if ood else set())
         self._sources: dict[str, FileSource] = {}
@@ -112,6 +124,31 @@ class ImageFolderDataset(Dataset):
             stat = path.stat()
             h.update(f"{path.relative_to(source.root)}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
         return h.hexdigest()[:16]
+
+
+#: folder names that are splits, not classes: a test split whose class folders are all among them is one level too high
+SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test"})
+
+
+def _yaml_key(role: str) -> str:
+    return "test" if role == "id" else role.replace("/", ".")
+
+
+def _check_distinct(dirs: dict[str, Path], file: str, key: str) -> None:
+    """One folder serving two roles (train and test, or an OOD set and the test split)
+    scores a model on images it was fitted on, or calls in-distribution images OOD."""
+    seen: list[tuple[str, Path]] = []
+    for role, folder in dirs.items():
+        real = folder.resolve()
+        for other, other_real in seen:
+            if real == other_real or other_real in real.parents or real in other_real.parents:
+                how = "the same folder" if real == other_real else "nested folders"
+                raise ConfigError(
+                    f"'{key}.{_yaml_key(other)}' and '{key}.{_yaml_key(role)}' are {how} ({other_real}"
+                    + (f", {real})" if real != other_real else ")") + ": their images would serve both roles",
+                    file=file, key=f"{key}.{_yaml_key(role)}", fix=f"give '{_yaml_key(role)}' its own folder, or remove it",
+                )
+        seen.append((role, real))
 
 
 def build(name: str, options: dict, config_file: str | None = None) -> ImageFolderDataset:

@@ -65,22 +65,25 @@ class CureTSD(Dataset):
 
     def __init__(self, root, *, annotations=None, split: str = "test", sequence: str = "both", frame_step: int = 1, name: str = "cure-tsd", config_file: str | None = None) -> None:
         self.name, self.config_file = name, config_file
+        self._key = key = f"datasets.{name}"
         fix = "set `root:` to the folder holding the CURE-TSD videos (01_04_00_00_00.mp4 …) or their extracted frame folders"
-        self.root = _existing_dir(root, "root", fix, config_file)
-        ann = annotations if annotations is not None else (self.root / "labels" if (self.root / "labels").is_dir() else self.root)
-        self.annotation_dir = _existing_dir(ann, "annotations", "set `annotations:` to the folder of 01_01.txt … 02_49.txt", config_file)
+        self.root = _existing_dir(root, f"{key}.root", fix, config_file)
+        if annotations is not None:
+            self.annotation_dir = _existing_dir(annotations, f"{key}.annotations", "set `annotations:` to the folder of 01_01.txt … 02_49.txt", config_file)
+        else:  # below the root, which is already resolved against datasets.yaml: resolving it again doubled a relative --config's folder
+            self.annotation_dir = self.root / "labels" if (self.root / "labels").is_dir() else self.root
         if split not in ("test", "train", "all"):
-            raise ConfigError(f"split must be test, train or all, got {split!r}", file=config_file, key="split", fix="set `split: test` (the official 30 % test sequences)")
+            raise ConfigError(f"split must be test, train or all, got {split!r}", file=config_file, key=f"{key}.split", fix="set `split: test` (the official 30 % test sequences)")
         if sequence not in ("real", "unreal", "both"):
-            raise ConfigError(f"sequence must be real, unreal or both, got {sequence!r}", file=config_file, key="sequence", fix="set `sequence: both`")
+            raise ConfigError(f"sequence must be real, unreal or both, got {sequence!r}", file=config_file, key=f"{key}.sequence", fix="set `sequence: both`")
         if not isinstance(frame_step, int) or frame_step < 1:
-            raise ConfigError(f"frame_step must be a positive integer, got {frame_step!r}", file=config_file, key="frame_step", fix="set `frame_step: 10` to score every tenth frame")
+            raise ConfigError(f"frame_step must be a positive integer, got {frame_step!r}", file=config_file, key=f"{key}.frame_step", fix="set `frame_step: 10` to score every tenth frame")
         self.split, self.sequence, self.frame_step = split, sequence, frame_step
         videos = [v for v in self._discover() if (split == "all" or v.name.split == split) and (sequence == "both" or SEQUENCE_TYPES[v.name.sequence_type] == sequence)]
         if not videos:
             raise ConfigError(
                 f"no {sequence if sequence != 'both' else ''} video of the {split} split under '{self.root}'".replace("  ", " "),
-                file=config_file, key="root", fix=f"{fix}; the {split} split's sequence numbers are in docs/datasets.md#cure-tsd",
+                file=config_file, key=f"{key}.root", fix=f"{fix}; the {split} split's sequence numbers are in docs/datasets.md#cure-tsd",
             )  # fmt: skip
         self.annotations: dict[str, Annotations] = {}
         for video in videos:
@@ -88,11 +91,11 @@ class CureTSD(Dataset):
             if file not in self.annotations:
                 path = self.annotation_dir / file
                 if not path.is_file():
-                    raise ConfigError(f"annotation file '{path}' for video '{video.path.name}' does not exist", file=config_file, key="annotations", fix="point `annotations:` at the folder of the released sequenceType_sequenceNumber.txt files")
+                    raise ConfigError(f"annotation file '{path}' for video '{video.path.name}' does not exist", file=config_file, key=f"{key}.annotations", fix="point `annotations:` at the folder of the released sequenceType_sequenceNumber.txt files")
                 try:
                     self.annotations[file] = read_annotations(path)
                 except ValueError as exc:
-                    raise ConfigError(str(exc), file=config_file, key="annotations", fix="the line format is frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury") from None
+                    raise ConfigError(str(exc), file=config_file, key=f"{key}.annotations", fix="the line format is frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury") from None
         for video in videos:
             signs = self.annotations[video.name.annotation].frame
             if video.frames is None and len(signs) and int(signs.max()) > video.n_frames:
@@ -100,7 +103,7 @@ class CureTSD(Dataset):
                 raise ConfigError(
                     f"video '{video.path}' decodes to {video.n_frames} frames, but '{video.name.annotation}' has signs up to "
                     f"frame {int(signs.max())}: the video is truncated or not the released one",
-                    file=config_file, key="root", fix="download the video again (the released ones have 300 frames)",
+                    file=config_file, key=f"{key}.root", fix="download the video again (the released ones have 300 frames)",
                 )
         self.videos: dict[str, list[Video]] = {}
         for video in sorted(videos, key=lambda v: v.name):
@@ -120,10 +123,10 @@ class CureTSD(Dataset):
             try:
                 name = parse_video_name(e.name)
             except ValueError as exc:
-                raise ConfigError(f"{exc} (file '{e.path}')", file=self.config_file, key="root", fix="rename or remove it; names are as released (docs/datasets.md#cure-tsd)") from None
+                raise ConfigError(f"{exc} (file '{e.path}')", file=self.config_file, key=f"{self._key}.root", fix="rename or remove it; names are as released (docs/datasets.md#cure-tsd)") from None
             if name.stem in found and found[name.stem].frames is not None:
                 continue  # pre-extracted frames win over decoding the video
-            found[name.stem] = self._frames_folder(name, Path(e.path)) if e.is_dir() else Video(name, Path(e.path), None, _count_frames(Path(e.path)))
+            found[name.stem] = self._frames_folder(name, Path(e.path)) if e.is_dir() else Video(name, Path(e.path), None, _count_frames(Path(e.path), self.config_file, f"{self._key}.root"))
         return list(found.values())
 
     def _frames_folder(self, name: VideoName, folder: Path) -> Video:
@@ -134,15 +137,15 @@ class CureTSD(Dataset):
                     continue
                 m = _LAST_NUMBER.search(Path(e.name).stem)
                 if not m:
-                    raise ConfigError(f"frame file '{e.path}' has no frame number in its name", file=self.config_file, key="root", fix="name extracted frames by their 1-based number, e.g. 001.jpg")
+                    raise ConfigError(f"frame file '{e.path}' has no frame number in its name", file=self.config_file, key=f"{self._key}.root", fix="name extracted frames by their 1-based number, e.g. 001.jpg")
                 number = int(m.group(1))
                 if number in frames:
-                    raise ConfigError(f"frames '{frames[number].name}' and '{e.name}' in '{folder}' both claim frame {number}", file=self.config_file, key="root", fix="keep one image per frame number")
+                    raise ConfigError(f"frames '{frames[number].name}' and '{e.name}' in '{folder}' both claim frame {number}", file=self.config_file, key=f"{self._key}.root", fix="keep one image per frame number")
                 frames[number] = Path(e.path)
         if not frames:
-            raise ConfigError(f"frame folder '{folder}' holds no image", file=self.config_file, key="root", fix="extract the video's frames into it, or remove it")
+            raise ConfigError(f"frame folder '{folder}' holds no image", file=self.config_file, key=f"{self._key}.root", fix="extract the video's frames into it, or remove it")
         if min(frames) < 1:
-            raise ConfigError(f"frame folder '{folder}' has a frame numbered 0; frames are numbered from 1 as in the annotations", file=self.config_file, key="root", fix="number the extracted frames 001, 002, …")
+            raise ConfigError(f"frame folder '{folder}' has a frame numbered 0; frames are numbered from 1 as in the annotations", file=self.config_file, key=f"{self._key}.root", fix="number the extracted frames 001, 002, …")
         return Video(name, folder, frames, max(frames))
 
     # ------------------------------------------------------------ the Dataset API
@@ -224,7 +227,7 @@ class FrameSource(SampleSource):
         return {**self.__dict__, "_open": None}
 
 
-def _count_frames(path: Path) -> int:
+def _count_frames(path: Path, config_file: str | None, key: str) -> int:
     import av
 
     try:
@@ -232,14 +235,14 @@ def _count_frames(path: Path) -> int:
             stream = container.streams.video[0]
             return stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
     except (av.FFmpegError, OSError, IndexError) as exc:
-        raise ConfigError(f"cannot open video '{path}': {exc}", key="root", fix="re-download the file; it is damaged or not an MP4") from None
+        raise ConfigError(f"cannot open video '{path}': {exc}", file=config_file, key=key, fix="re-download the file; it is damaged or not an MP4") from None
 
 
 def _existing_dir(value, key: str, fix: str, config_file: str | None) -> Path:
     from robustbench_x.api import resolve_path
 
     if value is None or str(value) == "":
-        raise ConfigError(f"no '{key}' given", file=config_file, key=key, fix=fix)
+        raise ConfigError(f"no '{key.rsplit('.', 1)[-1]}' given", file=config_file, key=key, fix=fix)
     path = resolve_path(value, config_file)
     if not path.is_dir():
         raise ConfigError(f"'{path}' is not a directory" if path.exists() else f"'{path}' does not exist", file=config_file, key=key, fix=fix)

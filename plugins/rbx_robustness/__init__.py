@@ -153,7 +153,7 @@ READER_KEYS = {
     "imagenet_p": ({"root", "classes", "perturbations"}, {"root"}),
     "cifar_c": ({"root", "corruptions", "num_classes"}, {"root"}),
     "cifar_p": ({"root", "labels", "perturbations", "num_classes"}, {"root"}),
-    "cure_tsr": ({"root", "sequence"}, {"root"}),
+    "cure_tsr": ({"root", "sequence", "train"}, {"root"}),
     "cure_or": ({"root", "label"}, {"root"}),
 }
 
@@ -161,11 +161,11 @@ READER_KEYS = {
 #: is a class-list file or the names; a selection is one name or a list.
 OPTION_TYPES = {
     "root": "path", "clean_root": "path", "classes": "path|names", "corruptions": "names|str", "perturbations": "names|str",
-    "num_classes": "int", "labels": "path", "sequence": "str", "label": "str", "label_space": "str",
+    "num_classes": "int", "labels": "path", "sequence": "str", "label": "str", "label_space": "str", "train": "str",
 }
 
 
-def _reader(name: str, module: str, provides: set[str], label_space: str | None, summary: str) -> DatasetSpec:
+def _reader(name: str, module: str, provides: set[str], label_space: str | None, summary: str, pretrained_only: bool = False) -> DatasetSpec:
     option_keys, required_keys = READER_KEYS[module]
     return DatasetSpec(
         name,
@@ -177,6 +177,7 @@ def _reader(name: str, module: str, provides: set[str], label_space: str | None,
         required_keys=required_keys,
         option_types={k: OPTION_TYPES[k] for k in option_keys | {"label_space"}},
         summary=summary,
+        pretrained_only=pretrained_only,
     )
 
 
@@ -194,8 +195,11 @@ def _datasets() -> list[DatasetSpec]:
         _reader("cifar100-c", "cifar_c", {"corruptions"}, "cifar100", "CIFAR-100-C: <root>/<corruption>.npy + labels.npy"),
         _reader("cifar-p", "cifar_p", {"perturbations"}, "cifar10", "CIFAR-10-P: <root>/<perturbation>.npy sequences (use cifar100-p for CIFAR-100-P)"),
         _reader("cifar100-p", "cifar_p", {"perturbations"}, "cifar100", "CIFAR-100-P: <root>/<perturbation>.npy sequences"),
-        _reader("cure-tsr", "cure_tsr", {"cure"}, None, "CURE-TSR: <root>/Real_Test/{ChallengeFree,<Challenge>-<level>}/*.bmp"),
-        _reader("cure-or", "cure_or", {"cure"}, None, "CURE-OR: <root>/<NN_challenge>/[Level_<L>/]…/b_d_o_OOO_TT_L.jpg"),
+        _reader("cure-tsr", "cure_tsr", {"cure"}, None, "CURE-TSR: <root>/Real_Test/{ChallengeFree,<Challenge>-<level>}/*.bmp; train: Real_Train for the train split"),
+        # CURE-OR has no train split (its protocol scores off-the-shelf recognisers): a model that
+        # trains on the dataset it evaluates is refused with that fix, not told to add a `train:` key it lacks
+        _reader("cure-or", "cure_or", {"cure"}, None, "CURE-OR: <root>/<NN_challenge>/[Level_<L>/]…/b_d_o_OOO_TT_L.jpg; pretrained models only",
+                pretrained_only=True),
         DatasetSpec(
             "embedded-digits-c",
             factory="rbx_robustness.embedded:build_c",

@@ -10,7 +10,9 @@ every other type's:
 * relative paths (``root``, ``clean_root``, a ``classes`` file, a ``labels``
   file) are relative to the ``datasets.yaml`` they are written in, as for
   ``imagefolder``;
-* ``cifar100-c`` / ``cifar100-p`` default ``num_classes`` to 100;
+* ``cifar-c`` / ``cifar-p`` default ``num_classes`` to 10, ``cifar100-c`` /
+  ``cifar100-p`` to 100 (the readers' guess from the labels is not used: it
+  turned a bad label into CIFAR-100's classes under ``label_space: cifar10``);
 * ``tiny-imagenet-c`` and ``imagefolder-c`` read ImageNet-C-layout trees that
   are not ImageNet-C (``robustness_benchmark`` says so: the evaluator reports
   them unnormalised, without AlexNet's baseline).
@@ -45,14 +47,14 @@ def prepare_options(module: str, options: dict | None, config_file: str | None) 
     return opts
 
 
-def _build(module: str, name: str, options: dict | None, config_file: str | None, **defaults):
+def _build(module: str, name: str, options: dict | None, config_file: str | None, reader: dict | None = None, **defaults):
+    """``defaults``: option defaults of the type; ``reader``: keywords for the reader's ``build``."""
     import importlib
 
-    reader = importlib.import_module(f"rbx_robustness.readers.{module}")
     opts = prepare_options(module, options, config_file)
     for key, value in defaults.items():
         opts.setdefault(key, value)
-    return reader.build(name=name, options=opts, config_file=config_file)
+    return importlib.import_module(f"rbx_robustness.readers.{module}").build(name=name, options=opts, config_file=config_file, **(reader or {}))
 
 
 def build_imagenet_c(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None):
@@ -60,13 +62,13 @@ def build_imagenet_c(name: str = "imagenet-c", options: dict | None = None, conf
 
 
 def build_tiny_imagenet_c(name: str = "tiny-imagenet-c", options: dict | None = None, config_file: str | None = None):
-    dataset = _build("imagenet_c", name, options, config_file)
+    dataset = _build("imagenet_c", name, options, config_file, reader={"imagenet": False})
     dataset.robustness_benchmark = "tiny-imagenet-c"  # not ImageNet-C: no AlexNet normalisation
     return dataset
 
 
 def build_imagefolder_c(name: str = "imagefolder-c", options: dict | None = None, config_file: str | None = None):
-    dataset = _build("imagenet_c", name, options, config_file)
+    dataset = _build("imagenet_c", name, options, config_file, reader={"imagenet": False})
     dataset.robustness_benchmark = "imagefolder-c"  # not ImageNet-C: no AlexNet normalisation
     return dataset
 
@@ -76,7 +78,8 @@ def build_imagenet_p(name: str = "imagenet-p", options: dict | None = None, conf
 
 
 def build_cifar_c(name: str = "cifar-10-c", options: dict | None = None, config_file: str | None = None):
-    return _build("cifar_c", name, options, config_file)
+    # the type says CIFAR-10: a label >= 10 is an error, not a switch to CIFAR-100's classes under label_space cifar10
+    return _build("cifar_c", name, options, config_file, num_classes=10)
 
 
 def build_cifar100_c(name: str = "cifar-100-c", options: dict | None = None, config_file: str | None = None):
@@ -84,7 +87,7 @@ def build_cifar100_c(name: str = "cifar-100-c", options: dict | None = None, con
 
 
 def build_cifar_p(name: str = "cifar-10-p", options: dict | None = None, config_file: str | None = None):
-    return _build("cifar_p", name, options, config_file)
+    return _build("cifar_p", name, options, config_file, num_classes=10)
 
 
 def build_cifar100_p(name: str = "cifar-100-p", options: dict | None = None, config_file: str | None = None):

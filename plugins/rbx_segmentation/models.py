@@ -136,9 +136,15 @@ def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
 
 
 def _train(dataset: Dataset, seed: int, kind: str, members: int):
-    from rbx_segmentation.net import train
+    from rbx_segmentation.net import RECIPE, train
 
     source = dataset.samples("train")
+    if len(source) < RECIPE["batch_size"]:
+        raise ValueError(
+            f"dataset '{dataset.name}': its train split has {len(source)} labelled image(s), fewer than one batch of the built-in "
+            f"segmenter's recipe ({RECIPE['batch_size']}), so it would not train at all. fix: give a train split of at least "
+            f"{RECIPE['batch_size']} images, or evaluate a pretrained segmenter with --models (see `rbx list models`)"
+        )
     images = np.stack([np.asarray(source[i][0].convert("RGB")) for i in range(len(source))])
     masks = np.stack([np.asarray(source[i][1]) for i in range(len(source))])
     return train(images, masks, len(dataset.classes), seed, members=members, kind=kind)

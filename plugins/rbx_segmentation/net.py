@@ -110,6 +110,9 @@ def train(images: np.ndarray, masks: np.ndarray, num_classes: int, seed: int, *,
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=RECIPE["lr"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
         n = len(x) - len(x) % bs  # whole batches only: an ensemble's batch splits evenly among its members
+        if n == 0:
+            # no optimizer step would run: an untrained network, and torch's "lr_scheduler.step() before optimizer.step()" warning
+            raise ValueError(f"{len(x)} training image(s) make no whole batch of {bs}: the segmenter would not train at all")
         for _ in range(epochs):
             net.train()
             order = torch.randperm(len(x), generator=generator)[:n]

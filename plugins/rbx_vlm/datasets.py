@@ -231,10 +231,11 @@ class _Base(Dataset):
 
     def _dir(self, value, key: str, base: Path | None = None) -> Path:
         raw = Path(str(value)).expanduser()
-        path = raw if raw.is_absolute() or base is None else base / raw
-        path = resolve_path(str(path), self._config_file)
+        # ``base`` is already resolved against datasets.yaml: resolving ``base / raw`` again would
+        # prefix the config file's folder twice whenever --config is a relative path into another folder
+        path = base / raw if base is not None and not raw.is_absolute() else resolve_path(raw, self._config_file)
         if not path.is_dir():
-            raise ConfigError(f"folder does not exist: {path}", file=self._file, key=f"{self._key}.{key}", fix="correct the path (relative paths are relative to datasets.yaml)")
+            raise ConfigError(f"{'not a folder but a file' if path.exists() else 'folder does not exist'}: {path}", file=self._file, key=f"{self._key}.{key}", fix="correct the path (relative paths are relative to datasets.yaml)")
         return path
 
     def subsets(self) -> list[str]:

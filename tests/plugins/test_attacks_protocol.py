@@ -99,3 +99,28 @@ def test_model_info_import_refuses_a_bad_file(tmp_path):
         import_model_info(tmp_path, tmp_path / "store")
     with pytest.raises(UsageError, match="no model_info files"):
         import_model_info(tmp_path / "cifar10", tmp_path / "store")
+
+
+def test_cifar_reader_refuses_a_label_outside_the_classes_and_a_torn_file_at_open(tmp_path):
+    """A label byte of 12 in CIFAR-10 scored as a wrong prediction, silently; now the run
+    stops before any work, naming the file and the record."""
+    from rbx_attacks.cifar import build_cifar10
+    from robustbench_x.errors import ConfigError
+
+    pixels = np.zeros(3072, dtype=np.uint8)
+    good = np.concatenate([[3], pixels]).astype(np.uint8).tobytes()
+    for i in range(1, 6):
+        (tmp_path / f"data_batch_{i}.bin").write_bytes(good)
+    (tmp_path / "test_batch.bin").write_bytes(good + np.concatenate([[12], pixels]).astype(np.uint8).tobytes())
+    config = str(tmp_path / "datasets.yaml")
+    with pytest.raises(ConfigError, match=r"key 'datasets\.c10\.root': .*test_batch\.bin: record 1 has label 12, outside \[0, 10\)"):
+        build_cifar10("c10", {"root": str(tmp_path)}, config)
+    (tmp_path / "test_batch.bin").write_bytes(good)
+    (tmp_path / "data_batch_3.bin").write_bytes(good + good + np.concatenate([[10], pixels]).astype(np.uint8).tobytes())
+    with pytest.raises(ConfigError, match=r"data_batch_3\.bin: record 2 has label 10"):
+        build_cifar10("c10", {"root": str(tmp_path)}, config)
+    (tmp_path / "data_batch_3.bin").write_bytes(good[:-5])
+    with pytest.raises(ConfigError, match=r"data_batch_3\.bin: 3068 bytes is not a whole number of 3073-byte CIFAR records\n  fix: re-extract"):
+        build_cifar10("c10", {"root": str(tmp_path)}, config)
+    (tmp_path / "data_batch_3.bin").write_bytes(good)
+    assert len(build_cifar10("c10", {"root": str(tmp_path)}, config).samples("train")) == 5

@@ -57,7 +57,7 @@ def test_split_sequence_and_frame_step(tree):
 def test_bad_root_file_name_and_missing_annotations_name_the_file_key_and_fix(tree, tmp_path):
     with pytest.raises(ConfigError, match="does not exist") as info:
         build("mine", {"root": str(tmp_path / "nowhere")}, config_file="datasets.yaml")
-    assert "key 'root'" in str(info.value) and "fix:" in str(info.value) and "datasets.yaml" in str(info.value)
+    assert "key 'datasets.mine.root'" in str(info.value) and "fix:" in str(info.value) and "datasets.yaml" in str(info.value)
     (tree / "01_04_01_02_9.mp4").write_bytes(b"")
     with pytest.raises(ConfigError, match="01_04_01_02_9.mp4") as info:
         CureTSD(tree)
@@ -66,7 +66,7 @@ def test_bad_root_file_name_and_missing_annotations_name_the_file_key_and_fix(tr
     (tree / "labels" / "01_04.txt").unlink()
     with pytest.raises(ConfigError, match="01_04.txt") as info:
         CureTSD(tree)
-    assert "key 'annotations'" in str(info.value)
+    assert "key 'datasets.cure-tsd.annotations'" in str(info.value)
     with pytest.raises(ConfigError, match="unknown key 'roots'"):
         build("mine", {"roots": "x"})
 
@@ -115,7 +115,7 @@ def test_a_decoded_video_shorter_than_its_annotations_is_named(tree):
     write_mp4(tree / "01_04_01_02_05.mp4", 2)  # its sequence has signs in frame 3
     with pytest.raises(ConfigError, match="decodes to 2 frames, but '01_04.txt' has signs up to frame 3") as info:
         CureTSD(tree)
-    assert "key 'root'" in str(info.value) and "300 frames" in str(info.value)
+    assert "key 'datasets.cure-tsd.root'" in str(info.value) and "300 frames" in str(info.value)
 
 
 def test_a_folder_of_per_video_files_in_the_annotation_format_reads_like_the_csv(tmp_path):
@@ -149,3 +149,10 @@ def test_a_folder_of_per_video_files_in_the_annotation_format_reads_like_the_csv
         file.unlink()
     with pytest.raises(ConfigError, match="no <video stem>.txt"):
         read_detections(folder)
+
+
+def test_option_errors_name_the_datasets_yaml_key(tree):
+    for key, value in (("frame_step", 0), ("split", "val"), ("sequence", "fake")):
+        with pytest.raises(ConfigError) as info:
+            build("signs", {"root": str(tree), key: value}, config_file="datasets.yaml")
+        assert f"key 'datasets.signs.{key}'" in str(info.value)

@@ -120,3 +120,17 @@ def test_pickled_or_damaged_npy_names_the_file(tmp_path):
     (root / "spatter.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(UndecodableFileError, match=r"cannot decode .*spatter.npy"):
         CifarC(root, n_per_severity=4)
+
+
+def test_a_cifar10_type_refuses_a_label_of_cifar100_naming_the_file(tmp_path):
+    """`type: cifar-c` with a label >= 10 became 100 classes with CIFAR-100 names while
+    label_space stayed cifar10; now it stops before any work, naming labels.npy."""
+    from rbx_robustness.datasets import build_cifar100_c, build_cifar_c
+
+    root = small(tmp_path / "c", labels=np.array([0, 12, 5, 1], np.uint8))
+    config = str(tmp_path / "datasets.yaml")
+    with pytest.raises(DatasetLayoutError, match=r"labels\.npy' holds labels in \[0, 12\], outside \[0, 10\)(.|\n)*cifar100-c") as info:
+        build_cifar_c("c10c", {"root": "c"}, config)
+    assert info.value.key == "root"
+    assert len(build_cifar100_c("c100c", {"root": "c"}, config).classes) == 100
+    assert len(build_cifar_c("ok", {"root": str(small(tmp_path / "ok"))}, config).classes) == 10

@@ -89,3 +89,15 @@ def test_missing_root_unknown_file_and_damaged_file(root, tmp_path):
     (root / "translate.npy").write_bytes(b"not an npy file")
     with pytest.raises(UndecodableFileError, match=r"cannot decode .*translate.npy"):
         CifarP(root, n_sequences=3)
+
+
+def test_a_cifar10_type_refuses_a_label_of_cifar100_naming_the_file(root, tmp_path):
+    from rbx_robustness.datasets import build_cifar100_p, build_cifar_p
+
+    np.save(tmp_path / "labels.npy", np.arange(10000) % 100)  # the factory reads the 10,000-image test set
+    config = str(tmp_path / "datasets.yaml")
+    with pytest.raises(DatasetLayoutError, match=r"labels\.npy' holds labels up to 99, outside \[0, 10\)(.|\n)*cifar100-p") as info:
+        build_cifar_p("c10p", {"root": str(root), "labels": "labels.npy"}, config)
+    assert info.value.key == "labels"
+    with pytest.raises(DatasetLayoutError, match=r"gaussian_noise\.npy.*expected uint8 \(10000"):  # past the labels: the tiny files are not 10,000 sequences
+        build_cifar100_p("c100p", {"root": str(root), "labels": "labels.npy"}, config)

@@ -120,3 +120,18 @@ def test_undecodable_file_is_named(root):
     with pytest.raises(UndecodableFileError) as info:
         CureOR(root).samples("c/02_resize/4")[0]
     assert str(bad) in str(info.value)
+
+
+def test_a_model_that_trains_on_cure_or_is_refused_with_a_true_fix(root):
+    """CURE-OR has no train split: the fix is a pretrained model, not a `train:` key the type lacks."""
+    from robustbench_x.config import load_config
+    from robustbench_x.errors import ConfigError
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+
+    registry = get_registry()
+    config = root / "datasets.yaml"
+    config.write_text("datasets:\n  objects:\n    type: cure-or\n    root: .\n")
+    with pytest.raises(ConfigError, match="evaluated with pretrained models only") as info:
+        make_plan(registry, load_config(config, registry), "cure", models=["builtin-cnn"], datasets=["objects"], seeds=[0])
+    assert info.value.key == "datasets.objects" and "evaluate a pretrained model with --models" in info.value.fix

@@ -48,7 +48,7 @@ def test_parse_filename_fields():
 
 
 def test_subsets_labels_ids(root):
-    ds = build(options={"root": str(root)})
+    ds = build(options={"root": str(root), "train": "Real_Train"})
     assert ds.subsets() == ["id", "c/DirtyLens/5", "c/Noise/1", "train"]
     assert ds.provides == frozenset({"train_split"})
     assert ds.classes == CLASSES and len(CLASSES) == 14 and CLASSES[4] == "no_parking"
@@ -114,3 +114,33 @@ def test_undecodable_file_is_named(root):
     with pytest.raises(UndecodableFileError) as info:
         CureTSR(root).samples("c/Noise/1")[0]
     assert str(bad) in str(info.value)
+
+
+def test_train_split_is_what_the_planner_and_the_reader_both_see(root):
+    """The planner reads a dataset's splits from its options: a train split found on
+    disk alone could never be trained on (the CNN was refused with a `train:` hint
+    that was then an unknown key). Now `train:` names it, and both agree."""
+    from robustbench_x.config import load_config
+    from robustbench_x.errors import ConfigError
+    from robustbench_x.plan import dataset_refs, make_plan
+    from robustbench_x.registry import get_registry
+
+    registry = get_registry()
+    config = root / "datasets.yaml"
+    config.write_text("datasets:\n  tsr:\n    type: cure-tsr\n    root: .\n")
+    assert "train" not in CureTSR(root).subsets() and CureTSR(root).provides == frozenset()
+    with pytest.raises(ConfigError, match="needs train_split") as info:
+        make_plan(registry, load_config(config, registry), "cure", models=["builtin-cnn"], datasets=["tsr"], seeds=[0])
+    assert info.value.key == "datasets.tsr.train" and "give the dataset a `train:` split" in info.value.fix
+    config.write_text("datasets:\n  tsr:\n    type: cure-tsr\n    root: .\n    train: Real_Train\n")
+    loaded = load_config(config, registry)
+    (ref,) = dataset_refs(registry, loaded, ["tsr"], registry.get("suites", "cure"), {})
+    ds = build("tsr", {"root": str(root), "train": "Real_Train"})
+    assert "train_split" in ref.provides and "train_split" in ds.provides and ds.samples("train").ids == ["Real_Train/ChallengeFree/01_13_00_00_0001.bmp"]
+    plan = make_plan(registry, loaded, "cure", models=["builtin-cnn"], datasets=["tsr"], seeds=[0])
+    reasons = {job.skip_reason for job in plan.jobs if job.skip_reason}
+    assert plan.runnable and any("requires val_split" in r for r in reasons)
+    assert not any("`val:`" in r for r in reasons)  # the type has no val key: no hint naming one
+    with pytest.raises(DatasetLayoutError, match="train folder .*Real_Trian' does not exist") as info:
+        build("tsr", {"root": str(root), "train": "Real_Trian"})
+    assert info.value.key == "train" and "Real_Train" in info.value.fix

@@ -141,3 +141,56 @@ def test_clean_root_must_be_imagefolder(tmp_path):
 def test_unknown_option_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="corruption.*Did you mean 'corruptions'"):
         build(options={"root": str(tmp_path), "corruption": ["fog"]})
+
+
+def test_fewer_than_1000_wnids_is_a_warning_for_imagenet_c_only_printed_once_by_the_run(tmp_path):
+    """imagefolder-c with classes a/b/c printed twice a raw `imagenet_c.py:265: UserWarning:
+    ImageNet-C … instead of 1000` line although the data is not ImageNet. Now only the
+    ImageNet type warns, the run collects it before any work and the jobs stay quiet."""
+    from robustbench_x.config import load_config
+    from robustbench_x.plan import dataset_refs
+    from robustbench_x.preflight import open_datasets
+    from robustbench_x.registry import get_registry
+    from robustbench_x.runner import RunOptions, build_dataset
+
+    make_tree(tmp_path / "c", "fog", [1])
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  inc:\n    type: imagenet-c\n    root: c\n  ifc:\n    type: imagefolder-c\n    root: c\n  tic:\n    type: tiny-imagenet-c\n    root: c\n")
+    registry = get_registry()
+    loaded = load_config(config, registry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may escape as a raw warning line
+        notes = open_datasets(registry, loaded, None)
+        (ref,) = dataset_refs(registry, loaded, ["inc"], registry.get("suites", "corruption"), {})
+        build_dataset(type("Group", (), {"dataset": ref})(), RunOptions(out=str(tmp_path / "out"), config_file=str(config)))
+    assert len(notes) == 1 and notes[0].startswith("dataset 'inc': ImageNet-C at ") and "found 2 wnid folders instead of 1000" in notes[0]
+
+
+def test_a_clean_root_one_level_too_high_names_clean_root_at_open(tmp_path):
+    """It was an empty `id` subset inside the job, reported as key 'root'."""
+    from rbx_robustness.datasets import build_imagefolder_c
+
+    make_tree(tmp_path / "c", "fog", [1])
+    for split in ("test", "train"):
+        jpeg(tmp_path / "clean" / split / WNIDS[0] / "a.JPEG", size=(16, 16))
+    with pytest.raises(ConfigError) as info:
+        build_imagefolder_c("ifc", {"root": "c", "clean_root": "clean"}, str(tmp_path / "datasets.yaml"))
+    assert info.value.key == "clean_root" and "holds the folders test, train, none of them a class folder of the corrupted tree" in info.value.message
+    assert info.value.fix.startswith("set `clean_root:` one level deeper, to its 'test' folder")
+    assert build_imagefolder_c("ifc", {"root": "c", "clean_root": "clean/test"}, str(tmp_path / "datasets.yaml")).samples("id").ids == [f"{WNIDS[0]}/a.JPEG"]
+
+
+def test_a_model_that_trains_is_not_told_to_add_a_key_the_type_lacks(tmp_path):
+    """imagefolder-c has no `train:` key: the built-in CNN's refusal named `datasets.ifc.train`
+    and told the user to add it, which was then an unknown key."""
+    from robustbench_x.config import load_config
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+
+    make_tree(tmp_path / "c", "fog", [1])
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  ifc:\n    type: imagefolder-c\n    root: c\n")
+    registry = get_registry()
+    with pytest.raises(ConfigError, match="needs train_split") as info:
+        make_plan(registry, load_config(config, registry), "corruption", models=["builtin-cnn"], datasets=["ifc"], seeds=[0])
+    assert info.value.key == "datasets.ifc" and "train:" not in info.value.fix and "evaluate another model" in info.value.fix

@@ -53,3 +53,30 @@ def test_builtin_segmenter_loads_its_shipped_weights_after_checking_them():
     plain0 = next(e for e in entries if e["kind"] == "plain" and e["seed"] == 0)
     assert plain0["key"] == weights_key(dataset.fingerprint("train"), 0, len(dataset.classes), "plain", 1)
     assert load_shipped(plain0["key"]) is not None
+
+
+def test_a_train_split_smaller_than_one_batch_is_an_error_not_an_untrained_segmenter(tmp_path):
+    """With fewer images than one batch no optimizer step ran: the "segmenter" stayed at its
+    initialisation and torch warned about lr_scheduler.step() before optimizer.step()."""
+    import warnings
+
+    import numpy as np
+
+    from rbx_segmentation.models import _train
+    from rbx_segmentation.net import RECIPE, train
+
+    images, masks = np.zeros((3, 16, 16, 3), np.uint8), np.zeros((3, 16, 16), np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"3 training image\(s\) make no whole batch of 8"):
+            train(images, masks, 2, seed=0, epochs=1)
+
+    class Tiny:
+        name, classes = "streets", ["road", "car"]
+
+        def samples(self, subset):
+            assert subset == "train"
+            return [(images[0], masks[0], "a")] * (RECIPE["batch_size"] - 1)
+
+    with pytest.raises(ValueError, match=r"dataset 'streets': its train split has 7 labelled image\(s\), fewer than one batch .*fix: give a train split of at least 8"):
+        _train(Tiny(), 0, "plain", 1)

@@ -142,3 +142,16 @@ def test_a_label_of_another_size_is_an_error_naming_both_files(tmp_path):
     write_label(tmp_path / "trainannot" / "a.png", np.zeros((3, 3)))
     with pytest.raises(ValueError, match="trainannot/a.png is 3x3 but image"):
         build("camvid", tmp_path).samples("train")[0]
+
+
+def test_pascal_voc_val_listing_train_ids_is_a_warning(tmp_path):
+    import warnings
+
+    root = RELEASE_WRITERS["pascal-voc"](tmp_path)["root"]
+    lists = tmp_path / "VOCdevkit/VOC2012/ImageSets/Segmentation"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build("pascal-voc", root)  # the released lists do not overlap
+    (lists / "val.txt").write_text((lists / "train.txt").read_text())
+    with pytest.warns(UserWarning, match=r"val\.txt lists 1 of its 1 ids in train\.txt too \(e\.g\. '2007_000032'\)"):
+        assert build("pascal-voc", root).subsets() == ["train", "val"]

@@ -67,6 +67,7 @@ from PIL import Image, UnidentifiedImageError
 
 from robustbench_x.api import Dataset, SampleSource, resolve_path
 from robustbench_x.errors import ConfigError
+from robustbench_x.sources import eight_bit
 
 __all__ = ["HGLDv2Dataset", "HGLDv2Source", "build", "image_path", "OPTION_KEYS", "REQUIRED_KEYS"]
 
@@ -101,7 +102,7 @@ class HGLDv2Source(SampleSource):
         try:
             with Image.open(path) as img:
                 img.load()
-                image = img.convert("RGB") if img.mode != "RGB" else img.copy()
+                image = eight_bit(img).convert("RGB") if img.mode != "RGB" else img.copy()
         except FileNotFoundError:
             raise ValueError(
                 f"GLDv2 image not found: {path}. fix: extract the GLDv2 image shards so that images sit at "
@@ -128,7 +129,7 @@ class HGLDv2Dataset(Dataset):
             raise ConfigError(f"unknown key '{unknown[0]}' for type 'hgldv2'", file=file, key=f"{key}.{unknown[0]}", fix=f"allowed keys: {', '.join(sorted(OPTION_KEYS))}")
         self.root = resolve_path(str(options["root"]), config_file)
         if not self.root.is_dir():
-            raise ConfigError(f"GLDv2 image root does not exist: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder holding the test/ and index/ image trees")
+            raise ConfigError(f"GLDv2 image root {'is a file, not a folder' if self.root.exists() else 'does not exist'}: {self.root}", file=file, key=f"{key}.root", fix="point 'root' at the folder holding the test/ and index/ image trees")
         self.subset_files = dict(SUBSETS)
         if options.get("train"):
             self.subset_files["train"] = TRAIN

@@ -45,15 +45,15 @@ def suggestion(name: str, known: Iterable[str]) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def require_dir(path: os.PathLike | str | None, what: str, fix: str) -> Path:
-    """``path`` as a ``Path`` if it is an existing directory; a clear error otherwise."""
+def require_dir(path: os.PathLike | str | None, what: str, fix: str, key: str = "root") -> Path:
+    """``path`` (the option ``key``) as a ``Path`` if it is an existing directory; a clear error otherwise."""
     if path is None or str(path) == "":
-        raise DatasetLayoutError(f"{what}: no root directory given", key="root", fix=fix)
+        raise DatasetLayoutError(f"{what}: no root directory given", key=key, fix=fix)
     p = Path(path).expanduser()
     if not p.exists():
-        raise DatasetLayoutError(f"{what} root '{p}' does not exist", key="root", fix=fix)
+        raise DatasetLayoutError(f"{what} root '{p}' does not exist", key=key, fix=fix)
     if not p.is_dir():
-        raise DatasetLayoutError(f"{what} root '{p}' is not a directory", key="root", fix=fix)
+        raise DatasetLayoutError(f"{what} root '{p}' is a file, not a directory", key=key, fix=fix)
     return p
 
 
@@ -73,14 +73,17 @@ def image_files(path: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> lis
 
 
 def open_image(path: os.PathLike | str):
-    """Decode ``path`` with PIL and convert to RGB (torchvision ``pil_loader``)."""
+    """Decode ``path`` with PIL and convert to RGB (torchvision ``pil_loader``; a 16-bit image through
+    :func:`robustbench_x.sources.eight_bit`, which ``convert("RGB")`` alone turns white)."""
     from PIL import Image, UnidentifiedImageError
+
+    from robustbench_x.sources import eight_bit
 
     try:
         with open(path, "rb") as f:
             with Image.open(f) as img:
                 img.load()
-                return img.convert("RGB")
+                return eight_bit(img).convert("RGB")
     except FileNotFoundError:
         raise UndecodableFileError(path, "the file no longer exists", fix="the dataset changed after it was listed; rebuild the dataset") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

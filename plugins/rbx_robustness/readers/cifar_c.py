@@ -22,7 +22,9 @@ Subsets ``c/<corruption>/<s>`` for ``s`` in 1..5. Sample id
 same ``i`` is the same source image across corruptions and severities.
 Labels come from ``labels.npy``; the class list is CIFAR-10's or CIFAR-100's
 fine labels (``num_classes`` option, otherwise 100 when a label ≥ 10 occurs or
-the folder is named CIFAR-100-C, else 10).
+the folder is named CIFAR-100-C, else 10). The ``datasets.yaml`` types always
+pass ``num_classes`` (10 for ``cifar-c``, 100 for ``cifar100-c``): a label
+outside it is an error naming ``labels.npy``, never a silent switch of classes.
 
 Files are opened with ``np.load(mmap_mode="r", allow_pickle=False)``: one
 32×32 image is copied per ``__getitem__``; nothing is loaded whole. Shapes and
@@ -139,8 +141,8 @@ class CifarC(Dataset):
         if first.min() < 0 or first.max() >= num_classes:
             raise DatasetLayoutError(
                 f"'{labels_path}' holds labels in [{first.min()}, {first.max()}], outside [0, {num_classes})",
-                key="num_classes",
-                fix="set `num_classes: 100` for CIFAR-100-C",
+                key="root",  # the file under root is wrong, not a key the entry may not even have
+                fix="use the labels.npy of the same archive; for CIFAR-100-C use `type: cifar100-c` (or `num_classes: 100`)",
             )
         self.labels = first
         self.classes = list(CIFAR10_CLASSES if num_classes == 10 else CIFAR100_CLASSES)

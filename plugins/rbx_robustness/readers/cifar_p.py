@@ -156,7 +156,8 @@ class CifarP(Dataset):
             raise DatasetLayoutError(f"num_classes must be 10 or 100, got {num_classes!r}", key="num_classes", fix="set 10 or 100")
         if known_labels.size and known_labels.max() >= num_classes:
             raise DatasetLayoutError(
-                f"labels reach {known_labels.max()}, outside [0, {num_classes})", key="num_classes", fix="set `num_classes: 100` for CIFAR-100-P"
+                f"'{Path(labels).expanduser()}' holds labels up to {known_labels.max()}, outside [0, {num_classes})", key="labels",
+                fix="give the test labels of the same CIFAR; for CIFAR-100-P use `type: cifar100-p` (or `num_classes: 100`)",
             )
         self.classes = list(CIFAR10_CLASSES if num_classes == 10 else CIFAR100_CLASSES)
 

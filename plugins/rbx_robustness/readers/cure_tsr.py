@@ -9,7 +9,7 @@ Variable-size BMP crops of traffic signs, one folder per condition::
 
     <root>/Real_Test/ChallengeFree/*.bmp              the clean test set   -> subset ``id``
     <root>/Real_Test/<Challenge>-<level>/*.bmp        level 1..5           -> ``c/<Challenge>/<level>``
-    <root>/Real_Train/ChallengeFree/*.bmp             the clean train set  -> ``train`` (when present)
+    <root>/Real_Train/ChallengeFree/*.bmp             the clean train set  -> ``train`` (with ``train: Real_Train``)
 
 File name ``<sequenceType>_<signType>_<challengeType>_<challengeLevel>_<Index>.bmp``,
 e.g. ``01_05_08_01_0050.bmp``: sequence ``01`` Real / ``02`` Unreal; sign
@@ -77,7 +77,7 @@ CHALLENGE_FREE = "ChallengeFree"
 LEVELS = (1, 2, 3, 4, 5)
 CLASSES = [SIGN_TYPES[k] for k in sorted(SIGN_TYPES)]
 
-OPTION_KEYS = frozenset({"root", "sequence"})
+OPTION_KEYS = frozenset({"root", "sequence", "train"})
 REQUIRED_KEYS = frozenset({"root"})
 
 _NAME = re.compile(r"^(\d{2})_(\d{2})_(\d{2})_(\d{2})_(\d+)\.bmp$", re.IGNORECASE)
@@ -138,7 +138,7 @@ class CureTSR(Dataset):
     task = "classification"
     classes = CLASSES
 
-    def __init__(self, root, *, sequence: str = "real", name: str = "cure-tsr") -> None:
+    def __init__(self, root, *, sequence: str = "real", train=None, name: str = "cure-tsr") -> None:
         self.name = name
         seq = str(sequence).lower()
         if seq not in ("real", "unreal"):
@@ -176,11 +176,23 @@ class CureTSR(Dataset):
             raise DatasetLayoutError(f"'{test_dir / CHALLENGE_FREE}' does not exist", key="root", fix=fix)
         for _, _, subset, path in sorted(challenge_subsets):
             self.folders[subset] = path
-        train = self.root / f"{self.prefix}_Train" / CHALLENGE_FREE
-        if train.is_dir():
-            self.folders["train"] = train
+        # the train split only when ``train:`` names it: the planner reads what a dataset
+        # provides from its options, so a split found on disk alone could never be trained on
+        if train not in (None, ""):
+            self.folders["train"] = self._train_folder(train)
         self.provides = frozenset({"train_split"}) if "train" in self.folders else frozenset()
         self._sources: dict[str, FileSource] = {}
+
+    def _train_folder(self, value) -> Path:
+        """``train:`` is relative to ``root``: the release's ``Real_Train`` (its
+        ``ChallengeFree`` folder is read; challenge folders are not training data),
+        or the folder of clean training images itself."""
+        folder = Path(str(value)).expanduser()
+        folder = folder if folder.is_absolute() else self.root / folder
+        fix = f"set `train: {self.prefix}_Train` (relative to root), the folder holding {CHALLENGE_FREE}/*.bmp"
+        if not folder.is_dir():
+            raise DatasetLayoutError(f"train folder '{folder}' does not exist", key="train", fix=fix)
+        return folder / CHALLENGE_FREE if (folder / CHALLENGE_FREE).is_dir() else folder
 
     def subsets(self) -> list[str]:
         return list(self.folders)
@@ -224,6 +236,7 @@ class CureTSR(Dataset):
 
 
 def build(name: str = "cure-tsr", options: dict | None = None, config_file: str | None = None) -> CureTSR:
-    """Factory for ``datasets.yaml``: ``root`` (required), ``sequence`` (``real`` | ``unreal``)."""
+    """Factory for ``datasets.yaml``: ``root`` (required), ``sequence`` (``real`` | ``unreal``),
+    ``train`` (e.g. ``Real_Train``, relative to ``root``)."""
     opts = check_options(options, OPTION_KEYS, REQUIRED_KEYS, f"dataset '{name}' (cure-tsr)", config_file)
-    return CureTSR(opts["root"], sequence=opts.get("sequence", "real"), name=name)
+    return CureTSR(opts["root"], sequence=opts.get("sequence", "real"), train=opts.get("train"), name=name)

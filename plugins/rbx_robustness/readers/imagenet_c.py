@@ -119,7 +119,10 @@ class ImageNetC(Dataset):
         classes=None,
         corruptions=None,
         name: str = "imagenet-c",
+        imagenet: bool = True,
     ) -> None:
+        """``imagenet``: the tree is ImageNet-C, so fewer than 1000 wnid folders without
+        ``classes:`` is worth a warning (not for Tiny-ImageNet-C or another ImageFolder-C tree)."""
         self.name = name
         self.root = require_dir(root, "ImageNet-C", FIX_ROOT)
         found = self._discover(self.root)
@@ -131,14 +134,16 @@ class ImageNetC(Dataset):
         self.severity_dirs: dict[tuple[str, int], Path] = {}
         for c in self.corruptions:
             self.severity_dirs.update(self._severities(c, self.corruption_dirs[c]))
-        self.clean_root = require_dir(clean_root, "ImageNet clean val (clean_root)", FIX_CLEAN) if clean_root else None
+        self.clean_root = require_dir(clean_root, "ImageNet clean val (clean_root)", FIX_CLEAN, key="clean_root") if clean_root else None
         if self.clean_root is not None and not subdirs(self.clean_root):
             raise DatasetLayoutError(
                 f"clean_root '{self.clean_root}' has no class (wnid) folders", key="clean_root", fix=FIX_CLEAN
             )
+        if self.clean_root is not None:
+            self._check_clean_root()
         given = load_class_list(classes, "ImageNet-C")
         self.classes = given if given is not None else self._wnids_on_disk()
-        if given is None and len(self.classes) != 1000:
+        if imagenet and given is None and len(self.classes) != 1000:
             warnings.warn(
                 f"ImageNet-C at '{self.root}': found {len(self.classes)} wnid folders instead of 1000, so labels are "
                 "indices into these sorted wnids, not ImageNet-1k class indices; pass `classes:` (a list or a "
@@ -204,6 +209,24 @@ class ImageNetC(Dataset):
             )
         return dict(sorted(out.items(), key=lambda kv: kv[0][1]))
 
+    def _check_clean_root(self) -> None:
+        """A ``clean_root`` one level too high (the folder of the split folders) shares no class
+        folder with the corrupted tree: said here, naming ``clean_root``, not as an empty ``id``
+        subset inside the job."""
+        corrupted = {e.name for path in self.severity_dirs.values() for e in subdirs(path)}
+        clean = [e.name for e in subdirs(self.clean_root)]
+        if not corrupted or corrupted & set(clean):
+            return
+        below = [n for n in clean if corrupted & {e.name for e in subdirs(self.clean_root / n)}]
+        if not below:  # other classes than the corrupted tree's: a smaller tree, not a misplaced root
+            return
+        raise DatasetLayoutError(
+            f"clean_root '{self.clean_root}' holds the folders {', '.join(clean[:5])}{', …' if len(clean) > 5 else ''}, none of them a class "
+            f"folder of the corrupted tree ({', '.join(sorted(corrupted)[:5])}{', …' if len(corrupted) > 5 else ''})",
+            key="clean_root",
+            fix=f"set `clean_root:` one level deeper, to its '{below[0]}' folder ({self.clean_root / below[0]})",
+        )
+
     def _wnids_on_disk(self) -> list[str]:
         wnids: set[str] = set()
         for path in self.severity_dirs.values():
@@ -259,8 +282,9 @@ class ImageNetC(Dataset):
         return fingerprint(VERSION, subset, source.ids, source.labels, source.sizes, extra)
 
 
-def build(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None) -> ImageNetC:
-    """Factory for ``datasets.yaml``: ``root`` (required), ``clean_root``, ``classes``, ``corruptions``."""
+def build(name: str = "imagenet-c", options: dict | None = None, config_file: str | None = None, imagenet: bool = True) -> ImageNetC:
+    """Factory for ``datasets.yaml``: ``root`` (required), ``clean_root``, ``classes``, ``corruptions``;
+    ``imagenet`` as :class:`ImageNetC`."""
     opts = check_options(options, OPTION_KEYS, REQUIRED_KEYS, f"dataset '{name}' (imagenet-c)", config_file)
     return ImageNetC(
         opts["root"],
@@ -268,4 +292,5 @@ def build(name: str = "imagenet-c", options: dict | None = None, config_file: st
         classes=opts.get("classes"),
         corruptions=opts.get("corruptions"),
         name=name,
+        imagenet=imagenet,
     )

@@ -93,7 +93,7 @@ class SegmentationReader(Dataset):
             raise ConfigError("missing 'root'", file=self.file, key=f"{self.key}.root", fix=f"set 'root:' to the folder of the {self.kind} release")
         self.root = resolve_path(options["root"], config_file)
         if not self.root.is_dir():
-            raise ConfigError(f"dataset root does not exist: {self.root}", file=self.file, key=f"{self.key}.root", fix=f"point 'root' at the folder of the {self.kind} release ({self.layout_hint})")
+            raise ConfigError(f"dataset root {'is a file, not a folder' if self.root.exists() else 'does not exist'}: {self.root}", file=self.file, key=f"{self.key}.root", fix=f"point 'root' at the folder of the {self.kind} release ({self.layout_hint})")
         self.options = options
         self._sources: dict[str, MaskSource] = {}
         self._protocols: dict[str, str] = {}
