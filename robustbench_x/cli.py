@@ -190,11 +190,13 @@ def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bo
                 err.print(f"suite '{name}': nothing to run with the configured models and datasets{excluded}", markup=False)
             return None
         raise UsageError(f"suite '{name}' has nothing to run: no dataset or method qualifies.{excluded}\n  fix: see `rbx list datasets` and `rbx list methods`")
-    if not plan.runnable and not quiet_empty and (models or datasets or methods):
-        # what was asked for by name cannot run at all: say why, instead of "0 ok, N skipped", exit 0
+    if not plan.runnable and not quiet_empty and (models or datasets):
+        # a model and dataset named together that cannot run at all (a label-space or capability mismatch):
+        # say why, instead of "0 ok, N skipped", exit 0. Methods alone keep their skipped rows (a missing
+        # optional package is recorded, with its install hint, for the page).
         reasons = sorted({j.skip_reason for j in plan.skipped})
         shown = "".join(f"\n  {sum(j.skip_reason == r for j in plan.skipped)} job(s): {r}" for r in reasons[:5])
-        raise UsageError(f"suite '{name}': every job of the models, datasets and methods named is skipped:{shown}\n"
+        raise UsageError(f"suite '{name}': every job of the models and datasets named is skipped:{shown}\n"
                          "  fix: name a model and dataset that fit each other (label space, capabilities; `rbx list capabilities`)")
     return plan
 

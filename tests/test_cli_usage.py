@@ -34,7 +34,7 @@ def _text(stream: str) -> str:
         (["run", "--suite", "ood", "--models", "builtin-cnn,"], "Invalid value for '--models'"),
         (["run", "--suite", "ood", "--datasets", " "], "Invalid value for '--datasets'"),
         # named by the user, and not one job can run: say why instead of "0 ok, 1 skipped", exit 0
-        (["run", "--suite", "ood", "--models", "builtin-cnn", "--methods", "mcm"], "every job of the models, datasets and methods named is skipped"),
+        (["run", "--suite", "ood", "--models", "builtin-cnn", "--methods", "mcm"], "every job of the models and datasets named is skipped"),
         # an executor option the chosen executor does not read would be ignored
         (["run", "--suite", "ood", "--ray-address", "10.0.0.1:6379"], "--ray-address is not read by the 'local' executor"),
         (["run", "--suite", "ood", "--ray-gpus", "1"], "fix: use --executor ray, or drop --ray-gpus"),
