@@ -708,12 +708,13 @@ def _unwrapped(state, path: Path, key: str) -> dict:
 
 
 def load_shipped_weights(manifest: str | os.PathLike, key: str, *, regenerate: str) -> "dict[str, torch.Tensor] | None":
-    """The state dict a plugin ships for ``key``: ``manifest`` (JSON, a
+    """The state dict a plugin keeps for ``key``: ``manifest`` (JSON, a
     ``weights`` list of ``{"file", "key", "sha256"}`` entries, files beside it)
-    names the file, whose sha256 is checked before it is read; None when no
-    entry has ``key`` (or there is no manifest). A listed file that is missing
-    or damaged raises, naming it and the fix (reinstall, or ``regenerate``, the
-    command that rebuilds the weights)."""
+    names the file, whose sha256 is checked before it is read. None when no
+    entry has ``key``, there is no manifest, or the file is absent: weight
+    files are generated (``regenerate``), not tracked, so a fresh clone trains
+    at first use and caches. A present file that does not match raises, naming
+    it and the fix (delete it, or ``regenerate``)."""
     import hashlib
     import json
 
@@ -725,9 +726,9 @@ def load_shipped_weights(manifest: str | os.PathLike, key: str, *, regenerate: s
     if entry is None:
         return None
     path = manifest.parent / entry["file"]
-    fix = f"reinstall robustbench_x, or regenerate the weights with `{regenerate}`"
+    fix = f"delete it (the model then trains at first use), or regenerate the weights with `{regenerate}`"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: listed in {manifest.name} but missing; {fix}")
+        return None
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:

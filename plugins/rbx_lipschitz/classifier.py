@@ -10,13 +10,14 @@ layers. Inputs are grayscale [0, 1] pixels resized to 8 × 8 (no normalisation:
 The **declared Lipschitz constant** (``lipschitz_constant``, token
 ``lipschitz``) is :func:`rbx_lipschitz.layers.lipschitz_upper_bound` of the
 weights actually evaluated, an upper bound by construction (0.969 for the
-shipped weights), not the nominal 1 of the training layers.
+weights behind the pages), not the nominal 1 of the training layers.
 
-Weights, in the order they are looked for (as ``builtin-cnn``): shipped for
-``embedded-digits`` seed 0 (``rbx_lipschitz/weights/``, ``manifest.json``,
-made by ``python tools/train_lipschitz.py``; sha256-checked); cached under
-``$RBX_CACHE_DIR/models``; else trained on the evaluated dataset's train split
-(needs the ``lipschitz`` extra, deel-torchlip; about 5 s of CPU on the digits).
+Weights, in the order they are looked for (as ``builtin-cnn``): kept in
+``rbx_lipschitz/weights/`` when ``python tools/train_lipschitz.py`` wrote them
+(generated, not tracked; ``manifest.json`` holds their sha256, checked);
+cached under ``$RBX_CACHE_DIR/models``; else trained on the evaluated
+dataset's train split with deel-torchlip (about 5 s of CPU on the digits,
+90 s for the segmenter on the scenes) and cached.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def fingerprint_of(prefix: str, state: dict[str, torch.Tensor], transform: dict)
 
 
 def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
-    """The shipped state dict for ``key`` after its sha256 check; None when none ships."""
+    """The kept state dict for ``key`` after its sha256 check; None when none is there."""
     return load_shipped_weights(MANIFEST, key, regenerate="python tools/train_lipschitz.py")
 
 

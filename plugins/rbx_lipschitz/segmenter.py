@@ -11,9 +11,10 @@ weights on every non-void pixel, :mod:`rbx_lipschitz.training`), evaluated as pl
 Its declared ``lipschitz_constant`` bounds the ℓ2 Lipschitz constant of the
 whole map from the image to the ``(C, H, W)`` logits
 (:func:`rbx_lipschitz.layers.lipschitz_upper_bound` at the scenes' 64 × 64,
-the size its certificates are computed at). Weights: shipped for
-``embedded-scenes`` seed 0 (``tools/train_lipschitz.py``), else cached, else
-trained on the dataset's train split (the ``lipschitz`` extra).
+the size its certificates are computed at). Weights: kept ones when
+``tools/train_lipschitz.py`` wrote them (the manifest's sha256 for
+``embedded-scenes`` seed 0), else cached, else trained on the dataset's train
+split at first use (about 90 s of CPU on the scenes).
 """
 
 from __future__ import annotations

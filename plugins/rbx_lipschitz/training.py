@@ -42,13 +42,13 @@ SEGMENTER_RECIPE = {"arch": "lipschitz-segnet-v1", "width": 16, "epochs": 16, "l
 
 
 def require_torchlip():
-    """``deel.torchlip``, or a :class:`PluginError` naming the extra to install."""
+    """``deel.torchlip``, or a :class:`PluginError` naming the package to install."""
     try:
         import deel.torchlip as torchlip
     except ImportError as exc:
         raise PluginError(
-            f"training a built-in Lipschitz network needs deel-torchlip ({exc}); install the extra: "
-            "pip install -e '.[lipschitz]' (the embedded datasets need nothing: their weights ship with the package)"
+            f"training a built-in Lipschitz network needs deel-torchlip ({exc}), a dependency of robustbench_x: "
+            "pip install deel-torchlip"
         ) from None
     return torchlip
 

@@ -17,7 +17,7 @@ def rbx_models():
             requires={"train_split"},
             default=True,
             option_keys=(),
-            summary="small CNN; shipped weights for the embedded datasets, otherwise trained on the evaluated dataset on first use (seconds on CPU), cached",
+            summary="small CNN, trained on the evaluated dataset's train split on first use (seconds on CPU) and cached",
         ),
         ModelSpec(
             "timm",

@@ -1,4 +1,4 @@
-"""The built-in model: a small CNN, shipped trained for the embedded datasets.
+"""The built-in model: a small CNN, trained at first use on the dataset it evaluates.
 
 It exists so that every suite runs on a fresh machine with no weights to
 download. Architecture (ResNet-like head, so that feature-space methods see the
@@ -10,21 +10,23 @@ embedded digits).
 
 Weights, in the order they are looked for:
 
-1. **Shipped** (``rbx_models/weights/``, listed in its ``manifest.json``):
-   the embedded digits 0–5 (``embedded-digits`` and its ``-c`` / ``-p``
-   variants, which share its train split) for seeds 0, 1000, 2000, 3000 and
-   4000 (the evaluated model at seed 0 and the four other members of a
-   ``K = 5`` Deep Ensemble), and the ten digits of ``embedded-digits-hier``
-   for seed 0. ``tools/train_builtin.py`` produces them (see its docstring
-   for the command); they are read with safetensors after their sha256 is
-   checked against the manifest. Because every machine loads the same bytes,
-   the fingerprint is the same everywhere, and so are the committed pages.
+1. **Kept** (``rbx_models/weights/``, listed in its ``manifest.json``): the
+   manifest records the sha256 of the networks behind the committed pages, the
+   embedded digits 0–5 (``embedded-digits`` and its ``-c`` / ``-p`` variants,
+   which share its train split) for seeds 0, 1000, 2000, 3000 and 4000 (the
+   evaluated model at seed 0 and the four other members of a ``K = 5`` Deep
+   Ensemble), and the ten digits of ``embedded-digits-hier`` for seed 0.
+   Weight files are generated, not tracked: ``tools/train_builtin.py`` writes
+   them into the folder, and a file present there is read with safetensors
+   after its sha256 is checked against the manifest.
 2. **Cached**: weights trained earlier on this machine, under
    ``$RBX_CACHE_DIR/models``, checked against their cache manifest (damaged
    ones are reported, removed and retrained).
 3. **Trained at first use** on the evaluated dataset's train split, with the
    same recipe (:mod:`rbx_models.training`; about 2 s of CPU on the digits),
-   then cached. This happens for any dataset or seed without shipped weights:
+   then cached. This happens for any dataset or seed without kept weights (on a
+   fresh clone, the embedded ones too: where the manifest was made, the same
+   bits as its files):
    a user's ``imagefolder`` dataset (``label_space=None``: the model is
    always trained for the dataset it is evaluated on, never reused across
    label spaces), or ``--seeds 1``; never on a ``pretrained_only`` dataset
@@ -35,12 +37,12 @@ Weights, in the order they are looked for:
    fingerprint (and the cells built on them) can differ between machines.
 
 Which weights apply is decided by a key hashing the recipe, the train split's
-fingerprint, the seed and the number of classes: shipped weights are used
+fingerprint, the seed and the number of classes: kept weights are used
 exactly when the train split they were trained on is the one being evaluated.
 The fingerprint hashes the weights and the input transform.
 
 Recipe (Adam, lr 3e-3, batch 64, 12 epochs, one-pixel shifts, seeded, one
-thread): on the embedded digits the shipped seed-0 model is 98.96 % accurate
+thread): on the embedded digits the seed-0 model is 98.96 % accurate
 on the 383 ID test digits.
 """
 
@@ -180,7 +182,7 @@ def shipped_manifest() -> dict:
 
 
 def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
-    """The shipped state dict for ``key`` after its sha256 check; None when none ships."""
+    """The kept state dict for ``key`` after its sha256 check; None when none is there."""
     return load_shipped_weights(MANIFEST, key, regenerate="python tools/train_builtin.py")
 
 

@@ -1,9 +1,9 @@
 """The built-in CNN's training recipe, deterministic on one machine.
 
-Used by ``tools/train_builtin.py`` (which produces the weights shipped in
-:mod:`rbx_models.weights`) and, as a fallback, by :func:`rbx_models.smallcnn.build`
-when the built-in model is evaluated on a dataset whose train split has no
-shipped weights (a user's ``imagefolder``, another seed).
+Used by ``tools/train_builtin.py`` (which writes the weights the manifest in
+:mod:`rbx_models.weights` lists) and by :func:`rbx_models.smallcnn.build`
+whenever no kept weights fit the train split (a fresh clone, a user's
+``imagefolder``, another seed).
 
 Recipe (:data:`rbx_models.smallcnn.RECIPE`): Adam (lr 3e-3), batch 64,
 12 epochs, cosine learning-rate decay, one-pixel random shifts, seeded

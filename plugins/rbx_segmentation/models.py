@@ -8,15 +8,15 @@ classification methods must not pair with a segmenter).
 
 * ``builtin-segmenter``: :mod:`rbx_segmentation.net`'s small encoder-decoder
   with channel dropout. Weights, keyed by the recipe, the train split's
-  fingerprint, the seed and the number of classes: **shipped** in
-  ``rbx_segmentation/weights/`` for ``embedded-scenes`` (seeds 0, 1000 … 4000
-  and the BatchEnsemble / LP-BNN networks; ``tools/train_segmenter.py``
-  reproduces them, ``--check`` compares), checked against their sha256; else
-  **cached** under ``$RBX_CACHE_DIR/models``; else **trained** on the
-  evaluated dataset's ``train`` split on first use (about 5 s of one CPU
-  thread at 64×64) and cached. Training is deterministic on one machine;
-  another CPU may round differently, which is why the embedded default's
-  weights are shipped.
+  fingerprint, the seed and the number of classes: **kept** in
+  ``rbx_segmentation/weights/`` when ``tools/train_segmenter.py`` wrote them
+  there (its ``manifest.json``, tracked, holds the sha256 of the
+  ``embedded-scenes`` networks behind the pages: seeds 0, 1000 … 4000 and the
+  BatchEnsemble / LP-BNN networks; the files are generated, not tracked),
+  checked against their sha256; else **cached** under ``$RBX_CACHE_DIR/models``;
+  else **trained** on the evaluated dataset's ``train`` split on first use
+  (about 5 s of one CPU thread at 64×64) and cached. Training is deterministic
+  on one machine; another CPU may round differently.
   ``members(k)`` trains members with seeds ``seed + 1000·m`` (Deep Ensembles).
   Provides ``dropout``, ``ensemble`` and ``segmenter_recipe`` (a method may
   retrain its architecture as a rank-1 ensemble: BatchEnsemble, LP-BNN).
@@ -131,7 +131,7 @@ def shipped_name(dataset: str, kind: str, seed: int) -> str:
 
 
 def load_shipped(key: str) -> dict[str, torch.Tensor] | None:
-    """The shipped state dict for ``key`` after its sha256 check; None when none ships."""
+    """The kept state dict for ``key`` after its sha256 check; None when none is there."""
     return load_shipped_weights(MANIFEST, key, regenerate="python tools/train_segmenter.py")
 
 
@@ -160,7 +160,7 @@ def train_into(dataset: Dataset, seed: int, kind: str, members: int, path: Path)
 
 
 def train_cached(dataset: Dataset, seed: int, *, kind: str = "plain", members: int = 1, log=print):
-    """The recipe's network for ``dataset``'s train split: shipped weights (``embedded-scenes``),
+    """The recipe's network for ``dataset``'s train split: kept weights (``tools/train_segmenter.py``),
     else cached ones, else trained on first use and cached (module docstring)."""
     from safetensors.torch import load_file, save_file
 

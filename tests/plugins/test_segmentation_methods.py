@@ -234,13 +234,12 @@ def test_seg_lpbnn_default_score_is_the_max_of_the_mean_softmax():
     assert LPBNN(score="entropy").combine(members)["score"] == pytest.approx(-sp_entropy(members.mean(axis=0), axis=0), abs=1e-6)
 
 
-def test_shipped_lpbnn_members_decode_different_scalings_and_disagree():
-    from safetensors.torch import load_file
-
-    from rbx_segmentation.models import WEIGHTS_DIR
+def test_the_recipes_lpbnn_members_decode_different_scalings_and_disagree():
+    from rbx_segmentation.models import train_cached
+    from rbx_segmentation.scenes import build as build_scenes
 
     net = SegNet(4, members=4, kind="lpbnn")
-    net.load_state_dict(load_file(str(WEIGHTS_DIR / "embedded-scenes-lpbnn-seed0.safetensors")))
+    net.load_state_dict(train_cached(build_scenes(), 0, kind="lpbnn", members=4, log=lambda m: None).state_dict())
     net.eval()
     layers = {n: mod for n, mod in net.named_modules() if isinstance(mod, LPBNNConv2d)}
     with torch.no_grad():
