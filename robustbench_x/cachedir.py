@@ -126,13 +126,18 @@ def human(n: int | None) -> str:
 # ------------------------------------------------------------------ manifests
 
 
-def _digests(path: Path) -> tuple[str, str]:
-    """(SHA-256 of the whole file, SHA-256 of its sampled blocks)."""
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 8 MiB blocks."""
     whole = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(8 * BLOCK):
             whole.update(chunk)
-    return whole.hexdigest(), _sampled(path)
+    return whole.hexdigest()
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    """(SHA-256 of the whole file, SHA-256 of its sampled blocks)."""
+    return file_sha256(path), _sampled(path)
 
 
 def _sampled(path: Path) -> str:

@@ -21,12 +21,11 @@ import json
 import os
 from pathlib import Path
 
-from robustbench_x.cachedir import cache_root
+from robustbench_x.cachedir import cache_root, file_sha256
 from robustbench_x.files import atomic_write
 
 __all__ = ["file_digest"]
 
-_BLOCK = 2**22
 _known: dict[str, tuple[int, int, str]] = {}  # resolved path -> (size, mtime_ns, digest), this process
 
 
@@ -41,11 +40,7 @@ def file_digest(path: str | os.PathLike) -> str:
     memo = cache_root() / "digests" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
     digest = _remembered(memo, key, stat)
     if digest is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while block := fh.read(_BLOCK):
-                h.update(block)
-        digest = f"sha256:{h.hexdigest()[:16]}"
+        digest = f"sha256:{file_sha256(path)[:16]}"
         try:
             atomic_write(memo, json.dumps({"path": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "digest": digest}))
         except OSError:  # a read-only or full cache only costs the next run a re-hash
