@@ -32,6 +32,11 @@ standardises the pooled features with a LayerNorm without affine parameters
 before its ``fc``, ``happier/models/retrieval_net.py``, ``norm_features``.) ``smoothap`` uses ROADMAP's SmoothAP (tau 0.01) with
 ROADMAP's optimiser and batches. An epoch is, as in pytorch-metric-learning's
 sampler, ``batches_per_pair`` batches for every pair of super-classes.
+``sampler="m-per-class"`` draws ROADMAP's CUB / iNaturalist batches instead
+(:func:`.samplers.m_per_class`: ``batch_size / m`` classes, each image once an
+epoch), as ROADMAP trains on CUB and iNaturalist; the
+SOP configs' hierarchical batches stay the default, with the rest of the SOP
+configuration.
 
 The papers' ``fc`` rates are those of a layer trained together with its
 backbone (lr 1e-5), which does most of the moving. A head alone on frozen
@@ -66,6 +71,7 @@ from robustbench_x.api import Context, Method, torch_threads
 from robustbench_x.errors import JobError
 
 from .methods import l2_normalize
+from .samplers import SAMPLERS
 
 __all__ = ["RankLossHead", "LOSSES", "HEAD_LR", "PAPER_LR"]
 
@@ -134,9 +140,12 @@ class RankLossHead(Method):
         batches_per_pair: int | None = None,
         include_self: bool = True,
         norm_features: bool | None = None,
+        sampler: str = "hierarchical",
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
         d = LOSSES[loss]
         self.loss, self.dim, self.epochs = loss, int(dim), int(epochs)
         self.lr = float(HEAD_LR if lr is None else lr)
@@ -146,10 +155,11 @@ class RankLossHead(Method):
         self.batches_per_pair = int(d["batches_per_pair"] if batches_per_pair is None else batches_per_pair)
         self.include_self = bool(include_self)
         self.norm_features = bool(d["norm_features"] if norm_features is None else norm_features)
+        self.sampler = sampler
         super().__init__(
             loss=loss, dim=self.dim, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
             batch_size=self.batch_size, samples_per_class=self.m, batches_per_pair=self.batches_per_pair,
-            include_self=self.include_self, norm_features=self.norm_features,
+            include_self=self.include_self, norm_features=self.norm_features, sampler=sampler,
         )
         self.state: dict[str, np.ndarray] | None = None
 
@@ -167,23 +177,34 @@ class RankLossHead(Method):
         import torch
 
         from . import rank_losses as rl
-        from .samplers import hierarchical
 
         features = np.asarray(ctx.outputs("train").features, dtype=np.float32)
         hierarchy = np.asarray(ctx.dataset.hierarchy("train"), dtype=np.int64)
-        if hierarchy.shape[1] < 2:
-            raise JobError(f"{self.loss}-head batches by super-class (hierarchy column 1); {ctx.dataset.name} has one level")
+        if hierarchy.shape[1] < 2 and (self.sampler == "hierarchical" or self.loss == "happier"):
+            raise JobError(
+                f"{self.loss}-head needs a super-class (hierarchy column 1) for "
+                f"{'its H-AP' if self.loss == 'happier' else 'the hierarchical sampler'}; {ctx.dataset.name} has one level"
+                + ("" if self.loss == "happier" else "; fix: sampler: m-per-class")
+            )
         seed = int(ctx.seed)
-        n_pairs = max(math.comb(len(np.unique(hierarchy[:, 1])), 2), 1)
-        steps_per_epoch = n_pairs * self.batches_per_pair
-        total = self.epochs * steps_per_epoch
         rng = np.random.default_rng(seed)
-        draw = lambda epochs: hierarchical(  # noqa: E731
-            hierarchy, batch_size=self.batch_size, m=self.m, batches_per_pair=self.batches_per_pair, epochs=epochs, rng=rng
+        # One epoch at a time (the same random stream as one call for all epochs), each
+        # drawn as consumed: H-GLDv2's 100 epochs are millions of batches.
+        draw = lambda: SAMPLERS[self.sampler](  # noqa: E731
+            hierarchy, batch_size=self.batch_size, m=self.m, batches_per_pair=self.batches_per_pair, epochs=1, rng=rng
         )
         # One epoch's batches (at most PROBE_BATCHES), the same before and after training.
-        probe = list(itertools.islice(draw(1), PROBE_BATCHES))
-        batches = draw(self.epochs)  # drawn as consumed: H-GLDv2's 100 epochs are millions of batches
+        probe = list(itertools.islice(draw(), PROBE_BATCHES))
+        if not probe:
+            raise JobError(
+                f"{self.loss}-head: the {self.sampler} sampler forms no batch from {ctx.dataset.name}'s train split "
+                f"(every class has fewer than samples_per_class={self.m} images); fix: lower samples_per_class"
+            )
+        if self.sampler == "hierarchical":
+            steps_per_epoch = max(math.comb(len(np.unique(hierarchy[:, 1])), 2), 1) * self.batches_per_pair
+        else:  # at most every class's chunks of m, batch_size / m to a batch (the exact count depends on the order)
+            counts = np.unique(hierarchy[:, 0], return_counts=True)[1]
+            steps_per_epoch = max(int((counts // self.m).sum()) // min(max(self.batch_size // self.m, 1), len(counts)), 1)
         device = _device(ctx)
 
         with torch_threads(1):
@@ -268,25 +289,26 @@ class RankLossHead(Method):
 
             pairs_before = calibration_pairs() if self.loss == "roadmap" else {}
             before, map_before = probe_losses(), train_map()
-            for step, idx in enumerate(batches):
-                opt.zero_grad()
-                if proxy_opt is not None:
-                    proxy_opt.zero_grad()
-                loss = sum(parts(idx).values())
-                loss.backward()
-                opt.step()
-                if proxy_opt is not None:
-                    proxy_opt.step()
-                if (step + 1) % steps_per_epoch == 0:
-                    sched.step()
-                    if proxy_sched is not None:
-                        proxy_sched.step()
-                    epoch = (step + 1) // steps_per_epoch
-                    if total >= LOG_STEPS and epoch % max(1, self.epochs // 10) == 0:
-                        ctx.log(f"{self.loss}-head: epoch {epoch}/{self.epochs}, batch loss {float(loss):.4f}")
+            steps, loss = 0, None
+            for epoch in range(1, self.epochs + 1):
+                for idx in draw():
+                    opt.zero_grad()
+                    if proxy_opt is not None:
+                        proxy_opt.zero_grad()
+                    loss = sum(parts(idx).values())
+                    loss.backward()
+                    opt.step()
+                    if proxy_opt is not None:
+                        proxy_opt.step()
+                    steps += 1
+                sched.step()
+                if proxy_sched is not None:
+                    proxy_sched.step()
+                if loss is not None and self.epochs * steps_per_epoch >= LOG_STEPS and epoch % max(1, self.epochs // 10) == 0:
+                    ctx.log(f"{self.loss}-head: epoch {epoch}/{self.epochs}, batch loss {float(loss):.4f}")
             after, map_after = probe_losses(), train_map()
             pairs_after = calibration_pairs() if self.loss == "roadmap" else {}
-        ctx.record("steps", total)
+        ctx.record("steps", steps)
         for key in before:
             ctx.record(f"loss/{key}", f"{before[key]:.4f} -> {after[key]:.4f}")
         for key in pairs_before:

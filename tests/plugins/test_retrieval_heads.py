@@ -16,7 +16,7 @@ import pytest
 from robustbench_x.testing import ArrayContext, make_outputs
 from rbx_retrieval.definitions import h_ap, map_at_r
 from rbx_retrieval.heads import RankLossHead
-from rbx_retrieval.samplers import hierarchical
+from rbx_retrieval.samplers import hierarchical, m_per_class
 
 SUPERS, PER_SUPER, DIM = 3, 3, 16
 HEADS = {"roadmap-head", "happier-head", "smoothap-head"}
@@ -159,6 +159,77 @@ def test_scoring_a_block_at_a_time_changes_nothing(monkeypatch):
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="roadmap"):
         RankLossHead(loss="triplet")
+    with pytest.raises(ValueError, match="m-per-class"):
+        RankLossHead(sampler="m_per_class")
+
+
+class _InOrder:
+    """An rng that shuffles nothing, so the batches follow the classes' order."""
+
+    def permutation(self, x):
+        return np.arange(x) if isinstance(x, int) else np.asarray(x)
+
+    def shuffle(self, x):
+        pass
+
+
+def test_m_per_class_batches_follow_roadmaps_passes_over_the_classes():
+    """ROADMAP's MPerClassSampler, worked by hand: classes A (8 images), B (4),
+    C (2), D (1), m = 2, 2 classes a batch. Pass 1 takes A and B, pass 2 A and B
+    again (each pass restarts from the first class), pass 3 A and C (B is used
+    up), pass 4 finds only A: the epoch ends with 3 batches. D, with fewer than
+    m images, never enters."""
+    labels = np.array([0] * 8 + [1] * 4 + [2] * 2 + [3])
+    h = np.stack([labels, np.zeros_like(labels)], 1)
+    batches = list(m_per_class(h, batch_size=4, m=2, batches_per_pair=99, epochs=1, rng=_InOrder()))
+    assert [b.tolist() for b in batches] == [[0, 1, 8, 9], [2, 3, 10, 11], [4, 5, 12, 13]]
+
+
+def test_m_per_class_epochs_use_each_image_at_most_once():
+    h = Mixture().hierarchy("train")  # 9 classes of 24
+    rng = np.random.default_rng(0)
+    one_call = list(m_per_class(h, batch_size=16, m=4, batches_per_pair=1, epochs=2, rng=rng))
+    rng = np.random.default_rng(0)
+    by_epoch = [list(m_per_class(h, batch_size=16, m=4, batches_per_pair=1, epochs=1, rng=rng)) for _ in range(2)]
+    assert [b.tolist() for b in one_call] == [b.tolist() for e in by_epoch for b in e]  # the trainings draw an epoch at a time
+    for epoch in by_epoch:
+        # 9 x 24 / 4 = 54 chunks, 4 to a batch; the classes early in the order run out first
+        assert 9 <= len(epoch) <= 54 // 4
+        flat = np.concatenate(epoch)
+        assert len(flat) == len(np.unique(flat))
+        for idx in epoch:
+            _, counts = np.unique(h[idx, 0], return_counts=True)
+            assert counts.tolist() == [4] * 4
+    assert by_epoch[0][0].tolist() != sorted(by_epoch[0][0].tolist())  # images shuffled within a batch
+
+
+def test_roadmap_with_m_per_class_batches_trains_on_one_level():
+    """ROADMAP's CUB / iNaturalist batches need no super-class: the head trains on
+    a one-level hierarchy, lowering its objective and raising mAP@R; HAPPIER, whose
+    H-AP needs the levels, and the hierarchical sampler refuse one level."""
+    from robustbench_x.errors import JobError
+
+    data = Mixture()
+    flat = {s: (x, h[:, :1]) for s, (x, h) in data._data.items()}
+    data._data = flat
+    ctx = data.context(0)
+    untrained = RankLossHead(loss="roadmap", dim=8, epochs=0, lr=5e-3, batch_size=16, sampler="m-per-class")
+    untrained.fit(ctx)
+    head = RankLossHead(loss="roadmap", dim=8, epochs=10, lr=5e-3, batch_size=16, sampler="m-per-class")
+    head.fit(ctx)
+    start, end = (float(v) for v in ctx.diagnostics["loss/total"].split(" -> "))
+    assert end < start
+    assert ctx.diagnostics["steps"] == 10 * len(list(m_per_class(flat["train"][1], batch_size=16, m=4, epochs=1, rng=np.random.default_rng(0))))
+
+    def map_r(method):
+        q, g = method.score(ctx, "query")["embedding"], method.score(ctx, "gallery")["embedding"]
+        order = np.argsort(-(q @ g.T), axis=1, kind="stable")
+        return float(np.mean(map_at_r(flat["gallery"][1][order, 0] == flat["query"][1][:, None, 0])))
+
+    assert map_r(head) > map_r(untrained) + 0.05
+    for loss, sampler, match in (("happier", "m-per-class", "its H-AP"), ("roadmap", "hierarchical", "sampler: m-per-class")):
+        with pytest.raises(JobError, match=match):
+            RankLossHead(loss=loss, dim=8, epochs=1, sampler=sampler).fit(data.context(0))
 
 
 def test_diagnostics_are_json_ready():
