@@ -225,18 +225,33 @@ def _run_plan(plan, executor, cfg, out_dir: Path, force: bool, fmt: str) -> dict
         if not STATE["quiet"] and fmt == "table":
             err.log(message)
 
-    if STATE["quiet"] or fmt == "json":
-        outcomes = ex.run(plan.groups(), options, on_job=lambda job, status: None, log=log)
-    else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    finished: dict[str, int] = {}
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
-            task = progress.add_task(f"{suite}: {len(runnable)} jobs", total=len(runnable))
+    def count(status: str) -> None:
+        finished[status] = finished.get(status, 0) + 1
 
-            def on_job(job, status: str) -> None:
-                progress.update(task, advance=1, description=f"{suite}: {job.model.name} × {job.dataset.name} × {job.method}")
+    try:
+        if STATE["quiet"] or fmt == "json":
+            outcomes = ex.run(plan.groups(), options, on_job=lambda job, status: count(status), log=log)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            outcomes = ex.run(plan.groups(), options, on_job=on_job, log=lambda m: progress.console.log(m))
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
+                task = progress.add_task(f"{suite}: {len(runnable)} jobs", total=len(runnable))
+
+                def on_job(job, status: str) -> None:
+                    count(status)
+                    progress.update(task, advance=1, description=f"{suite}: {job.model.name} × {job.dataset.name} × {job.method}")
+
+                outcomes = ex.run(plan.groups(), options, on_job=on_job, log=lambda m: progress.console.log(m))
+    except KeyboardInterrupt:
+        # The jobs that finished are in the store; the run's record says so, and that it stopped.
+        if finished.get("ok") or finished.get("failed"):
+            summary = {"suite": suite, "out": str(out_dir), "jobs": len(plan.jobs), "interrupted": True,
+                       **{k: finished.get(k, 0) for k in ("ok", "cached", "failed")},
+                       "duration_s": round(time.time() - started, 2)}
+            _write_manifest(out_dir, suite, plan, summary)
+        raise
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1

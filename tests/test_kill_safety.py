@@ -141,6 +141,12 @@ def test_ctrl_c_with_workers_blames_no_job_and_prints_no_traceback(tmp_path, env
     frame = read_results(out)
     assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"][["method", "seed", "error"]].to_dict("records")
     assert not list(out.rglob(".*.failed"))
+    # The run's record says it stopped, and counts the jobs it finished (their seeds feed the pages' fix commands).
+    import json
+
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert [r["summary"]["interrupted"] for r in records] == [True], records
+    assert 1 <= records[0]["summary"]["ok"] <= len(_result_files(out)) and records[0]["plan"]
     final = subprocess.run([sys.executable, "-m", "robustbench_x.cli", *ARGS, "--out", str(out)], env=env, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr[-3000:]
     _assert_complete_and_equal(out, clean)
