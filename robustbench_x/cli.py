@@ -210,6 +210,8 @@ def _run_plan(plan, executor, cfg, out_dir: Path, force: bool, fmt: str) -> dict
         for dataset, why in plan.excluded.items():
             err.print(f"{suite}: dataset '{dataset}' not evaluated: {why}", markup=False, highlight=False, style="yellow")
     store = ResultStore(out_dir)
+    if store.clean_temporary() and fmt != "json" and not STATE["quiet"]:
+        err.print(f"{suite}: removed temporary files of killed writers under {out_dir}", markup=False, highlight=False)
     if not force and all(store.done(j) for j in plan.runnable) and all(store.path("results", j).exists() for j in plan.skipped):
         # Nothing to do, decided from file names: no runner, torch or pandas imported.
         return _summary(plan, out_dir, started, {"cached": len(plan.runnable)}, [], fmt)

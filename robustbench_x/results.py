@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -99,9 +101,32 @@ def _whole(path: Path) -> bool:
     return head == tail == b"PAR1"
 
 
+#: The temporary names of this store's writers: ``files.atomic_write``'s and the run manifests'.
+_TEMPORARY = re.compile(r"\..+\.(?:[0-9a-f]{32}\.)?tmp")
+#: A temporary file this old has lost its writer: a result file is written in well under a second.
+STALE_TEMPORARY_S = 3600.0
+
+
 class ResultStore:
     def __init__(self, out: str | os.PathLike) -> None:
         self.out = Path(out)
+
+    def clean_temporary(self, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+        """Remove the temporary files of writers killed mid-write (never read, but
+        they pile up). Only names this store writes, and only old ones: another
+        run writing into the same ``--out`` right now keeps its files."""
+        removed = []
+        cutoff = time.time() - older_than_s
+        for kind in ("results", "scores", "runs"):
+            root = self.out / kind
+            for path in root.rglob(".*tmp") if root.is_dir() else ():
+                try:
+                    if path.is_file() and _TEMPORARY.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path)
+                except OSError:
+                    continue  # gone meanwhile, or not ours to remove
+        return removed
 
     def job_dir(self, kind: str, suite: str, model: str, dataset: str, method: str) -> Path:
         parts = [_segment(k, v) for k, v in zip(PARTITIONS, (suite, model, dataset, method))]

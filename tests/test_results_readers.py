@@ -148,3 +148,27 @@ def test_done_is_decided_from_file_names_and_magic_bytes(tmp_path):
         assert not store.done(job), kind
         path.write_bytes(whole)
         assert store.done(job)
+
+
+def test_temporary_files_of_killed_writers_are_removed_when_old(tmp_path):
+    """What a writer killed between open and rename leaves: removed by the next
+    run once an hour old; a fresh one (a concurrent writer's) and files of other
+    names stay."""
+    import os
+    import time
+
+    store = ResultStore(tmp_path)
+    job = _job("builtin-cnn", "msp", "2" * 16)
+    folder = store.path("results", job).parent
+    folder.mkdir(parents=True)
+    (tmp_path / "runs").mkdir()
+    old = [folder / f".part-{'2' * 16}.parquet.{'a' * 32}.tmp", tmp_path / "runs" / ".20261207T000000Z-ood.json.tmp"]
+    young = folder / f".part-{'2' * 16}.parquet.{'b' * 32}.tmp"
+    foreign = [folder / ".notes.tmpx", folder / "part-x.parquet", folder / ".tmp123"]
+    for path in [*old, young, *foreign]:
+        path.write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    for path in [*old, *foreign]:
+        os.utime(path, (hours_ago, hours_ago))
+    assert sorted(store.clean_temporary()) == sorted(old)
+    assert young.exists() and all(p.exists() for p in foreign)
