@@ -45,7 +45,12 @@ __all__ = [
     "validate_outputs",
     "compute_metrics",
     "evaluate_classification",
+    "UNDEFINED",
 ]
+
+#: How a ``MetricValue.error`` begins when the metric has no value on this input (one
+#: class present, no relevant item): the job answered; pages say "not applicable".
+UNDEFINED = "metric undefined: "
 
 
 class MetricValue(NamedTuple):
@@ -309,5 +314,5 @@ def compute_metrics(metric_specs, data: dict[str, dict[str, np.ndarray]]) -> lis
             try:
                 results.append(MetricValue(subset, spec.name, float(fn(**kwargs)), spec.higher_is_better, n, None))
             except ValueError as exc:
-                results.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}"))
+                results.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, UNDEFINED + str(exc)))
     return results

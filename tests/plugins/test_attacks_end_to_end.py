@@ -48,11 +48,15 @@ def test_embedded_default_stores_checkable_outputs_and_renders(cli, tmp_path):
     assert np.allclose(size, scores["perturbation_norm"], atol=1e-7)
     assert (size[scores["robust"].to_numpy()] == 0).all()
 
+    # FAB-T's 9 targets need 10 classes: the job answers "undefined" before attacking, which the page does not call a failure
+    assert cli("--quiet", "run", "--suite", "adversarial", "--methods", "fab-t", "--out", str(out)).code == 0
     pages = cli("leaderboard", str(out), "--out", str(tmp_path / "pages"))
     assert pages.code == 0, pages
     page = (tmp_path / "pages" / "adversarial.md").read_text()
     assert "Threat model: ℓ∞, ε = 0.1" in page and "not a RobustBench protocol" in page
     assert f"{100 * values['id', 'robust-accuracy']:.1f}" in page
+    assert "× `fab-t` (not applicable): AutoAttack 'standard' runs fab-t on 9 target classes" in page
+    assert "(failed)" not in page and "metric undefined" not in page
 
 
 def test_missing_extra_skips_autoattack_with_the_install_hint(cli, tmp_path, monkeypatch):
