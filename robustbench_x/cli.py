@@ -32,6 +32,11 @@ app.add_typer(cache_app, name="cache")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 STATE = {"debug": False, "quiet": False}
+#: numpy's legacy global seed (``np.random.seed``, which a run also sets) takes 32 bits.
+MAX_SEED = 2**32
+#: Fewer resamples leave a 95 % percentile interval nothing beyond its ends (and the
+#: pages need at least 10 defined ones); more would only cost memory and time.
+MIN_BOOTSTRAP, MAX_BOOTSTRAP = 20, 100_000
 
 KIND_NAMES = ["methods", "datasets", "metrics", "models", "suites", "executors"]
 
@@ -63,7 +68,7 @@ def run(
     models: Optional[list[str]] = typer.Option(None, "--models", callback=lambda v: _names(v, "--models"), help="Models (comma-separated or repeated). Default: built-in and configured models."),
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", callback=lambda v: _names(v, "--datasets"), help="Datasets. Default: built-in and configured datasets that can serve the suite."),
     methods: Optional[list[str]] = typer.Option(None, "--methods", callback=lambda v: _names(v, "--methods"), help="Methods. Default: every method producing what the suite scores."),
-    seeds: Optional[list[str]] = typer.Option(None, "--seeds", callback=lambda v: _seed_list(v), help="Seeds: non-negative integers, comma-separated or repeated; a repeated seed runs once. Default: 0."),
+    seeds: Optional[list[str]] = typer.Option(None, "--seeds", callback=lambda v: _seed_list(v), help="Seeds: integers from 0 to 2**32 - 1, comma-separated or repeated; a repeated seed runs once. Default: 0."),
     executor: str = typer.Option("local", "--executor", help="Executor (rbx list executors)."),
     devices: Optional[list[str]] = typer.Option(None, "--devices", callback=lambda v: _names(v, "--devices"), help="GPU ids for the local executor."),
     workers: int = typer.Option(1, "--workers", min=1, help="CPU worker processes when no GPU is visible (at least 1)."),
@@ -159,6 +164,9 @@ def _seed_list(values: Optional[list[str]]) -> list[int] | None:
         raise typer.BadParameter(f"seeds are integers, got {','.join(values)!r}", param_hint="'--seeds'") from None
     if any(seed < 0 for seed in seeds):
         raise typer.BadParameter(f"seeds are non-negative (numpy and torch refuse negative seeds), got {','.join(values)!r}", param_hint="'--seeds'")
+    if any(seed >= MAX_SEED for seed in seeds):
+        # numpy's legacy global seed takes 32 bits: a larger seed would repeat a smaller one's run under its own name
+        raise typer.BadParameter(f"seeds are below 2**32 = {MAX_SEED} (numpy's seed range), got {','.join(values)!r}", param_hint="'--seeds'")
     unique = list(dict.fromkeys(seeds))
     if len(unique) < len(seeds):
         err.print(f"note: --seeds repeats a seed; running seeds {','.join(map(str, unique))} once each", markup=False, highlight=False)
@@ -449,17 +457,20 @@ def leaderboard(
     out_dir: Path = typer.Option(Path("leaderboards"), "--out", help="Where to write the pages."),
     check: bool = typer.Option(False, "--check", help="Do not write: compare the values behind the cells with the committed <suite>.cells.json files and the pages' text (numbers within the tolerance) and linked PNGs with the rendering; list what moved or differs (exit 1 if any)."),
     tolerance: float = typer.Option(0.5, "--tolerance", help="--check tolerance in units of the last displayed digit (0.5: a cell moved when it changed by more than half a displayed digit)."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals and the paired significance marks (0: none)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% intervals and the paired significance marks: 20 to 100000, or 0 for none."),
 ) -> None:
     """Render one Markdown page per suite (plus its PNGs and <suite>.cells.json) from a result store."""
     from robustbench_x.leaderboard import check_pages, render_pages, stale_pages, write_pages
 
-    if not (results_dir / "results").is_dir():
-        raise UsageError(f"{results_dir} holds no results (expected {results_dir / 'results'}).\n  fix: pass the --out directory of `rbx run`")
     if not tolerance >= 0:
         raise UsageError(f"--tolerance must be a number >= 0, got {tolerance}")
-    if bootstrap < 0:
-        raise UsageError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if bootstrap != 0 and not MIN_BOOTSTRAP <= bootstrap <= MAX_BOOTSTRAP:
+        raise UsageError(
+            f"--bootstrap must be 0 (no intervals) or between {MIN_BOOTSTRAP} and {MAX_BOOTSTRAP}, got {bootstrap}; "
+            f"fix: the default 1000, or 0"
+        )
+    if not (results_dir / "results").is_dir():
+        raise UsageError(f"{results_dir} holds no results (expected {results_dir / 'results'}).\n  fix: pass the --out directory of `rbx run`")
     pages = render_pages(results_dir, n_boot=bootstrap, warn=lambda message: err.print(f"warning: {message}", markup=False, highlight=False))
     if not pages:
         raise UsageError(f"no results under {results_dir} to render (no readable results file of an installed suite).\n"

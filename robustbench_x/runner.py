@@ -310,7 +310,7 @@ def _seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed)  # below 2**32: `rbx run --seeds` refuses larger ones rather than alias them
     torch.manual_seed(seed)
 
 

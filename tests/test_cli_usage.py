@@ -29,6 +29,11 @@ def _text(stream: str) -> str:
         (["run", "--suite", "ood", "--seeds", "0,,1"], "empty item in '0,,1'"),
         (["run", "--suite", "ood", "--seeds", "0,x"], "seeds are integers"),
         (["run", "--suite", "ood", "--seeds", "-1"], "seeds are non-negative"),
+        # numpy's global seed takes 32 bits: 2**32 would silently repeat seed 0 under another name
+        (["run", "--suite", "ood", "--seeds", "0,4294967296"], "seeds are below 2**32"),
+        (["run", "--suite", "ood", "--seeds", "99999999999999999999"], "seeds are below 2**32"),
+        (["leaderboard", "STORE", "--bootstrap", "5"], "--bootstrap must be 0 (no intervals) or between 20 and 100000, got 5"),
+        (["leaderboard", "STORE", "--bootstrap", "100000000000"], "--bootstrap must be 0"),
         (["run", "--suite", "ood", "--methods", "msp,,energy"], "empty item in 'msp,,energy'"),
         (["run", "--suite", "ood", "--methods", ""], "Invalid value for '--methods': empty item"),  # not "every method"
         (["run", "--suite", "ood", "--models", "builtin-cnn,"], "Invalid value for '--models'"),
@@ -45,7 +50,8 @@ def _text(stream: str) -> str:
 )
 def test_usage_errors_exit_2_with_clicks_message(cli, tmp_path, args, message):
     out = tmp_path / "store"
-    result = cli(*args, "--out", str(out)) if args[0] == "run" and len(args) > 1 else cli(*args)
+    args = [str(tmp_path) if a == "STORE" else a for a in args]
+    result = cli(*args, "--out", str(out)) if args[0] in ("run", "leaderboard") and len(args) > 1 else cli(*args)
     assert result.code == 2, result
     assert message in _text(result.err), result
     assert "internal error" not in result.err and "Traceback" not in result.err
