@@ -101,3 +101,10 @@ def test_devices_that_are_not_visible_gpus_stop_the_run_before_any_work(cli, tmp
     result = cli("run", "--suite", "ood", "--devices", "0", "--out", str(out))
     assert result.code == 2 and message in _text(result.err), result
     assert not out.exists()
+
+
+def test_a_refusal_with_format_json_leaves_stdout_empty(cli, tmp_path):
+    """What README promises machines: stdout holds JSON or nothing; the message is on stderr."""
+    for args in (["--datasets", "nope"], ["--seeds", "x"]):
+        result = cli("run", "--suite", "ood", *args, "--format", "json", "--out", str(tmp_path / "store"))
+        assert result.code == 2 and result.out == "" and result.err.strip(), result
