@@ -34,7 +34,7 @@ def open_datasets(registry, config: Config, names: Sequence[str] | None) -> list
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
+                dataset = load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
             for w in caught:
                 if issubclass(w.category, UserWarning):
                     notes.append(f"dataset '{name}': {w.message}")
@@ -51,6 +51,15 @@ def open_datasets(registry, config: Config, names: Sequence[str] | None) -> list
                 f"cannot open dataset '{name}': {type(exc).__name__}: {exc}", file=config.file, key=f"datasets.{name}",
                 fix=f"correct the entry's paths and layout (`rbx datasets verify {name}` opens it and decodes a sample)",
             ) from None
+        classes = getattr(dataset, "classes", None)
+        if classes is not None and len(classes) == 1:
+            # A model of one class gives every image the same softmax, so every score ties (AUROC 0.5) and
+            # accuracy-based metrics are trivially perfect: numbers that look like answers and are none.
+            raise ConfigError(
+                f"dataset '{name}' has a single class ({classes[0]!r}): a model's outputs then carry no information "
+                f"and every metric is trivial", file=config.file, key=f"datasets.{name}",
+                fix="give its test split at least two classes (class folders), or drop the entry",
+            )
     return list(dict.fromkeys(notes))
 
 

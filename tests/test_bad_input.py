@@ -118,6 +118,17 @@ def test_dataset_root_that_does_not_exist(tmp_path, cli):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_single_class_dataset_is_refused_before_any_work(tmp_path, cli):
+    """One class: the model's softmax is the same for every image, so the OOD page
+    showed AUROC 50.0 in bold and calibration ECE 0, as if they were answers."""
+    root = _tree(tmp_path / "data", classes=("a",))
+    path = _yaml(tmp_path, f"datasets:\n  one:\n    type: imagefolder\n    root: {root}\n    train: train\n    test: test\n    ood:\n      noise: {root / 'noise'}\n")
+    result = cli("--quiet", "run", "--suite", "ood", "--config", str(path), "--datasets", "one", "--methods", "msp", "--out", str(tmp_path / "o"))
+    assert result.code == 2, result
+    assert "dataset 'one' has a single class ('a')" in result.err and "datasets.one" in result.err and "fix: give its test split at least two classes" in result.err
+    assert not (tmp_path / "o").exists()
+
+
 def test_undecodable_image_fails_the_job_naming_the_file(tmp_path, cli):
     root = _tree(tmp_path / "data")
     (root / "test" / "a" / "broken.png").write_bytes(b"this is not a png")
