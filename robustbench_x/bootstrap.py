@@ -15,7 +15,8 @@ When the evaluator stored the metric's own per-sample values (a column named
 like the metric: per-query values of a retrieval metric, say), the replicate
 is their resampled mean; otherwise how the metric's kind is resampled is
 looked up in :data:`RESAMPLERS` (kind → function), so the core knows no task. A resample on which the metric is undefined
-(one class only) gives NaN and is ignored by the statistics.
+(one class only) gives NaN; the statistics use the defined ones only when they are at least :data:`MIN_DEFINED` of all,
+and a group of fewer than :data:`MIN_SAMPLES` samples gives none.
 
 Cache: ``$RBX_CACHE_DIR/bootstrap/<sha256>.npy``, keyed by the bytes of the
 arrays the metric reads, the metric's name, kind and function, the number of
@@ -159,6 +160,8 @@ def replicates(scores: pd.DataFrame, spec: MetricSpec, subset: str, n_boot: int)
     if prepared is None:
         return None
     arrays, sizes, metric = prepared
+    if min(sizes) < MIN_SAMPLES:
+        return None
 
     def draw() -> bytes:
         # One replicate's indices at a time (memory stays O(n) on large test sets);
@@ -177,9 +180,20 @@ def replicates(scores: pd.DataFrame, spec: MetricSpec, subset: str, n_boot: int)
     return np.load(io.BytesIO(cached_bytes(_cache_path(_key(arrays, spec, n_boot)), draw)), allow_pickle=False)
 
 
+#: A resampled group smaller than this gives no replicates: one image resampled is
+#: that image every time, a zero-width interval that would mark every other
+#: method as significantly different.
+MIN_SAMPLES = 10
+#: The share of replicates that must be defined. Where the metric is undefined on
+#: a resample (no error drawn, for an error-detection metric), the defined ones
+#: are conditional on an event the data does not guarantee: beyond 5 %, their
+#: percentiles are not a 95 % interval of anything, so none is shown.
+MIN_DEFINED = 0.95
+
+
 def _enough(values: np.ndarray) -> np.ndarray | None:
     finite = values[np.isfinite(values)]
-    return finite if len(finite) >= max(10, len(values) // 2) else None
+    return finite if len(finite) >= max(10, MIN_DEFINED * len(values)) else None
 
 
 def interval(values: np.ndarray | None) -> tuple[float, float] | None:

@@ -470,7 +470,7 @@ def _header(page: Page, stats: set[str]) -> list[str]:
     elif stats & {"interval", "no-interval"}:
         text = f"A cell from one seed is the value and, in brackets, a percentile bootstrap 95 % interval from the stored per-sample outputs ({page.n_boot} resamples, {how})"
         if "no-interval" in stats:
-            text += "; a value without brackets has no interval (no per-sample outputs, or the metric is undefined on most resamples)"
+            text += "; a value without brackets has no interval (no per-sample outputs, fewer than 10 samples, or the metric undefined on more than 5 % of the resamples)"
         lines.append(text + ".")
     if "seeds" in stats:
         lines.append("A cell from several seeds is the mean ± sample standard deviation over the seeds that ran, followed by their number (`(3 seeds)`); "

@@ -182,6 +182,20 @@ def test_replicates_equal_an_independent_paired_bootstrap_with_sklearn():
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+def test_no_interval_from_too_few_samples_or_too_many_undefined_resamples():
+    spec = get_registry().get("metrics", "auroc")
+    s_id, s_ood = separated(n=9, shift=1.0)  # 9 OOD samples: below MIN_SAMPLES
+    assert bootstrap.replicates(_scores_frame(s_id, s_ood), spec, "ood/x", 50) is None
+    s_id, s_ood = separated(n=10, shift=1.0)
+    assert bootstrap.replicates(_scores_frame(s_id, s_ood), spec, "ood/x", 50) is not None
+    values = np.linspace(0.5, 0.9, 1000)
+    some_undefined = values.copy()
+    some_undefined[:40] = np.nan  # 4 % undefined: the defined ones stand
+    assert bootstrap.interval(some_undefined) is not None and bootstrap.not_worse(some_undefined, values) is not None
+    some_undefined[:60] = np.nan  # 6 %: the defined ones are conditional on an event the data does not guarantee
+    assert bootstrap.interval(some_undefined) is None and bootstrap.not_worse(some_undefined, values) is None
+
+
 def test_not_worse_is_a_paired_decision():
     rng = np.random.default_rng(1)
     best = rng.normal(0.9, 0.02, 1000)
