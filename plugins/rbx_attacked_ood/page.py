@@ -97,6 +97,13 @@ def _table(page: Page, rows, table: str, subset: str | None) -> list[str]:
                 "AUROC rose under a transfer attack: the surrogate (the classifier's max softmax) ranks samples against "
                 "this method's score, so moving it does not move the score the way an attack on the score would."
             )
+        elif kind != "transfer" and value(method, "auroc-attacked") > value(method, "auroc"):
+            kind += page.note(
+                "AUROC rose under an attack on this method's own score: PGD's last iterate (one random start, a fixed "
+                "step) left the OOD scores further from the in-distribution side on average (the diagnostics' mean "
+                "score shift), so the attack failed here; an attack only bounds the attacked AUROC from above, and "
+                "this row does not say that the method gained robustness from being attacked."
+            )
         cells = [page.method_label(method), kind]
         for header, metric in COLUMNS:
             v = value(method, metric)

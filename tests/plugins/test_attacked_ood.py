@@ -299,7 +299,8 @@ def _write_job(out, method, rows, diagnostics=None, status="ok", error=None):
 def test_page_shows_the_threat_the_objectives_and_what_was_not_attacked(cli, tmp_path):
     out = tmp_path / "store"
     threat = json.dumps({"threat": THREAT.short})
-    values = {"msp": {"auroc": 0.9, "auroc-attacked": 0.4}, "purview-final": {"auroc": 0.14, "auroc-attacked": 0.46}}
+    values = {"msp": {"auroc": 0.9, "auroc-attacked": 0.4}, "purview-final": {"auroc": 0.14, "auroc-attacked": 0.46},
+              "mahalanobis": {"auroc": 0.5, "auroc-attacked": 1.0}}
     for method, metrics in values.items():
         _write_job(out, method, [{"subset": "ood/x", "metric": k, "value": v} for k, v in metrics.items()], diagnostics=threat)
     _write_job(out, "gallop", [{}], status="failed", error="method 'gallop' is not attacked: on a vision-language model …")
@@ -311,4 +312,9 @@ def test_page_shows_the_threat_the_objectives_and_what_was_not_attacked(cli, tmp
     purview = next(line for line in page.splitlines() if line.startswith("| purview-final") and "| 14.0 |" in line)
     mark = re.search(r"\| transfer(\[\^\d+\]) \|", purview).group(1)
     assert re.search(re.escape(mark) + r": AUROC rose under a transfer attack", page)
+    # an own-score attack that backfired (seen on a tiny dataset) is marked as the attack failing, not left as a plain number
+    maha = next(line for line in page.splitlines() if line.startswith("| mahalanobis") and "| 50.0 |" in line)
+    mark = re.search(r"\| own score(\[\^\d+\]) \|", maha).group(1)
+    assert re.search(re.escape(mark) + r": AUROC rose under an attack on this method's own score", page)
+    assert "own score[^" not in msp
     assert "## Not evaluated" in page and "is not attacked: on a vision-language model" in page
