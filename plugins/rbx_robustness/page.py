@@ -33,6 +33,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from robustbench_x.evaluation import UNDEFINED
 from robustbench_x.pages import Page, bold, fmt, markdown_table, pyplot, seed_cell, slug
 
 ALL = "all"
@@ -53,7 +54,9 @@ def render(page: Page) -> list[str]:
         groups = _groups(page, rows)
         lines += [page.group_heading(model, dataset), ""]
         lines += _members(page, groups)
+        lines += _levels_present(rows)
         lines += _summary(page, rows, groups, seeds, f"{model} / {dataset}")
+        lines += _not_computed(page, model, dataset)
         for metric in page.suite.headline:
             per = rows[(rows["metric"] == metric) & (rows["subset"] != ALL)]
             if not per.empty:
@@ -161,6 +164,37 @@ def _conditions(page: Page, per: pd.DataFrame, groups: dict[str, list[str]], see
     header = [per["subset"].iloc[0].split("/", 1)[0] + "/…", *groups]
     intro = f"{spec.summary}." + (f" Convention: {spec.convention}." if spec.convention else "")
     return [f"### {metric} {arrow}{scale}", "", intro, "", *markdown_table(header, body), ""]
+
+
+def _levels_present(rows: pd.DataFrame) -> list[str]:
+    """A grid with gaps (severities 1 and 5 of 1-5, or another set per condition):
+    every per-condition value is a mean over the levels present, which the
+    metric's own summary ("mean over its severities") does not say."""
+    levelled = _levels(rows)
+    if levelled.empty:
+        return []
+    per = levelled.groupby("condition")["level"].agg(lambda v: tuple(sorted(set(v))))
+    full = tuple(float(k) for k in range(1, int(max(max(v) for v in per)) + 1))
+    if all(v == full for v in per):
+        return []
+    def text(levels):
+        return ", ".join(f"{x:g}" for x in levels)
+    listed = "; ".join(f"{c} {text(v)}" for c, v in per.items())
+    return [f"Levels present: {listed} (not every level of 1–{len(full)} for every condition): each per-condition value below "
+            "is the mean over the levels present, so conditions and datasets with other levels do not compare.", ""]
+
+
+def _not_computed(page: Page, model: str, dataset: str) -> list[str]:
+    """Metrics without a value whose job ran (mCE without its reference errors, a
+    grid too incomplete for the aggregate), with the evaluator's reason."""
+    bad = page.problems
+    bad = bad[(bad["model"] == model) & (bad["dataset"] == dataset) & bad["metric"].notna()]
+    if bad.empty:
+        return []
+    lines = []
+    for (metric, error), _ in bad.groupby(["metric", bad["error"].fillna("")], sort=True):
+        lines.append(f"- `{metric}`: {error.removeprefix(UNDEFINED) or 'no value'}")
+    return ["Not computed:", "", *lines, ""]
 
 
 def _levels(rows: pd.DataFrame) -> pd.DataFrame:
