@@ -22,7 +22,7 @@ from typing import Any
 from robustbench_x import __version__
 from robustbench_x.config import Config
 from robustbench_x.errors import ConfigError, UnknownComponent, UsageError
-from robustbench_x.registry import Registry
+from robustbench_x.registry import QUALIFIER, Registry
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,25 @@ def _declared_provides(options: dict[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
+#: The distribution of the built-in plugins.
+CORE_DISTRIBUTION = "robustbench_x"
+
+
+def stored_method_name(registry: Registry, ref: str, name: str) -> str:
+    """The name a method's results are stored and shown under: its own name, or
+    ``<distribution>::<name>`` when another installed plugin registers the same
+    name, so a lab's ``msp`` never overwrites the built-in ``msp`` row. The
+    built-in methods keep their bare names (their rows and committed pages stay
+    theirs whatever a user installs)."""
+    origin = registry.origin("methods", ref)
+    providers = [record for record, _ in registry.providers("methods", name)]
+    if len(providers) < 2 or origin.distribution == CORE_DISTRIBUTION:
+        return name
+    # The distribution, unless it holds several of the providers (modules named in RBX_PLUGINS share one): then the plugin's own name.
+    shared = sum(record.distribution == origin.distribution for record in providers) > 1
+    return f"{origin.name if shared else origin.distribution}{QUALIFIER}{name}"
+
+
 def make_plan(
     registry: Registry,
     config: Config,
@@ -249,8 +268,13 @@ def make_plan(
     excluded: dict[str, str] = {}
     dataset_list = dataset_refs(registry, config, datasets, suite, excluded)
     if methods:
-        refs = list(dict.fromkeys(methods))
-        method_specs = [registry.get("methods", m) for m in refs]
+        # One job per method, however it was named (`msp`, `robustbench_x::msp`, `posthoc::msp`).
+        resolved: dict[tuple[str, str], tuple[str, Any]] = {}
+        for ref in dict.fromkeys(methods):
+            spec = registry.get("methods", ref)
+            resolved.setdefault((registry.origin("methods", ref).distribution, spec.name), (ref, spec))
+        refs = [ref for ref, _ in resolved.values()]
+        method_specs = [spec for _, spec in resolved.values()]
         for spec in method_specs:
             if suite.method_output not in spec.outputs:
                 raise UsageError(
@@ -295,7 +319,7 @@ def make_plan(
                             suite=suite.name,
                             model=model,
                             dataset=dataset,
-                            method=spec.name,
+                            method=stored_method_name(registry, ref, spec.name),
                             params=dict(spec.params),
                             seed=int(seed),
                             plugin=plugin,

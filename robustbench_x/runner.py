@@ -31,7 +31,7 @@ from robustbench_x.cachedir import DiskFull, cache_root, clean_orphans, is_disk_
 from robustbench_x.errors import JobError, PluginError
 from robustbench_x.evaluation import ArrayStore, Evaluation, evaluate_classification
 from robustbench_x.plan import Group, Job
-from robustbench_x.registry import get_registry
+from robustbench_x.registry import QUALIFIER, get_registry
 from robustbench_x.results import ResultStore, scores_table
 
 
@@ -111,6 +111,8 @@ class RunContext(Context):
         owner = str(key["method"]) if shared else self.job.method
         payload = {
             "method": owner,
+            # The plugin and its version: two labs' `fitm`, or one lab's before and after a fix, never share a state.
+            "plugin": self.job.plugin,
             "params": None if shared else self.job.params,
             "seed": self.seed,
             "model": self.model.fingerprint(),
@@ -131,7 +133,8 @@ class RunContext(Context):
             fitted.update({k: np.ascontiguousarray(np.asarray(v)) for k, v in state.items()})
             save_file(fitted, str(tmp), metadata={_DIAGNOSTICS_KEY: json.dumps(captured, sort_keys=True)})
 
-        path, built = cached_file(cache_root() / "fitted" / f"{owner}-{digest}.safetensors", write, stale_before=self.options.refit_before)
+        file = f"{owner.replace(QUALIFIER, '--')}-{digest}.safetensors"
+        path, built = cached_file(cache_root() / "fitted" / file, write, stale_before=self.options.refit_before)
         if built:
             self.log(f"{self.job.method}: fitted state saved {path.name}")
             return fitted

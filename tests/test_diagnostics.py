@@ -103,3 +103,25 @@ def test_diagnostic_values_become_json_scalars(value, expected):
 def test_bad_diagnostics_are_refused(key, value):
     with pytest.raises(PluginError, match="method 'm'"):
         diagnostic_value("m", key, value)
+
+
+def test_two_plugins_methods_of_one_name_keep_their_own_state_and_rows(cli, test_plugins, tmp_path):
+    """Two labs register `fitm` (same name, no params, different fitted states): the
+    state is keyed by the plugin too, and the rows are stored under qualified names,
+    so neither reads the other's state nor overwrites the other's row."""
+    test_plugins("fit_lab_a", "fit_lab_b")
+    for lab in ("fit_lab_a", "fit_lab_b"):  # one run each: the second would reuse the first's state if keyed by name only
+        result = cli("--quiet", "run", "--suite", "ood", "--methods", f"{lab}::fitm", "--out", str(tmp_path))
+        assert result.code == 0, result
+    frame = read_results(tmp_path)
+    auroc = frame[frame["metric"] == "auroc"].set_index(["method", "subset"])["value"]
+    assert set(frame["method"]) == {"fit_lab_a::fitm", "fit_lab_b::fitm"}
+    a, b = auroc["fit_lab_a::fitm"].sort_index(), auroc["fit_lab_b::fitm"].sort_index()
+    np.testing.assert_allclose(a.to_numpy(), 1 - b.to_numpy(), atol=1e-12)  # opposite signs, opposite rankings
+    assert (a > 0.5).all()
+
+
+def test_one_method_named_three_ways_runs_once(cli, tmp_path):
+    result = cli("--quiet", "run", "--suite", "ood", "--methods", "msp,robustbench_x::msp,posthoc::msp", "--out", str(tmp_path), "--format", "json")
+    assert result.code == 0 and json.loads(result.out)["jobs"] == 1, result
+    assert set(read_results(tmp_path)["method"]) == {"msp"}
