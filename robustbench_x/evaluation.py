@@ -46,6 +46,8 @@ __all__ = [
     "compute_metrics",
     "evaluate_classification",
     "UNDEFINED",
+    "DEFAULT_KINDS",
+    "metric_value",
 ]
 
 #: How a ``MetricValue.error`` begins when the metric has no value on this input (one
@@ -312,7 +314,37 @@ def compute_metrics(metric_specs, data: dict[str, dict[str, np.ndarray]]) -> lis
                     calls.append((s, {"prediction": d["prediction"], "labels": d["label"]}, len(d["label"])))
         for subset, kwargs, n in calls:
             try:
-                results.append(MetricValue(subset, spec.name, float(fn(**kwargs)), spec.higher_is_better, n, None))
+                value, error = metric_value(spec, fn(**kwargs))
             except ValueError as exc:
-                results.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, UNDEFINED + str(exc)))
+                value, error = float("nan"), UNDEFINED + str(exc)
+            results.append(MetricValue(subset, spec.name, value, spec.higher_is_better, n, error))
     return results
+
+
+#: The metric kinds :func:`compute_metrics` calls; a suite with another kind needs its own evaluator.
+DEFAULT_KINDS = frozenset({"ood", "failure", "calibration", "classification"})
+
+
+def metric_value(spec, returned) -> tuple[float, str | None]:
+    """``(value, error)`` of what a metric function returned: a number, or one value
+    per sample (a 1-D array, NaN where undefined) whose mean is the metric. A NaN is
+    the metric saying it is undefined; anything else that is not a finite number
+    (None, a string, inf, a 2-D array) is an error of the metric, on its own row:
+    the job's other metrics stand."""
+    where = f"metric '{spec.name}' ({spec.fn}) returned"
+    array = None if isinstance(returned, (str, bytes)) or returned is None else np.asarray(returned)
+    if array is None or array.dtype.kind not in "iuf" or array.ndim > 1:
+        shown = repr(returned) if array is None or array.size <= 3 else f"an array of shape {array.shape}"
+        return float("nan"), f"{where} {shown[:80]}; a metric returns a float, or a 1-D array of per-sample values"
+    if array.ndim == 1:
+        defined = array[~np.isnan(array)]
+        if not len(defined):
+            return float("nan"), UNDEFINED + f"'{spec.name}' is undefined on every sample"
+        value = float(np.mean(defined))
+    else:
+        value = float(array)
+    if np.isnan(value):
+        return value, UNDEFINED + f"'{spec.name}' returned NaN"
+    if np.isinf(value):
+        return float("nan"), f"{where} {value}; a metric's value is finite (raise ValueError where it is undefined)"
+    return value, None

@@ -288,6 +288,16 @@ def make_plan(
             refs = [r for r in refs if r in suite.default_methods]
         method_specs = [registry.get("methods", m) for m in refs]
     metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
+    if not suite.evaluator:
+        from robustbench_x.evaluation import DEFAULT_KINDS
+
+        odd = {m: s.kind for m, s in metric_specs.items() if s.kind not in DEFAULT_KINDS}
+        if odd:  # the default evaluator would skip them: a run "ok" with no row for them
+            raise UsageError(
+                f"suite '{suite.name}' lists metric(s) of a kind the default evaluator does not call: "
+                + ", ".join(f"{m} (kind '{k}')" for m, k in sorted(odd.items()))
+                + f"\n  fix: give the suite an evaluator (SuiteSpec.evaluator, docs/tasks.md), or use a kind among {', '.join(sorted(DEFAULT_KINDS))}"
+            )
     jobs: list[Job] = []
     for model in model_list:
         # Whether the model fits the task is a matter of capabilities, not of which optional packages are installed.

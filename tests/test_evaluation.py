@@ -87,3 +87,69 @@ def test_a_dense_task_runs_through_the_runner_with_nothing_task_specific_in_the_
     assert predictions.shape == (3, 4, 5) and ids.tolist() == ["img0", "img1", "img2"]
     images, _ = dense.toy_images_and_masks()
     np.testing.assert_array_equal(predictions[1], images[1] > 127)
+
+
+# ----------------------------------------------------------------- what a metric returns
+
+
+def _spec(name="m", kind="ood"):
+    from robustbench_x.api import MetricSpec
+
+    return MetricSpec(name, kind, f"somewhere:{name}", higher_is_better=True)
+
+
+@pytest.mark.parametrize(
+    ("returned", "value", "error"),
+    [
+        (0.25, 0.25, None),
+        (np.float32(0.5), 0.5, None),
+        (np.array(0.75), 0.75, None),
+        (np.array([1.0, np.nan, 0.0]), 0.5, None),  # per-sample values, NaN where undefined: their mean
+        (float("nan"), None, "metric undefined: 'm' returned NaN"),
+        (np.array([np.nan, np.nan]), None, "metric undefined: 'm' is undefined on every sample"),
+        (float("inf"), None, "metric 'm' (somewhere:m) returned inf"),
+        (None, None, "returned None; a metric returns a float"),
+        ("0.93", None, "returned '0.93'; a metric returns a float"),
+        (np.zeros((2, 2)), None, "returned an array of shape (2, 2)"),
+    ],
+)
+def test_what_a_metric_returns_becomes_a_value_or_the_reason_it_has_none(returned, value, error):
+    from robustbench_x.evaluation import metric_value
+
+    got, why = metric_value(_spec(), returned)
+    if value is None:
+        assert np.isnan(got) and error in why
+    else:
+        assert got == pytest.approx(value) and why is None
+
+
+def test_a_metric_returning_none_fails_its_own_row_only(monkeypatch):
+    """Before, `float(None)` failed the whole job and named no metric: every other row was lost."""
+    from robustbench_x import evaluation
+
+    returns = {"good:fn": lambda **kw: 0.9, "bad:fn": lambda **kw: None}
+    monkeypatch.setattr(evaluation, "load_factory", lambda ref: returns[ref])
+    from robustbench_x.api import MetricSpec
+
+    specs = [MetricSpec("good", "ood", "good:fn", True), MetricSpec("bad", "ood", "bad:fn", True)]
+    data = {"id": {"score": np.array([1.0, 2.0])}, "ood/x": {"score": np.array([0.0, 0.5])}}
+    rows = {r.metric: r for r in evaluation.compute_metrics(specs, data)}
+    assert rows["good"].value == 0.9 and rows["good"].error is None
+    assert np.isnan(rows["bad"].value) and "metric 'bad' (bad:fn) returned None" in rows["bad"].error
+
+
+def test_a_suite_with_a_metric_kind_the_default_evaluator_skips_is_refused(monkeypatch):
+    """Before: the run said "1 ok", stored no row of the metric, and the page had no table for it."""
+    from robustbench_x.api import MetricSpec, SuiteSpec
+    from robustbench_x.config import Config
+    from robustbench_x.errors import UsageError
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+
+    registry = get_registry()
+    odd = MetricSpec("odd-metric", "odd", "somewhere:odd", True)
+    suite = SuiteSpec("odd-suite", method_output="score", metrics=("auroc", "odd-metric"), headline=("auroc",), subsets=("id", "ood/*"))
+    real_get = registry.get
+    monkeypatch.setattr(registry, "get", lambda kind, name: {("suites", "odd-suite"): suite, ("metrics", "odd-metric"): odd}.get((kind, name)) or real_get(kind, name))
+    with pytest.raises(UsageError, match=r"odd-metric \(kind 'odd'\)[\s\S]*fix: give the suite an evaluator"):
+        make_plan(registry, Config(), "odd-suite", methods=["msp"])
