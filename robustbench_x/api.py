@@ -263,6 +263,8 @@ class ModelSpec:
     #: :class:`~robustbench_x.errors.ConfigError` for what would fail every job
     #: later (a checkpoint of another architecture or class count), cheaply (compare
     #: :func:`checkpoint_shapes` with the architecture built on the ``meta`` device).
+    #: A check with a ``datasets`` parameter also gets ``{name: Dataset}`` of those
+    #: jobs (a detections file naming frames its dataset's videos do not have).
     check: str | None = None
 
     def __post_init__(self) -> None:

@@ -119,7 +119,7 @@ def run(
     check_out_dir(out_dir)
     check_cache_dir()
     store = ResultStore(out_dir)
-    check_models(registry, cfg, plans, pending=lambda job: force or not store.done(job))
+    check_models(registry, cfg, plans, pending=lambda job: force or not store.done(job), opened=opened)
     built: list = []
 
     def ex():  # built on first use: a finished store never imports torch or starts a cluster

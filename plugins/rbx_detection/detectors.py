@@ -122,15 +122,30 @@ def build_file(arch: str | None = None, options: dict | None = None, dataset=Non
     return DetectionsFileModel(_file_option(options), name="detections-file")
 
 
-def check_file(arch: str | None = None, options: dict | None = None) -> None:
+def check_file(arch: str | None = None, options: dict | None = None, datasets: dict | None = None) -> None:
     """``ModelSpec.check``: ``rbx run`` reads the whole file once before any job, so a
-    malformed row is one exit-2 message naming the file, the line and the column."""
+    malformed row, or a frame beyond its video in one of the run's ``datasets``, is one
+    exit-2 message naming the file, the line and the column."""
     path = _file_option(options)
     try:
-        read_located(path)
+        model = DetectionsFileModel(path, name="detections-file")
     except ConfigError as exc:
         column = f" (column '{exc.key}')" if exc.key and exc.key not in ("header", "row", "line") else ""
         raise ConfigError(f"{exc.message}{column}", file=exc.file or str(path), key="options.detections", fix=exc.fix) from None
+    for name, dataset in (datasets or {}).items():
+        beyond = model.frames_beyond(dataset)
+        if beyond:
+            raise ConfigError(beyond_message(beyond, name), file=str(path), key="options.detections", fix=BEYOND_FIX)
+
+
+#: What to do about rows whose frame the video does not have.
+BEYOND_FIX = "renumber the file's frames (001 is the first frame of each video), or name the dataset the detections were made on"
+
+
+def beyond_message(beyond: list[str], dataset: str) -> str:
+    """One line for :meth:`DetectionsFileModel.frames_beyond`'s findings on ``dataset``: the first, and how many more."""
+    more = f", and {len(beyond) - 1} more frames" if len(beyond) > 1 else ""
+    return f"{beyond[0]} in dataset '{dataset}'{more}; frames are numbered from 1 as in the annotation files, and such rows would match nothing"
 
 
 def _file_option(options: dict | None) -> Path:
