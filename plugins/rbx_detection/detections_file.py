@@ -72,11 +72,7 @@ def read_located(path: str | Path) -> tuple[dict[tuple[str, int], FrameDetection
         video, frame, sign, box, score = _parse(record, path, where, scored)
         row = (video, frame, sign, *box, score)
         if row in seen:
-            raise ConfigError(
-                f"{where} repeats {seen[row]} exactly ({video}, frame {frame}, sign_type {sign}, box {tuple(box)}, score {score:g}): "
-                "a detector emits a box once, and the copy would count as a false positive",
-                file=str(path), key="row", fix="remove the repeated row (e.g. a file written twice, or appended to)",
-            )
+            raise _repeated(path, where, seen[row], f"{video}, frame {frame}, sign_type {sign}, box {tuple(box)}, score {score:g}")
         seen[row] = where
         first.setdefault((video, frame), where)
         frames[(video, frame)].append((box, sign, score))
@@ -107,11 +103,23 @@ def _read_folder(folder: Path) -> tuple[dict[tuple[str, int], FrameDetections], 
             found = parse_annotations(file.read_text(encoding="utf-8"), source=str(file))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ConfigError(str(exc), file=str(file), key="line", fix=FORMAT) from None
+        seen: dict[tuple, int] = {}
+        for i, row in enumerate(zip(found.frame.tolist(), found.sign.tolist(), map(tuple, found.polygon.tolist()))):
+            if row in seen:
+                raise _repeated(file, f"line {found.line[i]}", f"line {seen[row]}", f"frame {row[0]}, sign type {row[1]}, corners {row[2]}")
+            seen[row] = int(found.line[i])
         for frame in np.unique(found.frame).tolist():
             rows = found.frame == frame
             out[(video, int(frame))] = (found.box[rows], found.sign[rows].astype(np.int64), np.ones(int(rows.sum())))
             where[(video, int(frame))] = f"file {file.name}"
     return out, where
+
+
+def _repeated(path: Path, where: str, first: str, row: str) -> ConfigError:
+    return ConfigError(
+        f"{where} repeats {first} exactly ({row}): a detector emits a box once, and the copy would count as a false positive",
+        file=str(path), key="row", fix="remove the repeated row (e.g. a file written twice, or appended to)",
+    )
 
 
 def write_detections(path: str | Path, rows: list[dict]) -> None:

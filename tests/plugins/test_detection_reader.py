@@ -112,6 +112,13 @@ def test_an_exactly_repeated_row_is_refused_with_both_lines(tmp_path):
     with pytest.raises(ConfigError, match="line 4 repeats line 2 exactly") as info:
         read_detections(path)
     assert str(path) in str(info.value) and "fix: remove the repeated row" in str(info.value)
+    folder = tmp_path / "vip"  # the annotation-format folder: same rule, the per-video file's lines
+    folder.mkdir()
+    line = "003_06_1_1_5_1_1_5_5_5"
+    (folder / "01_04_00_00_00.txt").write_text(f"{line}\n\n003_06_2_1_5_1_1_5_5_5\n{line}\n")
+    with pytest.raises(ConfigError, match=r"line 4 repeats line 1 exactly \(frame 3, sign type 6") as info:
+        read_detections(folder)
+    assert "01_04_00_00_00.txt" in str(info.value)
 
 
 @pytest.mark.parametrize(
