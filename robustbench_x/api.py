@@ -162,6 +162,13 @@ class MethodSpec:
     #: When one is missing the planner records the job as skipped with that hint.
     packages: tuple[str, ...] = ()
     install: str = ""
+    #: ``"module:attr"`` of ``check(params=, dataset=) -> str | None``, run by ``rbx run``
+    #: on each configured dataset (opened, no image decoded) before any work: why the
+    #: method cannot run on it with these params (fewer classes than it needs, a train
+    #: split smaller than its k), or None. A reason skips the job, with that reason;
+    #: a dataset named with ``--datasets`` on which nothing can run is refused (exit 2).
+    #: Keep it cheap and free of torch imports.
+    check: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deviations", tuple(self.deviations))
@@ -256,6 +263,8 @@ class ModelSpec:
     #: :class:`~robustbench_x.errors.ConfigError` for what would fail every job
     #: later (a checkpoint of another architecture or class count), cheaply (compare
     #: :func:`checkpoint_shapes` with the architecture built on the ``meta`` device).
+    #: A check with a ``datasets`` parameter also gets ``{name: Dataset}`` of those
+    #: jobs (a detections file naming frames its dataset's videos do not have).
     check: str | None = None
 
     def __post_init__(self) -> None:
@@ -357,6 +366,10 @@ class SuiteSpec:
     #: not given: a suite whose methods need what the default model lacks (a
     #: certified suite needs a declared Lipschitz constant) names a model that has it.
     default_models: tuple[str, ...] = ()
+    #: How a dataset comes to provide ``dataset_requires`` (which types have it,
+    #: which datasets.yaml key gives it): the ``fix:`` of the refusal of a dataset
+    #: named with ``--datasets`` that lacks it.
+    dataset_hint: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_methods", tuple(self.default_methods))

@@ -105,12 +105,13 @@ def run(
 
         check_devices(_split(devices))
     cfg = load_config(config, registry)
-    for note in open_datasets(registry, cfg, _split(datasets)):
+    opened: dict = {}
+    for note in open_datasets(registry, cfg, _split(datasets), opened):
         err.print(f"warning: {note}", markup=False, highlight=False, style="yellow")
     names = registry.names("suites") if suite == "all" else [suite]
     plans = []
     for name in names:
-        plan = _plan(registry, cfg, name, models, datasets, methods, seed_list, quiet_empty=suite == "all")
+        plan = _plan(registry, cfg, name, models, datasets, methods, seed_list, quiet_empty=suite == "all", opened=opened)
         if plan is not None:
             plans.append(plan)
     if not plans:
@@ -118,7 +119,7 @@ def run(
     check_out_dir(out_dir)
     check_cache_dir()
     store = ResultStore(out_dir)
-    check_models(registry, cfg, plans, pending=lambda job: force or not store.done(job))
+    check_models(registry, cfg, plans, pending=lambda job: force or not store.done(job), opened=opened)
     built: list = []
 
     def ex():  # built on first use: a finished store never imports torch or starts a cluster
@@ -179,9 +180,10 @@ def _positive_seconds(value: Optional[float]) -> Optional[float]:
     return value
 
 
-def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool):
+def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bool, opened: dict | None = None):
     from robustbench_x.errors import ConfigError
     from robustbench_x.plan import make_plan
+    from robustbench_x.preflight import check_methods
 
     try:
         plan = make_plan(registry, cfg, name, models=_split(models), datasets=_split(datasets), methods=_split(methods), seeds=seeds)
@@ -191,6 +193,7 @@ def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bo
         if quiet_empty:
             return None
         raise
+    plan = check_methods(registry, plan, opened or {})
     if not plan.jobs:
         excluded = "".join(f"\n  dataset '{d}' not evaluated: {why}" for d, why in plan.excluded.items())
         if quiet_empty:
@@ -203,9 +206,12 @@ def _plan(registry, cfg, name, models, datasets, methods, seeds, quiet_empty: bo
         # say why, instead of "0 ok, N skipped", exit 0. Methods alone keep their skipped rows (a missing
         # optional package is recorded, with its install hint, for the page).
         reasons = sorted({j.skip_reason for j in plan.skipped})
-        shown = "".join(f"\n  {sum(j.skip_reason == r for j in plan.skipped)} job(s): {r}" for r in reasons[:5])
+        # a reason that says how to run it ("…; to run it, <fix>"), the same for every job: that is the fix
+        fixes = {r.partition("; to run it, ")[2] for r in reasons}
+        fix = fixes.pop() if len(fixes) == 1 and "" not in fixes else None
+        shown = "".join(f"\n  {sum(j.skip_reason == r for j in plan.skipped)} job(s): {r.partition('; to run it, ')[0] if fix else r}" for r in reasons[:5])
         raise UsageError(f"suite '{name}': every job of the models and datasets named is skipped:{shown}\n"
-                         "  fix: name a model and dataset that fit each other (label space, capabilities; `rbx list capabilities`)")
+                         f"  fix: {fix or 'name a model and dataset that fit each other (label space, capabilities; `rbx list capabilities`)'}")
     return plan
 
 

@@ -207,11 +207,15 @@ def dataset_refs(registry: Registry, config: Config, names: Sequence[str] | None
         if spec.task != suite.task or missing:
             if spec.task != suite.task:
                 why = f"its task is '{spec.task}', the suite's is '{suite.task}'"
+                fix = f"name a dataset of task '{suite.task}' (`rbx list datasets`)"
             else:
-                hints = _hints(missing, spec.option_keys if name in config.datasets and spec.option_keys else None)
-                why = f"it provides no {', '.join(sorted(missing))}" + (f"; to include it, {'; '.join(hints)}" if hints else "")
+                hints = _hints(missing, spec.option_keys if name in config.datasets and spec.option_keys else None) or [suite.dataset_hint] * bool(suite.dataset_hint)
+                why = f"it provides no {', '.join(sorted(missing))}"
+                fix = "; ".join(hints) or f"name a dataset that provides {', '.join(sorted(missing))} (`rbx list datasets`)"
+                if hints and not explicit:
+                    why += f"; to include it, {'; '.join(hints)}"
             if explicit:
-                raise UsageError(f"dataset '{name}' cannot serve suite '{suite.name}': {why}")
+                raise UsageError(f"dataset '{name}' cannot serve suite '{suite.name}': {why}\n  fix: {fix}")
             if name in config.datasets and excluded is not None:
                 excluded[name] = why
             continue

@@ -21,10 +21,11 @@ from robustbench_x.config import Config
 from robustbench_x.errors import ConfigError, UsageError
 
 
-def open_datasets(registry, config: Config, names: Sequence[str] | None) -> list[str]:
+def open_datasets(registry, config: Config, names: Sequence[str] | None, opened: dict | None = None) -> list[str]:
     """Build every configured dataset among ``names`` (default: all configured).
     Returns what their factories warned (``UserWarning``), one line each, for the
-    run to print once: the jobs build the datasets again and do not repeat them."""
+    run to print once: the jobs build the datasets again and do not repeat them.
+    ``opened`` (optional) receives each dataset by name, for :func:`check_methods`."""
     notes: list[str] = []
     for name in names or list(config.datasets):
         entry = config.datasets.get(name)
@@ -35,6 +36,8 @@ def open_datasets(registry, config: Config, names: Sequence[str] | None) -> list
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 dataset = load_factory(spec.factory)(name=name, options=dict(entry.options), config_file=str(config.path) if config.path else None)
+            if opened is not None:
+                opened[name] = dataset
             for w in caught:
                 if issubclass(w.category, UserWarning):
                     notes.append(f"dataset '{name}': {w.message}")
@@ -93,24 +96,61 @@ def _check_writable_dir(path: Path, what: str, fix: str) -> None:
         raise UsageError(f"{what} {path}: cannot write into {existing} ({exc.strerror or exc}).\n  fix: {fix}") from None
 
 
-def check_models(registry, config: Config, plans, *, pending) -> None:
+def check_models(registry, config: Config, plans, *, pending, opened: dict | None = None) -> None:
     """Each configured model with a job to do passes its family's ``ModelSpec.check``
     (a checkpoint of another architecture or class count fails here, once, instead of
-    in every job); the key it names is prefixed with the entry's ``models.<name>.``."""
+    in every job); the key it names is prefixed with the entry's ``models.<name>.``.
+    A check that takes ``datasets`` gets the datasets of those jobs by name (the ones
+    :func:`open_datasets` put in ``opened``; a built-in one is built here)."""
+    import inspect
+
     from robustbench_x.api import load_factory
 
-    seen: set[str] = set()
+    jobs: dict[str, list] = {}
     for plan in plans:
         for job in plan.runnable:
-            ref = job.model
-            if ref.name in seen or ref.name not in config.models or not pending(job):
-                continue
-            seen.add(ref.name)
-            spec = registry.get("models", ref.spec)
-            if not spec.check:
-                continue
-            try:
-                load_factory(spec.check)(arch=ref.arch, options=dict(ref.options))
-            except ConfigError as exc:
-                key = f"models.{ref.name}" + (f".{exc.key}" if exc.key else "")
-                raise ConfigError(exc.message, file=exc.file or config.file, key=key, fix=exc.fix) from None
+            if job.model.name in config.models and pending(job):
+                jobs.setdefault(job.model.name, []).append(job)
+    opened = {} if opened is None else opened
+    for group in jobs.values():
+        ref = group[0].model
+        spec = registry.get("models", ref.spec)
+        if not spec.check:
+            continue
+        check = load_factory(spec.check)
+        extra = {}
+        if "datasets" in inspect.signature(check).parameters:
+            for job in group:
+                if job.dataset.name not in opened:
+                    factory = load_factory(registry.get("datasets", job.dataset.spec).factory)
+                    opened[job.dataset.name] = factory(name=job.dataset.name, options=dict(job.dataset.options), config_file=str(config.path) if config.path else None)
+            extra["datasets"] = {job.dataset.name: opened[job.dataset.name] for job in group}
+        try:
+            check(arch=ref.arch, options=dict(ref.options), **extra)
+        except ConfigError as exc:
+            key = f"models.{ref.name}" + (f".{exc.key}" if exc.key else "")
+            raise ConfigError(exc.message, file=exc.file or config.file, key=key, fix=exc.fix) from None
+
+
+def check_methods(registry, plan, opened: dict):
+    """``plan`` with the jobs whose method's ``MethodSpec.check`` finds the (opened)
+    dataset unfit skipped, with its reason. A check that raises decides nothing:
+    the job then meets the same problem and reports it."""
+    from dataclasses import replace
+
+    verdicts: dict[tuple[str, str], str | None] = {}
+    jobs = []
+    for job in plan.jobs:
+        spec = registry.get("methods", job.method_ref or job.method)
+        dataset = opened.get(job.dataset.name)
+        if job.skip_reason is None and spec.check and dataset is not None:
+            key = (job.method_ref or job.method, job.dataset.name)
+            if key not in verdicts:
+                try:
+                    verdicts[key] = load_factory(spec.check)(params=dict(job.params), dataset=dataset)
+                except Exception:  # noqa: BLE001 - the job reports it, with its context
+                    verdicts[key] = None
+            if verdicts[key]:
+                job = replace(job, skip_reason=f"method '{job.method}' cannot run on dataset '{job.dataset.name}': {verdicts[key]}")
+        jobs.append(job)
+    return replace(plan, jobs=jobs)

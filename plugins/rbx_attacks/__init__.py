@@ -46,8 +46,12 @@ METRICS = [
                "in the ε-ball ∩ [0,1] (AutoAttack's robust_flags); per attack: subset after/<attack>", check_cases="rbx_attacks.metrics:check_cases"),
 ]
 
+#: How a dataset comes to have a threat model: the fix of the refusal of one that has none.
+_HINT = ("store the images as a type with a threat model: `type: cifar10` or `cifar100` (root: the binary release's folder) "
+         "or `type: imagenet` (a wnid tree), or run the built-in embedded-digits; for other images, register a dataset type "
+         "that provides attack_protocol and an attack with its own eps as a plugin (docs/datasets.md#adversarial-suites-on-other-images)")
 _SUITE = {"method_output": "adversarial_prediction", "metrics": ("clean-accuracy", "robust-accuracy"), "headline": ("robust-accuracy", "clean-accuracy"),
-          "subsets": ("id",), "dataset_requires": {TOKEN}, "evaluator": "rbx_attacks.evaluate:evaluate", "renderer": "rbx_attacks.page:render"}
+          "subsets": ("id",), "dataset_requires": {TOKEN}, "dataset_hint": _HINT, "evaluator": "rbx_attacks.evaluate:evaluate", "renderer": "rbx_attacks.page:render"}
 SUITES = [
     SuiteSpec("adversarial", summary="clean and robust accuracy under an ℓ∞ threat model (RobustBench: CIFAR 8/255, ImageNet 4/255), per attack", **_SUITE),
     SuiteSpec("adversarial-l2", summary="clean and robust accuracy under an ℓ2 threat model (RobustBench: CIFAR-10 0.5), per attack", **_SUITE),

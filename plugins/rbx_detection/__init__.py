@@ -87,6 +87,7 @@ MODELS = [
     ModelSpec(
         "detections-file",
         factory="rbx_detection.detectors:build_file",
+        check="rbx_detection.detectors:check_file",
         provides={"detections"},
         option_keys={"options", "label_space"},
         option_types={"detections": "path"},

@@ -35,12 +35,14 @@ FIELDS = "frameNumber_signType_llx_lly_lrx_lry_ulx_uly_urx_ury"
 class Annotations:
     """The signs of one sequence: ``frame`` (N,) 1-based, ``sign`` (N,) codes
     1..14, ``polygon`` (N, 8) as read (ll, lr, ul, ur corners, x then y),
-    ``box`` (N, 4) axis-aligned ``x1, y1, x2, y2``."""
+    ``box`` (N, 4) axis-aligned ``x1, y1, x2, y2``, ``line`` (N,) the 1-based
+    line each was read from."""
 
     frame: np.ndarray
     sign: np.ndarray
     polygon: np.ndarray
     box: np.ndarray
+    line: np.ndarray
 
     def in_frame(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """``(boxes (K, 4), sign codes (K,))`` of one frame, in file order."""
@@ -56,7 +58,7 @@ def box_from_polygon(polygon: np.ndarray) -> np.ndarray:
 
 def parse_annotations(text: str, source: str = "<annotations>") -> Annotations:
     """Parse the text of one annotation file; ``ValueError`` naming ``source`` and the line."""
-    frames, signs, polygons = [], [], []
+    frames, signs, polygons, lines = [], [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = [f for f in _SPLIT.split(line.strip()) if f]
         if not fields or (number == 1 and not _is_number(fields[0])):
@@ -78,8 +80,9 @@ def parse_annotations(text: str, source: str = "<annotations>") -> Annotations:
         frames.append(int(frame))
         signs.append(int(sign))
         polygons.append(values[2:])
+        lines.append(number)
     polygon = np.asarray(polygons, dtype=np.float64).reshape(-1, 8)
-    return Annotations(np.asarray(frames, dtype=np.int64), np.asarray(signs, dtype=np.int64), polygon, box_from_polygon(polygon))
+    return Annotations(np.asarray(frames, dtype=np.int64), np.asarray(signs, dtype=np.int64), polygon, box_from_polygon(polygon), np.asarray(lines, dtype=np.int64))
 
 
 def read_annotations(path: Path) -> Annotations:

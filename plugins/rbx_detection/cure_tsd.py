@@ -167,6 +167,10 @@ class CureTSD(Dataset):
         """Per frame of ``samples(subset)``: ``(boxes (K, 4) x1 y1 x2 y2, sign codes (K,))``."""
         return [self.annotations[video.name.annotation].in_frame(frame) for video, frame in self.samples(subset).items]
 
+    def frame_counts(self) -> dict[str, int]:
+        """Each video's number of frames (``n_frames``, the highest frame number of extracted frames), by stem."""
+        return {video.name.stem: video.n_frames for videos in self.videos.values() for video in videos}
+
     def frame_keys(self, subset: str) -> list[tuple[str, int]]:
         """Per frame of ``samples(subset)``: ``(video stem, frame number)``."""
         return [(video.name.stem, frame) for video, frame in self.samples(subset).items]

@@ -8,9 +8,11 @@ object, with the keys
     frame      1-based frame number, as in the annotation files
     sign_type  the sign code 1..14 (``01`` speed_limit ... ``14`` parking)
     x1, y1, x2, y2   the box in pixels of the full frame, origin top-left, y down
-    score      confidence, higher = surer (optional; 1 when absent)
+    score      confidence, higher = surer (optional: without the column or key
+               every detection scores 1; with it, every row needs one)
 
-A frame with no row has no detection. Or a folder of ``<video stem>.txt``
+A frame with no row has no detection; a row repeated exactly is refused (a
+detector emits a box once: the copy would be a false positive). Or a folder of ``<video stem>.txt``
 files in the annotation files' line format (``frameNumber_signType_`` and the
 four corners), the form of the VIP Cup 2017 submissions: every detection's
 score is 1 and its box encloses the four corners, as for the ground truth.
@@ -46,6 +48,11 @@ EMPTY: FrameDetections = (np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zero
 
 def read_detections(path: str | Path) -> dict[tuple[str, int], FrameDetections]:
     """``{(video stem, frame): (boxes, signs, scores)}`` from a CSV or JSON file, or a folder of per-video files."""
+    return read_located(path)[0]
+
+
+def read_located(path: str | Path) -> tuple[dict[tuple[str, int], FrameDetections], dict[tuple[str, int], str]]:
+    """:func:`read_detections`, and where each frame's first row is (``line 7``, ``item 3``, a folder's file name)."""
     path = Path(path).expanduser()
     if path.is_dir():
         return _read_folder(path)
@@ -55,15 +62,25 @@ def read_detections(path: str | Path) -> dict[tuple[str, int], FrameDetections]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the detections file: {exc}", file=str(path), fix="save it as UTF-8 text") from None
-    records = _json_records(text, path) if path.suffix.lower() == ".json" else _csv_records(text, path)
+    if not text.strip():
+        raise ConfigError("the detections file is empty", file=str(path), fix=f"write the header row and one row per detection: {FORMAT}")
+    scored, records = _json_records(text, path) if path.suffix.lower() == ".json" else _csv_records(text, path)
     frames: dict[tuple[str, int], list[tuple[list[float], int, float]]] = defaultdict(list)
+    first: dict[tuple[str, int], str] = {}
+    seen: dict[tuple, str] = {}
     for where, record in records:
-        video, frame, sign, box, score = _parse(record, path, where)
+        video, frame, sign, box, score = _parse(record, path, where, scored)
+        row = (video, frame, sign, *box, score)
+        if row in seen:
+            raise _repeated(path, where, seen[row], f"{video}, frame {frame}, sign_type {sign}, box {tuple(box)}, score {score:g}")
+        seen[row] = where
+        first.setdefault((video, frame), where)
         frames[(video, frame)].append((box, sign, score))
-    return {
+    by_frame = {
         key: (np.asarray([b for b, _, _ in rows], dtype=np.float64), np.asarray([s for _, s, _ in rows], dtype=np.int64), np.asarray([c for _, _, c in rows], dtype=np.float64))
         for key, rows in frames.items()
     }
+    return by_frame, first
 
 
 def folder_files(folder: Path) -> list[Path]:
@@ -71,11 +88,12 @@ def folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith("."))
 
 
-def _read_folder(folder: Path) -> dict[tuple[str, int], FrameDetections]:
+def _read_folder(folder: Path) -> tuple[dict[tuple[str, int], FrameDetections], dict[tuple[str, int], str]]:
     files = folder_files(folder)
     if not files:
         raise ConfigError("the detections folder holds no <video stem>.txt file", file=str(folder), fix=FORMAT)
     out: dict[tuple[str, int], FrameDetections] = {}
+    where: dict[tuple[str, int], str] = {}
     for file in files:
         try:
             video = parse_video_name(file.stem).stem
@@ -85,10 +103,23 @@ def _read_folder(folder: Path) -> dict[tuple[str, int], FrameDetections]:
             found = parse_annotations(file.read_text(encoding="utf-8"), source=str(file))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ConfigError(str(exc), file=str(file), key="line", fix=FORMAT) from None
+        seen: dict[tuple, int] = {}
+        for i, row in enumerate(zip(found.frame.tolist(), found.sign.tolist(), map(tuple, found.polygon.tolist()))):
+            if row in seen:
+                raise _repeated(file, f"line {found.line[i]}", f"line {seen[row]}", f"frame {row[0]}, sign type {row[1]}, corners {row[2]}")
+            seen[row] = int(found.line[i])
         for frame in np.unique(found.frame).tolist():
             rows = found.frame == frame
             out[(video, int(frame))] = (found.box[rows], found.sign[rows].astype(np.int64), np.ones(int(rows.sum())))
-    return out
+            where[(video, int(frame))] = f"file {file.name}"
+    return out, where
+
+
+def _repeated(path: Path, where: str, first: str, row: str) -> ConfigError:
+    return ConfigError(
+        f"{where} repeats {first} exactly ({row}): a detector emits a box once, and the copy would count as a false positive",
+        file=str(path), key="row", fix="remove the repeated row (e.g. a file written twice, or appended to)",
+    )
 
 
 def write_detections(path: str | Path, rows: list[dict]) -> None:
@@ -106,10 +137,16 @@ def _csv_records(text: str, path: Path):
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise ConfigError(f"the header row lacks {', '.join(missing)} (has {', '.join(header) or 'nothing'})", file=str(path), key="header", fix=FORMAT)
+        data = bool(header) and _is_video(header[0])
+        what = "the first line is a detection, not the header row" if data else f"the header row lacks {', '.join(missing)}"
+        raise ConfigError(f"line 1: {what} (has {', '.join(header) or 'nothing'})", file=str(path), key="header", fix=f"start the file with the line {','.join(COLUMNS)}: {FORMAT}")
     reader.fieldnames = header
-    for line, row in enumerate(reader, start=2):
-        yield f"line {line}", row
+
+    def rows():
+        for line, row in enumerate(reader, start=2):
+            yield f"line {line}", row
+
+    return "score" in header, rows()
 
 
 def _json_records(text: str, path: Path):
@@ -122,12 +159,12 @@ def _json_records(text: str, path: Path):
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise ConfigError(f"item {i} is a {type(row).__name__}, expected an object", file=str(path), key=f"[{i}]", fix=FORMAT)
-        yield f"item {i}", row
+    return any("score" in row for row in data), ((f"item {i}", row) for i, row in enumerate(data))
 
 
-def _parse(record: dict, path: Path, where: str):
-    def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"{where}: {why}", file=str(path), key=key, fix=FORMAT)
+def _parse(record: dict, path: Path, where: str, scored: bool):
+    def bad(key: str, why: str, fix: str = FORMAT) -> ConfigError:
+        return ConfigError(f"{where}: {why}", file=str(path), key=key, fix=fix)
 
     for key in REQUIRED:
         if record.get(key) in (None, ""):
@@ -140,6 +177,8 @@ def _parse(record: dict, path: Path, where: str):
     for key in COLUMNS[1:]:
         value = record.get(key)
         if key == "score" and value in (None, ""):
+            if scored:  # a default of 1 would rank this row above every scored one
+                raise bad("score", "no value for 'score', while the file gives scores", fix="give every row a score, or drop the score column / key (then every detection scores 1)")
             value = 1.0
         try:
             numbers[key] = float(value)
@@ -156,3 +195,11 @@ def _parse(record: dict, path: Path, where: str):
     if x2 < x1 or y2 < y1:
         raise bad("x2", f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has x2 < x1 or y2 < y1; give the top-left then the bottom-right corner")
     return video, int(frame), int(sign), [x1, y1, x2, y2], numbers["score"]
+
+
+def _is_video(text: str) -> bool:
+    try:
+        parse_video_name(text.strip())
+    except ValueError:
+        return False
+    return True

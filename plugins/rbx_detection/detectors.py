@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbx_detection.detections_file import EMPTY, folder_files, read_detections
+from rbx_detection.detections_file import EMPTY, folder_files, read_located
 from robustbench_x.api import Model, load_state_dict
 from robustbench_x.errors import ConfigError, JobError
 
@@ -33,7 +33,7 @@ class DetectionsFileModel(Model):
 
     def __init__(self, path: Path, name: str) -> None:
         self.name, self.path = name, Path(path)
-        self.by_frame = read_detections(self.path)  # every row checked before any scoring
+        self.by_frame, self.where = read_located(self.path)  # every row checked before any scoring
         self._fingerprint = _content_hash(self.path)
 
     def detect(self, dataset, subset: str):
@@ -44,6 +44,15 @@ class DetectionsFileModel(Model):
         """Videos named in the file that the dataset does not have (a typo, another split)."""
         known = {stem for s in dataset.subsets() for stem, _ in _frame_keys(dataset)(s)}
         return sorted({video for video, _ in self.by_frame} - known)
+
+    def frames_beyond(self, dataset) -> list[str]:
+        """Rows whose frame the dataset's video does not have (frames numbered from 0, or offset):
+        scored, they would be missed silently. One line each: where, video, frame, frame count."""
+        counts = getattr(dataset, "frame_counts", dict)()
+        return [
+            f"{self.where[(video, frame)]}: video {video} has {counts[video]} frames, frame {frame} is beyond them"
+            for video, frame in sorted(self.by_frame) if video in counts and frame > counts[video]
+        ]
 
     def fingerprint(self) -> str:
         return f"detections-file-{self._fingerprint}"
@@ -110,12 +119,41 @@ def _frame_keys(dataset):
 
 def build_file(arch: str | None = None, options: dict | None = None, dataset=None, seed: int = 0, log=print) -> DetectionsFileModel:
     """A ``models:`` entry ``{type: detections-file, options: {detections: <file>}}``."""
-    opts = dict(options or {})
-    inner = opts.get("options") or {}
+    return DetectionsFileModel(_file_option(options), name="detections-file")
+
+
+def check_file(arch: str | None = None, options: dict | None = None, datasets: dict | None = None) -> None:
+    """``ModelSpec.check``: ``rbx run`` reads the whole file once before any job, so a
+    malformed row, or a frame beyond its video in one of the run's ``datasets``, is one
+    exit-2 message naming the file, the line and the column."""
+    path = _file_option(options)
+    try:
+        model = DetectionsFileModel(path, name="detections-file")
+    except ConfigError as exc:
+        column = f" (column '{exc.key}')" if exc.key and exc.key not in ("header", "row", "line") else ""
+        raise ConfigError(f"{exc.message}{column}", file=exc.file or str(path), key="options.detections", fix=exc.fix) from None
+    for name, dataset in (datasets or {}).items():
+        beyond = model.frames_beyond(dataset)
+        if beyond:
+            raise ConfigError(beyond_message(beyond, name), file=str(path), key="options.detections", fix=BEYOND_FIX)
+
+
+#: What to do about rows whose frame the video does not have.
+BEYOND_FIX = "renumber the file's frames (001 is the first frame of each video), or name the dataset the detections were made on"
+
+
+def beyond_message(beyond: list[str], dataset: str) -> str:
+    """One line for :meth:`DetectionsFileModel.frames_beyond`'s findings on ``dataset``: the first, and how many more."""
+    more = f", and {len(beyond) - 1} more frames" if len(beyond) > 1 else ""
+    return f"{beyond[0]} in dataset '{dataset}'{more}; frames are numbered from 1 as in the annotation files, and such rows would match nothing"
+
+
+def _file_option(options: dict | None) -> Path:
+    inner = dict(options or {}).get("options") or {}
     path = inner.get("detections") if isinstance(inner, dict) else None
     if not path:
         raise ConfigError("no detections file given", key="options.detections", fix="add `options: {detections: <file.csv or .json>}` to the model entry (format: docs/methods.md#detections-file)")
-    return DetectionsFileModel(Path(str(path)).expanduser(), name="detections-file")
+    return Path(str(path)).expanduser()
 
 
 def build_embedded(arch: str | None = None, options: dict | None = None, dataset=None, seed: int = 0, log=print) -> DetectionsFileModel:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rbx_detection.detectors import BEYOND_FIX, beyond_message
 from rbx_detection.matching import match_frame
 from robustbench_x.api import load_factory
 from robustbench_x.errors import JobError, PluginError
@@ -32,6 +33,9 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     for needed in ("ground_truth", "frame_keys"):
         if not hasattr(dataset, needed):
             raise JobError(f"dataset '{dataset.name}' has no {needed}(subset); the detection suite needs a dataset of task 'detection' (docs/tasks.md#detection)")
+    beyond = getattr(ev.model, "frames_beyond", lambda d: [])(dataset)
+    if beyond:  # scored, these rows would match nothing: recall 0 with no word why (rbx run finds them before any job)
+        raise JobError(f"detections file {ev.model.path}, {beyond_message(beyond, dataset.name)}.\n  fix: {BEYOND_FIX}")
     unknown = getattr(ev.model, "unknown_videos", lambda d: [])(dataset)
     if unknown:
         ev.ctx.record("videos in the detections file but not in the dataset", f"{len(unknown)} (e.g. {unknown[0]})")

@@ -53,6 +53,7 @@ METHODS = [
     MethodSpec(
         name="voice",
         factory="rbx_explain.method:Voice",
+        check="rbx_explain.contrast:check",
         requires={"explanation_layer", "grad"},
         outputs={"explanation_iou", "confidence"},
         params={"contrast": "all", "batch_size": 64, "threads": 1},

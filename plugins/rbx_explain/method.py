@@ -71,7 +71,7 @@ class Voice(Method):
         return layer
 
     def fit(self, ctx: Context) -> None:
-        from rbx_explain.voice import check_contrast
+        from rbx_explain.contrast import check_contrast
 
         check_contrast(self.contrast, ctx.model.num_classes)
         self._layer(ctx)

@@ -41,29 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rbx_explain.contrast import check_contrast
 from rbx_explain.gradcam import explain_batch, minmax
 
 __all__ = ["contrast_classes", "check_contrast", "voice_batch", "RunningVariance", "nonfinite_rows"]
-
-
-def check_contrast(contrast, num_classes: int) -> int:
-    """The number of contrast classes per image; a clear error when it is below two."""
-    if contrast == "all":
-        count = num_classes - 1
-        how = f"every class but the predicted one ({num_classes} classes)"
-    elif isinstance(contrast, int) and not isinstance(contrast, bool):
-        count = contrast
-        how = f"contrast={contrast}"
-        if contrast > num_classes - 1:
-            raise ValueError(f"VOICE: contrast={contrast} asks for more contrast classes than the model's {num_classes} classes leave ({num_classes - 1}); use at most {num_classes - 1} or 'all'")
-    else:
-        raise ValueError(f"VOICE: contrast must be 'all' or a number of classes R >= 2, got {contrast!r}")
-    if count < 2:
-        raise ValueError(
-            f"VOICE needs at least two contrast classes to take a variance over, but {how} gives {count}: "
-            "the contrast set is too small (a two-class model has a single contrast class, so VOICE is undefined for it)"
-        )
-    return count
 
 
 def contrast_classes(logits: torch.Tensor, contrast) -> torch.Tensor:

@@ -135,6 +135,7 @@ def rbx_methods() -> list[MethodSpec]:
         _spec(
             "knn",
             "knn:KNN",
+            check="rbx_posthoc.knn:check",
             requires={"features", "train_split"},
             outputs=set(_SCORE),
             params={"k": 50},

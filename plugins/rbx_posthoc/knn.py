@@ -23,8 +23,10 @@ Default ``k = 50``: the CIFAR-10 value (``run_cifar.py`` ``for K in [50]``;
 OpenOOD ``configs/postprocessors/knn.yml``). ImageNet uses ``k = 1000`` with
 the full training set (``run_imagenet.py`` ``for K in [1000]``; the paper
 scales k with the sampled fraction α of the training set, k = 10 at α = 1 %);
-CIFAR-100 setups use k = 200 (MarcLafon/heatood ``HP_SCORERS``). Set ``k`` per
-dataset through the method parameters. ``k > n_train`` is an error.
+CIFAR-100 setups use k = 200 (MarcLafon/heatood ``HP_SCORERS``). Another k is
+another method: a variant registered as a plugin (``docs/plugins.md``, "A
+variant with other parameters"). ``k > n_train`` is an error, found at plan
+time from the configured train split's size (:func:`check`).
 
 The bank is stored float32, like faiss (which only indexes float32);
 distances are computed by sklearn in float64 chunks. A scored row is never
@@ -39,7 +41,7 @@ import numpy as np
 from rbx_posthoc._common import PosthocMethod, chunks, score_dict
 from robustbench_x.api import Context
 
-__all__ = ["KNN", "l2_normalise"]
+__all__ = ["KNN", "l2_normalise", "check", "too_few"]
 
 EPS = 1e-10
 
@@ -51,6 +53,23 @@ def l2_normalise(x: np.ndarray, dtype=np.float32) -> np.ndarray:
         xb = np.asarray(x[sl], dtype=np.float64)
         out[sl] = xb / (np.linalg.norm(xb, ord=2, axis=-1, keepdims=True) + EPS)
     return out
+
+
+def too_few(k: int, n_train: int) -> str:
+    """Why k neighbours cannot be taken from ``n_train`` training images, and the fix a user can follow."""
+    return (
+        f"k={k} nearest neighbours need at least {k} training images, the train split has {n_train}; "
+        f"to run it, give the dataset a train split of at least {k} images, or register a variant with a smaller k "
+        f"(at most {n_train}) as a plugin (docs/plugins.md#a-variant-with-other-parameters)"
+    )
+
+
+def check(params: dict, dataset) -> str | None:
+    """``MethodSpec.check``: the train split (listed, not decoded) holds at least k images."""
+    if "train" not in dataset.subsets():
+        return None
+    n_train = len(dataset.samples("train"))
+    return too_few(int(params["k"]), n_train) if int(params["k"]) > n_train else None
 
 
 class KNN(PosthocMethod):
@@ -73,10 +92,7 @@ class KNN(PosthocMethod):
         state = self._fitted(ctx, normalisation="l2+1e-10")
         n_train = len(state["bank"])
         if self.k > n_train:
-            raise ValueError(
-                f"knn: k={self.k} is larger than the number of training features n_train={n_train}; "
-                f"use k <= {n_train}"
-            )
+            raise ValueError(f"knn: {too_few(self.k, n_train)}")
         from sklearn.neighbors import NearestNeighbors
 
         self._index = NearestNeighbors(n_neighbors=self.k, algorithm="brute", metric="sqeuclidean").fit(

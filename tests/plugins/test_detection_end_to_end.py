@@ -70,9 +70,29 @@ def test_a_users_detections_file_is_scored_on_the_embedded_sequences(cli, tmp_pa
     broken.write_text("video,frame,sign_type,x1,y1,x2,y2\n01_04_00_00_00,1,99,0,0,1,1\n")
     config.write_text(f"models:\n  my-detector:\n    type: detections-file\n    options: {{detections: {broken}}}\n")
     result = cli("--quiet", "run", "--suite", "cure-tsd", "--config", str(config), "--models", "my-detector", "--out", str(tmp_path / "o2"))
-    assert result.code == 1, result
-    errors = read_results(tmp_path / "o2")["error"].dropna()
-    assert all("broken.csv" in e and "sign_type" in e and "line 2" in e for e in errors)
+    # read once at plan time: one message, exit 2, no job run
+    assert result.code == 2 and not (tmp_path / "o2").exists(), result
+    assert result.err.count("broken.csv") == 1 and "key 'models.my-detector.options.detections'" in result.err
+    assert "line 2: sign_type '99' is not a sign code 1..14 (column 'sign_type')" in result.err and "Traceback" not in result.err
+
+    shifted = tmp_path / "shifted.csv"  # a frame past the 12-frame videos: refused before any work
+    shifted.write_text(detections.read_text().replace(",1,6,0,0,10,10,", ",101,6,0,0,10,10,"))
+    config.write_text(f"models:\n  my-detector:\n    type: detections-file\n    options: {{detections: {shifted}}}\n")
+    result = cli("--quiet", "run", "--suite", "cure-tsd", "--config", str(config), "--models", "my-detector", "--out", str(tmp_path / "o3"))
+    assert result.code == 2 and not (tmp_path / "o3").exists(), result
+    beyond = f"line {n_signs + 2}: video {ds.frame_keys('id')[0][0]} has 12 frames, frame 101 is beyond them in dataset 'embedded-cure-tsd'"
+    assert beyond in " ".join(result.err.split()) and "fix: renumber the file's frames" in result.err
+
+    # run without rbx run's checks (the API, the conformance kit): the job stops before scoring, saying the same
+    from robustbench_x.config import load_config
+    from robustbench_x.plan import make_plan
+    from robustbench_x.registry import get_registry
+    from robustbench_x.runner import RunOptions, run_group
+
+    registry = get_registry()
+    plan = make_plan(registry, load_config(config, registry), "cure-tsd", models=["my-detector"], methods=["detections"])
+    (outcome,) = [o for group in plan.groups() for o in run_group(group, RunOptions(out=str(tmp_path / "o4")))]
+    assert outcome.status == "failed" and beyond in read_results(tmp_path / "o4")["error"].iloc[0]
 
 
 def test_default_models_of_another_task_are_left_out_of_the_plan():

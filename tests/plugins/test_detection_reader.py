@@ -76,15 +76,74 @@ def test_detections_csv_and_json_read_the_same(tmp_path):
         {"video": "01_04_00_00_00", "frame": 3, "sign_type": 14, "x1": 20, "y1": 4, "x2": 28, "y2": 12, "score": 0.9},
         {"video": "01_04_00_00_00.mp4", "frame": 3, "sign_type": 6, "x1": 1, "y1": 1, "x2": 5, "y2": 5},
     ]
+    rows[1]["score"] = 0.5
     csv = tmp_path / "d.csv"
-    csv.write_text("video,frame,sign_type,x1,y1,x2,y2,score\n01_04_00_00_00,3,14,20,4,28,12,0.9\n01_04_00_00_00.mp4,3,6,1,1,5,5,\n")
+    csv.write_text("video,frame,sign_type,x1,y1,x2,y2,score\n01_04_00_00_00,3,14,20,4,28,12,0.9\n01_04_00_00_00.mp4,3,6,1,1,5,5,0.5\n")
     (tmp_path / "d.json").write_text(json.dumps(rows))
     for path in (csv, tmp_path / "d.json"):
         dets = read_detections(path)
         assert list(dets) == [("01_04_00_00_00", 3)]
         boxes, signs, scores = dets[("01_04_00_00_00", 3)]
         np.testing.assert_array_equal(boxes, [[20, 4, 28, 12], [1, 1, 5, 5]])
-        assert signs.tolist() == [14, 6] and scores.tolist() == [0.9, 1.0]
+        assert signs.tolist() == [14, 6] and scores.tolist() == [0.9, 0.5]
+
+
+def test_without_a_score_column_every_detection_scores_one_but_an_empty_score_cell_is_refused(tmp_path):
+    unscored = tmp_path / "u.csv"
+    unscored.write_text("video,frame,sign_type,x1,y1,x2,y2\n01_04_00_00_00,3,14,20,4,28,12\n01_04_00_00_00,3,6,1,1,5,5\n")
+    assert read_detections(unscored)[("01_04_00_00_00", 3)][2].tolist() == [1.0, 1.0]
+    row = {"video": "01_04_00_00_00", "frame": 3, "sign_type": 6, "x1": 1, "y1": 1, "x2": 5, "y2": 5}
+    (tmp_path / "u.json").write_text(json.dumps([row, dict(row, x1=2)]))
+    assert read_detections(tmp_path / "u.json")[("01_04_00_00_00", 3)][2].tolist() == [1.0, 1.0]
+    # a default of 1 among scored rows would rank the unscored detection first
+    csv = tmp_path / "d.csv"
+    csv.write_text("video,frame,sign_type,x1,y1,x2,y2,score\n01_04_00_00_00,3,14,20,4,28,12,0.9\n01_04_00_00_00,3,6,1,1,5,5,\n")
+    (tmp_path / "d.json").write_text(json.dumps([dict(row, score=0.9), dict(row, x1=2)]))
+    for path, where in ((csv, "line 3"), (tmp_path / "d.json", "item 1")):
+        with pytest.raises(ConfigError, match=f"{where}: no value for 'score'") as info:
+            read_detections(path)
+        assert str(path) in str(info.value) and "key 'score'" in str(info.value) and "drop the score column" in str(info.value)
+
+
+def test_an_exactly_repeated_row_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "d.csv"
+    row = "01_04_00_00_00,3,6,1,1,5,5,0.5"
+    path.write_text(f"video,frame,sign_type,x1,y1,x2,y2,score\n{row}\n01_04_00_00_00,3,6,1,1,5,5,0.4\n{row}\n")
+    with pytest.raises(ConfigError, match="line 4 repeats line 2 exactly") as info:
+        read_detections(path)
+    assert str(path) in str(info.value) and "fix: remove the repeated row" in str(info.value)
+    folder = tmp_path / "vip"  # the annotation-format folder: same rule, the per-video file's lines
+    folder.mkdir()
+    line = "003_06_1_1_5_1_1_5_5_5"
+    (folder / "01_04_00_00_00.txt").write_text(f"{line}\n\n003_06_2_1_5_1_1_5_5_5\n{line}\n")
+    with pytest.raises(ConfigError, match=r"line 4 repeats line 1 exactly \(frame 3, sign type 6") as info:
+        read_detections(folder)
+    assert "01_04_00_00_00.txt" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [("", "the detections file is empty"), ("  \n", "the detections file is empty"),
+     ("01_04_00_00_00,3,6,1,1,5,5,0.5\n", "line 1: the first line is a detection, not the header row")],
+)  # fmt: skip
+def test_an_empty_file_or_one_without_header_says_so(tmp_path, text, why):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=why) as info:
+        read_detections(path)
+    assert str(path) in str(info.value) and "fix:" in str(info.value)
+
+
+def test_frames_beyond_a_video_are_named_with_the_line_and_the_frame_count(tmp_path):
+    from rbx_detection.detectors import DetectionsFileModel
+    from rbx_detection.embedded import build
+
+    ds = build()
+    (video, _), n_frames = ds.frame_keys("id")[0], ds.frame_counts()[ds.frame_keys("id")[0][0]]
+    path = tmp_path / "d.csv"
+    path.write_text(f"video,frame,sign_type,x1,y1,x2,y2,score\n{video},{n_frames},6,1,1,5,5,0.5\n{video},{n_frames + 100},6,1,1,5,5,0.5\n")
+    model = DetectionsFileModel(path, name="mine")
+    assert model.frames_beyond(ds) == [f"line 3: video {video} has {n_frames} frames, frame {n_frames + 100} is beyond them"]
 
 
 @pytest.mark.parametrize(
