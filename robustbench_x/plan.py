@@ -287,7 +287,7 @@ def make_plan(
         if suite.default_methods:  # the suite's own default selection (SuiteSpec.default_methods)
             refs = [r for r in refs if r in suite.default_methods]
         method_specs = [registry.get("methods", m) for m in refs]
-    metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
+    metric_specs = {m: registry.suite_metric(suite, m) for m in suite.metrics}
     jobs: list[Job] = []
     for model in model_list:
         # Whether the model fits the task is a matter of capabilities, not of which optional packages are installed.
