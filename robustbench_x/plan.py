@@ -22,7 +22,7 @@ from typing import Any
 from robustbench_x import __version__
 from robustbench_x.config import Config
 from robustbench_x.errors import ConfigError, UnknownComponent, UsageError
-from robustbench_x.registry import QUALIFIER, Registry
+from robustbench_x.registry import CORE_DISTRIBUTION, QUALIFIER, Registry
 
 
 @dataclass(frozen=True)
@@ -232,10 +232,6 @@ def _declared_provides(options: dict[str, Any]) -> frozenset[str]:
     if options.get("dg"):
         out.add("domain_shifts")
     return frozenset(out)
-
-
-#: The distribution of the built-in plugins.
-CORE_DISTRIBUTION = "robustbench_x"
 
 
 def stored_method_name(registry: Registry, ref: str, name: str) -> str:

@@ -73,8 +73,8 @@ GROUP = hookspecs.PROJECT
 #: ``timm:resnet18``, and ``::`` qualifies a name by its distribution).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*")
 QUALIFIER = "::"
-#: The harness's own distribution: its plugins load first (see the suite rule above).
-OWN_DISTRIBUTION = "robustbench_x"
+#: The distribution of the built-in plugins: they load first (see the suite rule above).
+CORE_DISTRIBUTION = "robustbench_x"
 
 KINDS: dict[str, tuple[str, type]] = {
     "methods": ("rbx_methods", MethodSpec),
@@ -284,7 +284,7 @@ def _qualified(record: PluginRecord, name: str) -> str:
 
 def _load_order(ep: md.EntryPoint) -> tuple[bool, str]:
     dist = getattr(ep, "dist", None)
-    own = dist is not None and _normalise(dist.metadata["Name"]) == _normalise(OWN_DISTRIBUTION)
+    own = dist is not None and _normalise(dist.metadata["Name"]) == _normalise(CORE_DISTRIBUTION)
     return (not own, ep.name)
 
 
