@@ -190,3 +190,11 @@ def test_a_colliding_suite_is_refused_and_a_colliding_metric_does_not_block_the_
     pages = cli("leaderboard", str(store), "--out", str(tmp_path / "pages"), "--bootstrap", "0")
     assert pages.code == 0, pages
     assert "auroc" in (tmp_path / "pages" / "ood.md").read_text().lower()
+
+
+@pytest.mark.parametrize("name", ["a:b", "a..b"])
+def test_the_kit_refuses_the_names_the_registry_refuses(name):
+    with pytest.raises(PluginError):
+        Registry().register_object(_plugin(_method(name=name)), "lab")
+    with pytest.raises(AssertionError, match="is malformed"):
+        check_spec_well_formed(_method(name=name))

@@ -20,7 +20,7 @@ check                                  rule
 =====================================  ==================================================================
 every kind
 ``check_spec_well_formed``             the spec has the type of its kind and a name matching
-                                       ``[a-z0-9][a-z0-9_.@:-]*``; every field has its form (as the registry checks)
+                                       ``[a-z0-9][a-z0-9_.@+-]*`` without ``..``; every field has its form (as the registry checks)
 ``check_spec_factory_resolves``        ``factory`` (metrics: ``fn``; suites: ``evaluator``) is a
                                        ``"module:attr"`` that :func:`~robustbench_x.api.load_factory` imports
 ``check_plugin_discoverable``          an entry point of group ``robustbench_x`` provides the spec: it is
@@ -167,7 +167,8 @@ __all__ = [
 GROUP = "robustbench_x"
 
 #: What a spec name may look like (names appear in paths, URLs and CLI lists).
-NAME_PATTERN = r"[a-z0-9][a-z0-9_.@:-]*"
+#: The registry's rule (no ``:``, the model-family separator; no ``..``) in lower case.
+NAME_PATTERN = r"[a-z0-9][a-z0-9_.@+-]*"
 _NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 
 #: What a method may declare in ``outputs``: the per-sample columns suites score.
@@ -909,11 +910,11 @@ def check_spec_well_formed(spec: Any, env: CheckEnv | None = None) -> None:
     label = f"{_singular(kind)} {name!r}"
     if not isinstance(name, str) or not name:
         _fail(f"{label}: the spec name must be a non-empty string; fix: give {type(spec).__name__} a name")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.match(name) or ".." in name:
         _fail(
             f"{label}: name {name!r} is malformed; names must match {NAME_PATTERN} "
-            "(lower case; start with a letter or digit; then letters, digits, '_', '.', '@', ':' or '-'); "
-            f"fix: rename it, e.g. {re.sub(r'[^a-z0-9_.@:-]+', '-', name.lower()).strip('-_.@:') or 'my-plugin'!r}"
+            "(lower case; start with a letter or digit; then letters, digits, '_', '.', '@', '+' or '-'; no '..'); "
+            f"fix: rename it, e.g. {re.sub(r'[^a-z0-9_.@+-]+|[.]{2,}', '-', name.lower()).strip('-_.@+') or 'my-plugin'!r}"
         )
     problems = spec_problems(spec)  # the registry refuses the plugin for the same ones
     if problems:
