@@ -129,7 +129,20 @@ def load_factory(ref: str) -> Callable[..., Any]:
 
 
 def _frozen(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(values)
+    # A str is kept as given, not split into its letters: the registry refuses it naming the field.
+    return frozenset(values) if _collection(values) else values  # type: ignore[return-value]
+
+
+def _tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values) if _collection(values) else values  # type: ignore[return-value]
+
+
+def _dict(values: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(values) if isinstance(values, Mapping) else values  # type: ignore[return-value]
+
+
+def _collection(values: Any) -> bool:
+    return isinstance(values, Iterable) and not isinstance(values, (str, bytes, Mapping))
 
 
 @dataclass(frozen=True)
@@ -171,11 +184,11 @@ class MethodSpec:
     check: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "deviations", tuple(self.deviations))
-        object.__setattr__(self, "packages", tuple(self.packages))
+        object.__setattr__(self, "deviations", _tuple(self.deviations))
+        object.__setattr__(self, "packages", _tuple(self.packages))
         object.__setattr__(self, "requires", _frozen(self.requires))
         object.__setattr__(self, "outputs", _frozen(self.outputs))
-        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "params", _dict(self.params))
 
 
 @dataclass(frozen=True)
@@ -268,14 +281,14 @@ class ModelSpec:
     check: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "deviations", tuple(self.deviations))
+        object.__setattr__(self, "deviations", _tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "requires", _frozen(self.requires))
         object.__setattr__(self, "tasks", _frozen(self.tasks))
-        object.__setattr__(self, "key_types", dict(self.key_types))
+        object.__setattr__(self, "key_types", _dict(self.key_types))
         if self.option_keys is not None:
             object.__setattr__(self, "option_keys", _frozen(self.option_keys))
-        object.__setattr__(self, "option_types", dict(self.option_types))
+        object.__setattr__(self, "option_types", _dict(self.option_types))
 
 
 @dataclass(frozen=True)
@@ -317,11 +330,11 @@ class DatasetSpec:
     pretrained_only: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "deviations", tuple(self.deviations))
+        object.__setattr__(self, "deviations", _tuple(self.deviations))
         object.__setattr__(self, "provides", _frozen(self.provides))
         object.__setattr__(self, "option_keys", _frozen(self.option_keys))
         object.__setattr__(self, "required_keys", _frozen(self.required_keys))
-        object.__setattr__(self, "option_types", dict(self.option_types))
+        object.__setattr__(self, "option_types", _dict(self.option_types))
 
 
 @dataclass(frozen=True)
@@ -372,12 +385,12 @@ class SuiteSpec:
     dataset_hint: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "default_methods", tuple(self.default_methods))
-        object.__setattr__(self, "default_models", tuple(self.default_models))
+        object.__setattr__(self, "default_methods", _tuple(self.default_methods))
+        object.__setattr__(self, "default_models", _tuple(self.default_models))
         object.__setattr__(self, "dataset_requires", _frozen(self.dataset_requires))
-        object.__setattr__(self, "metrics", tuple(self.metrics))
-        object.__setattr__(self, "headline", tuple(self.headline))
-        object.__setattr__(self, "subsets", tuple(self.subsets))
+        object.__setattr__(self, "metrics", _tuple(self.metrics))
+        object.__setattr__(self, "headline", _tuple(self.headline))
+        object.__setattr__(self, "subsets", _tuple(self.subsets))
 
 
 @dataclass(frozen=True)

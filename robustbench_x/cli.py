@@ -450,7 +450,7 @@ def plugins(fmt: str = typer.Option("table", "--format", help="table | json")) -
         table.add_column(col)
     for p in registry.plugins:
         style = {"ok": "green", "failed": "red", "disabled": "yellow"}[p.status]
-        detail = p.error if p.status == "failed" else "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
+        detail = p.error if p.status == "failed" else "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items()) or (f"warning: {p.warning}" if p.warning else "")
         table.add_row(p.name, p.origin, f"[{style}]{p.status}[/{style}]", detail or "")
     out.print(table)
     for c in conflicts:

@@ -150,7 +150,7 @@ class Page:
         return self.rows[self.rows["status"] != "ok"]
 
     def metric(self, name: str) -> MetricSpec:
-        return self.registry.get("metrics", name)
+        return self.registry.suite_metric(self.suite, name)
 
     # -------------------------------------------------------------- footnotes
     def note(self, text: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from robustbench_x import __version__
 from robustbench_x.config import Config
 from robustbench_x.errors import ConfigError, UnknownComponent, UsageError
-from robustbench_x.registry import QUALIFIER, Registry
+from robustbench_x.registry import CORE_DISTRIBUTION, QUALIFIER, Registry
 
 
 @dataclass(frozen=True)
@@ -238,10 +238,6 @@ def _declared_provides(options: dict[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
-#: The distribution of the built-in plugins.
-CORE_DISTRIBUTION = "robustbench_x"
-
-
 def stored_method_name(registry: Registry, ref: str, name: str) -> str:
     """The name a method's results are stored and shown under: its own name, or
     ``<distribution>::<name>`` when another installed plugin registers the same
@@ -291,7 +287,7 @@ def make_plan(
         if suite.default_methods:  # the suite's own default selection (SuiteSpec.default_methods)
             refs = [r for r in refs if r in suite.default_methods]
         method_specs = [registry.get("methods", m) for m in refs]
-    metric_specs = {m: registry.get("metrics", m) for m in suite.metrics}
+    metric_specs = {m: registry.suite_metric(suite, m) for m in suite.metrics}
     if not suite.evaluator:
         from robustbench_x.evaluation import DEFAULT_KINDS
 

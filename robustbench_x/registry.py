@@ -13,6 +13,15 @@ Environment:
 * ``RBX_DISABLE_PLUGINS``: comma-separated entry-point names not to load;
 * ``RBX_STRICT_PLUGINS=1``: any load error raises (CI, plugin development).
 
+Every spec's fields are checked when its plugin registers it
+(:func:`robustbench_x.spec_rules.spec_problems`: a str where a collection of
+str is expected, a non-bool flag, a non-numeric scale, a reference not of the
+form ``module:attr``, ``params`` that are not JSON values), as are the hook
+names (``rbx_method`` is not a hook) and a name registered twice by one
+plugin: any of these fails the plugin, as an import error does, with a message
+naming the distribution, the spec, the field, the value and the fix. A plugin
+that provides nothing loads with a warning.
+
 Names are checked when a plugin registers them (:data:`NAME_PATTERN`): a name
 becomes a directory and a file name in the result store and the cache, so it
 may never carry a path separator, a ``..`` or a leading dot.
@@ -24,10 +33,22 @@ providers and how to pick one: ``<distribution>::<name>`` (or
 ``<entry-point>::<name>``), e.g. ``robustbench_x::msp``. The separator is
 ``::`` because a single ``:`` already means "architecture of a model family"
 (``timm:resnet18``) and ``@`` appears in metric names (``fpr@95tpr``).
+
+Two exceptions, both because the name is resolved without a user to ask:
+
+* a **suite** name is unique: results are stored under it (``suite=<name>/``)
+  and its page is ``<name>.md``, so two suites of one name would share a store
+  partition and a page. A plugin registering a suite name another plugin has
+  already registered fails to load; the harness's own plugins load first, so a
+  third party can never take a first-party suite's name;
+* a **metric** name a suite lists resolves to the metric of the suite's own
+  plugin when several plugins register that name (:meth:`Registry.suite_metric`);
+  the other providers stay usable by their qualified names.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import importlib.metadata as md
@@ -42,6 +63,7 @@ import pluggy
 from robustbench_x import hookspecs
 from robustbench_x.api import DatasetSpec, ExecutorSpec, MethodSpec, MetricSpec, ModelSpec, SuiteSpec
 from robustbench_x.errors import AmbiguousComponent, PluginError, PluginUnavailable, UnknownComponent
+from robustbench_x.spec_rules import spec_kind, spec_problems
 
 GROUP = hookspecs.PROJECT
 
@@ -51,6 +73,8 @@ GROUP = hookspecs.PROJECT
 #: ``timm:resnet18``, and ``::`` qualifies a name by its distribution).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*")
 QUALIFIER = "::"
+#: The distribution of the built-in plugins: they load first (see the suite rule above).
+CORE_DISTRIBUTION = "robustbench_x"
 
 KINDS: dict[str, tuple[str, type]] = {
     "methods": ("rbx_methods", MethodSpec),
@@ -73,6 +97,7 @@ class PluginRecord:
     status: str = "ok"  # ok | failed | disabled
     error: str | None = None
     provides: dict[str, list[str]] = field(default_factory=dict)
+    warning: str | None = None  # loaded, but something looks wrong (it provides nothing)
 
     @property
     def origin(self) -> str:
@@ -103,7 +128,7 @@ class Registry:
     def load_entry_points(self, strict: bool | None = None) -> None:
         strict = _env_flag("RBX_STRICT_PLUGINS") if strict is None else strict
         disabled = _env_list("RBX_DISABLE_PLUGINS")
-        for ep in sorted(md.entry_points(group=GROUP), key=lambda e: e.name):
+        for ep in sorted(md.entry_points(group=GROUP), key=_load_order):
             dist = getattr(ep, "dist", None)
             record = PluginRecord(
                 name=ep.name,
@@ -131,6 +156,7 @@ class Registry:
         try:
             obj = load()
             self.pm.register(obj, name=record.name)
+            _check_hook_names(self.pm, obj, record)
             self._collect(obj, record)
         except Exception as exc:  # a broken plugin must not take the others down
             record.status = "failed"
@@ -152,6 +178,8 @@ class Registry:
             if impl is None:
                 continue
             specs = impl() or []
+            if isinstance(specs, spec_type):
+                raise PluginError(f"hook {hook_name} of plugin '{record.name}' ({record.origin}) returned one {spec_type.__name__}; fix: return a list of them")
             for spec in specs:
                 if not isinstance(spec, spec_type):
                     raise PluginError(
@@ -161,6 +189,18 @@ class Registry:
                 pending.append((kind, spec))
         for kind, spec in pending:
             _check_name(kind, spec.name, record)
+        _check_specs(pending, record)
+        for kind, spec in pending:
+            if kind == "suites" and (kind, spec.name) in self._providers:
+                other = self._providers[(kind, spec.name)][0][0]
+                raise PluginError(
+                    f"plugin '{record.name}' ({record.origin}) registers suite '{spec.name}', which plugin '{other.name}' "
+                    f"({other.origin}) already provides: a suite's name must be unique, as its results are stored under "
+                    f"suite={spec.name}/ and its page is {spec.name}.md; fix: rename the suite, e.g. "
+                    f"'{_normalise(record.distribution)}-{spec.name}'"
+                )
+        if not pending:
+            record.warning = "provides nothing: its hooks returned no spec"
         for kind, spec in pending:
             providers = self._providers.setdefault((kind, spec.name), [])
             providers.append((record, spec))
@@ -215,6 +255,18 @@ class Registry:
             raise PluginUnavailable(kind[:-1], name, failures)
         raise UnknownComponent(kind[:-1], name, list(specs))
 
+    def suite_metric(self, suite: SuiteSpec, name: str) -> MetricSpec:
+        """The metric ``name`` as ``suite`` lists it: when several plugins register
+        that name, the one from the suite's own plugin (a third party's ``auroc``
+        must not block the first-party suites); otherwise as :meth:`get`."""
+        providers = self._providers.get(("metrics", name), [])
+        if len(providers) > 1:
+            owner = next((record for record, spec in self._providers.get(("suites", suite.name), []) if spec == suite), None)
+            own = [spec for record, spec in providers if record is owner]
+            if len(own) == 1:
+                return own[0]
+        return self.get("metrics", name)
+
     def origin(self, kind: str, name: str) -> PluginRecord:
         return self._resolve(kind, name)[0]
 
@@ -228,6 +280,38 @@ def _normalise(name: str) -> str:
 
 def _qualified(record: PluginRecord, name: str) -> str:
     return f"{record.distribution}{QUALIFIER}{name}"
+
+
+def _load_order(ep: md.EntryPoint) -> tuple[bool, str]:
+    dist = getattr(ep, "dist", None)
+    own = dist is not None and _normalise(dist.metadata["Name"]) == _normalise(CORE_DISTRIBUTION)
+    return (not own, ep.name)
+
+
+def _check_hook_names(pm: pluggy.PluginManager, obj: Any, record: PluginRecord) -> None:
+    """A hook implementation of no hook would be silently ignored (``rbx_method``)."""
+    hooks = [hook for hook, _ in KINDS.values()]
+    for attr in dir(obj):
+        if attr in hooks or pm.parse_hookimpl_opts(obj, attr) is None:
+            continue
+        if getattr(getattr(obj, attr), "__name__", None) in hooks:  # `_orig = rbx_methods`: an alias, never called
+            continue
+        close = difflib.get_close_matches(attr, hooks, n=1, cutoff=0.6)
+        raise PluginError(
+            f"plugin '{record.name}' ({record.origin}) implements '{attr}', which is not a robustbench_x hook"
+            f"{f'; did you mean {close[0]}?' if close else ''} (hooks: {', '.join(hooks)}); fix: rename the function"
+        )
+
+
+def _check_specs(pending: list[tuple[str, Any]], record: PluginRecord) -> None:
+    problems = [f"{spec_kind(spec)} '{spec.name}': {p}" for _, spec in pending for p in spec_problems(spec)]
+    seen: set[tuple[str, str]] = set()
+    for kind, spec in pending:
+        if (kind, spec.name) in seen:
+            problems.append(f"{kind[:-1]} '{spec.name}' is registered twice by this plugin; fix: rename or drop one")
+        seen.add((kind, spec.name))
+    if problems:
+        raise PluginError(f"plugin '{record.name}' ({record.origin}) registers malformed specs:\n  " + "\n  ".join(problems))
 
 
 def _check_name(kind: str, name: Any, record: PluginRecord) -> None:

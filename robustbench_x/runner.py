@@ -248,7 +248,7 @@ def run_group(
         return outcomes
     cache = FeatureCache()
     suite = registry.get("suites", group.jobs[0].suite)
-    metric_specs = [registry.get("metrics", m) for m in suite.metrics]
+    metric_specs = [registry.suite_metric(suite, m) for m in suite.metrics]
     for job in pending:
         started = time.perf_counter()
         if on_start:

@@ -20,7 +20,7 @@ check                                  rule
 =====================================  ==================================================================
 every kind
 ``check_spec_well_formed``             the spec has the type of its kind and a name matching
-                                       ``[a-z0-9][a-z0-9_.@:-]*``
+                                       ``[a-z0-9][a-z0-9_.@+-]*`` without ``..``; every field has its form (as the registry checks)
 ``check_spec_factory_resolves``        ``factory`` (metrics: ``fn``; suites: ``evaluator``) is a
                                        ``"module:attr"`` that :func:`~robustbench_x.api.load_factory` imports
 ``check_plugin_discoverable``          an entry point of group ``robustbench_x`` provides the spec: it is
@@ -143,6 +143,7 @@ from robustbench_x.api import (
     load_factory,
 )
 from robustbench_x.options import parse as parse_option_type
+from robustbench_x.spec_rules import spec_problems
 
 __all__ = [
     "ACCESS_RULES",
@@ -166,7 +167,8 @@ __all__ = [
 GROUP = "robustbench_x"
 
 #: What a spec name may look like (names appear in paths, URLs and CLI lists).
-NAME_PATTERN = r"[a-z0-9][a-z0-9_.@:-]*"
+#: The registry's rule (no ``:``, the model-family separator; no ``..``) in lower case.
+NAME_PATTERN = r"[a-z0-9][a-z0-9_.@+-]*"
 _NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 
 #: What a method may declare in ``outputs``: the per-sample columns suites score.
@@ -901,20 +903,22 @@ def _differences(a: dict, b: dict, rtol: float = 1e-9, atol: float = 1e-12) -> l
 
 
 def check_spec_well_formed(spec: Any, env: CheckEnv | None = None) -> None:
-    """The spec is an instance of its kind's spec class; its name matches :data:`NAME_PATTERN`."""
+    """The spec is an instance of its kind's spec class; its name matches :data:`NAME_PATTERN`; every
+    field has its annotated form (:func:`robustbench_x.spec_rules.spec_problems`, as the registry checks)."""
     kind = kind_of(spec)
     name = getattr(spec, "name", None)
     label = f"{_singular(kind)} {name!r}"
     if not isinstance(name, str) or not name:
         _fail(f"{label}: the spec name must be a non-empty string; fix: give {type(spec).__name__} a name")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.match(name) or ".." in name:
         _fail(
             f"{label}: name {name!r} is malformed; names must match {NAME_PATTERN} "
-            "(lower case; start with a letter or digit; then letters, digits, '_', '.', '@', ':' or '-'); "
-            f"fix: rename it, e.g. {re.sub(r'[^a-z0-9_.@:-]+', '-', name.lower()).strip('-_.@:') or 'my-plugin'!r}"
+            "(lower case; start with a letter or digit; then letters, digits, '_', '.', '@', '+' or '-'; no '..'); "
+            f"fix: rename it, e.g. {re.sub(r'[^a-z0-9_.@+-]+|[.]{2,}', '-', name.lower()).strip('-_.@+') or 'my-plugin'!r}"
         )
-    if not isinstance(getattr(spec, "summary", ""), str):
-        _fail(f"{label}: summary must be a string")
+    problems = spec_problems(spec)  # the registry refuses the plugin for the same ones
+    if problems:
+        _fail(f"{label}: " + "; ".join(problems))
 
 
 def _factory_ref(spec: Any) -> tuple[str, str | None]:
@@ -1903,7 +1907,8 @@ def check_suite_metric_kinds_supported(spec: SuiteSpec, env: CheckEnv | None = N
     if spec.evaluator:
         return
     known = set(env.registry.names("metrics"))
-    odd = [(m, env.registry.get("metrics", m).kind) for m in spec.metrics if m in known and env.registry.get("metrics", m).kind not in DEFAULT_EVALUATOR_KINDS]
+    kinds = [(m, env.registry.suite_metric(spec, m).kind) for m in spec.metrics if m in known]
+    odd = [(m, kind) for m, kind in kinds if kind not in DEFAULT_EVALUATOR_KINDS]
     if odd:
         _fail(f"{env.who(spec)}: metrics {odd} have kinds the default evaluator never computes ({', '.join(sorted(DEFAULT_EVALUATOR_KINDS))}); fix: give the suite an evaluator")
     if spec.method_output not in KNOWN_OUTPUTS:
