@@ -29,11 +29,11 @@ class LinearHead(Model):
         return self.w, self.b
 
 
-def context(train, labels, test, *, model=None):
+def context(train, labels, test):
     train, test = np.asarray(train, float), np.asarray(test, float)
     c = int(max(labels)) + 1
     outputs = {"train": make_outputs(np.zeros((len(train), c)), train, labels), "id": make_outputs(np.zeros((len(test), c)), test)}
-    return ArrayContext(outputs, model=model, dataset=Named())
+    return ArrayContext(outputs, dataset=Named())
 
 
 TEST = np.array([[0.5, 0.1, 0.0], [3.0, -1.0, 2.0]])
@@ -67,9 +67,9 @@ def vim_context(n_train, d=6, rank=None, seed=0):
     if rank is not None:  # features confined to a rank-dimensional affine subspace through the origin u
         u = -np.linalg.pinv(w) @ b
         h = u + rng.normal(size=(n_train, rank)) @ rng.normal(size=(rank, d))
-    ctx = context(h, np.arange(n_train) % 3, rng.normal(size=(4, d)), model=LinearHead(w, b))
-    ctx._outputs["train"] = make_outputs(h @ w.T + b, h, np.arange(n_train) % 3)
-    return ctx
+    test = rng.normal(size=(4, d))
+    outputs = {"train": make_outputs(h @ w.T + b, h, np.arange(n_train) % 3), "id": make_outputs(test @ w.T + b, test)}
+    return ArrayContext(outputs, model=LinearHead(w, b), dataset=Named())
 
 
 def test_vim_fewer_train_images_than_principal_dim_is_refused():
