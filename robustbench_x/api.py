@@ -54,6 +54,7 @@ __all__ = [
     "cached_file",
     "atomic_write",
     "torch_threads",
+    "max_probability_minus_one",
     "DatasetEntry",
     "configured_datasets",
     "load_state_dict",
@@ -773,6 +774,22 @@ def torch_threads(n: int = 1) -> Iterator[None]:
 
     with threads(n):
         yield
+
+
+def max_probability_minus_one(probs: "np.ndarray", axis: int = -1) -> "np.ndarray":
+    """``max p − 1`` along ``axis`` in float64, computed as minus the sum of the other probabilities.
+
+    A confident prediction's maximum probability rounds to exactly 1.0 (float32
+    from a logit margin of about 17 nats, float64 from about 37), so ranking by
+    it ties samples the exact value orders. The non-maximal entries of a softmax
+    (``exp(z_j − max z) / S``) keep full relative precision down to the
+    smallest floats, and so does their sum: this is the exact maximum's order,
+    shifted by a constant (``docs/methods.md#msp``)."""
+    import numpy as np
+
+    rest = np.array(probs, dtype=np.float64, copy=True)
+    np.put_along_axis(rest, np.expand_dims(rest.argmax(axis=axis), axis), 0.0, axis=axis)
+    return -rest.sum(axis=axis)
 
 
 @dataclass(frozen=True)

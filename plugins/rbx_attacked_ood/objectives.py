@@ -64,8 +64,9 @@ def _t(array) -> torch.Tensor:
 
 
 def _msp(temperature: float = 1.0) -> tuple[TorchScore, TorchScore]:
-    def score(z, h):
-        return torch.softmax(z / temperature, dim=1).amax(dim=1)
+    def score(z, h):  # max softmax − 1 as the methods emit it: minus the other probabilities' sum
+        p = torch.softmax(z / temperature, dim=1)
+        return -p.scatter(1, p.argmax(dim=1, keepdim=True), 0.0).sum(dim=1)
 
     def loss(z, h):
         return torch.log_softmax(z / temperature, dim=1).amax(dim=1)

@@ -35,7 +35,9 @@ reconstruction, marked **[UNVERIFIED]** in ``docs/methods.md#introspective``:
   weights are kept (no early stopping, no validation split used).
 
 Outputs: ``probs = softmax(H(r_x))``, ``prediction = argmax``, ``confidence`` =
-``score`` = ``max probs`` (higher = more confident / in-distribution).
+``score`` = ``max probs − 1`` (higher = more confident / in-distribution),
+computed by :func:`robustbench_x.api.max_probability_minus_one` so that a
+maximum that rounds to 1.0 does not tie samples (as MSP, ``docs/methods.md#msp``).
 
 Size: ``C²·d`` features per sample grows quickly (CIFAR-10, d = 512: 51,200;
 ImageNet: 2·10⁹). They are never stored for a whole split: the normalisation
@@ -58,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from rbx_gradients._common import eval_mode, f64, last_linear_weight, score_dict, softmax
-from robustbench_x.api import Context, Method
+from robustbench_x.api import Context, Method, max_probability_minus_one
 
 __all__ = ["Introspective", "introspective_features", "introspective_features_autograd"]
 
@@ -238,4 +240,4 @@ class Introspective(Method):
             self.fit(ctx)
         out = ctx.outputs(subset)
         probs = self.predict_proba(out.logits, out.features)
-        return score_dict(probs.max(axis=1), probs=probs, prediction=probs.argmax(axis=1))
+        return score_dict(max_probability_minus_one(probs, axis=1), probs=probs, prediction=probs.argmax(axis=1))

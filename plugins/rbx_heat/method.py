@@ -120,6 +120,7 @@ import torch.nn.functional as F
 from rbx_heat.ebm import EnergySettings, ResidualMLP, train_residual
 from rbx_heat.priors import ELPrior, GMMPrior, fit_gmm
 from robustbench_x.api import Context, Method
+from robustbench_x.errors import JobError
 
 __all__ = ["HEAT", "PRESETS", "ENERGIES", "settings_for", "official_steps", "for_data", "residual_share", "compose", "standardisation_stats"]
 
@@ -327,6 +328,20 @@ def energy_values(energy: str, state: dict[str, np.ndarray], settings: EnergySet
     return {"res": e_res, "prior": e_prior, "total": e_res + e_prior / settings.temperature_prior}
 
 
+def _check_gmm_scatter(ctx: Context) -> None:
+    """Refuse a train split whose GMM prior would have no within-class scatter (one image per class)."""
+    labels = np.asarray(ctx.outputs("train").labels)
+    labels = labels[labels >= 0]
+    n, c = len(labels), len(np.unique(labels))
+    if n <= c:
+        name = getattr(getattr(ctx, "dataset", None), "name", "") or "?"
+        raise JobError(
+            f"heat: dataset '{name}': {n} labelled train images in {c} classes: the GMM prior's shared covariance is the "
+            "within-class scatter, which is 0 with one image per class (only the 1e-12 jitter would remain); "
+            "fix: give every class at least 2 distinct train images"
+        )
+
+
 def fit_energy(
     energy: str,
     feats: dict[str, np.ndarray],
@@ -418,6 +433,8 @@ class HEAT(Method):
     def fit(self, ctx: Context) -> None:
         states = {}
         n_train = len(ctx.outputs("train"))
+        if any(e != "el" for e in self.energies):
+            _check_gmm_scatter(ctx)
         self.settings = {e: for_data(s, n_train) for e, s in self.settings.items()}
         with _threads(self.threads):
             for e in self.energies:

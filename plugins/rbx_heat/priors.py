@@ -58,6 +58,8 @@ def fit_gmm(z: np.ndarray, labels: np.ndarray, log: Callable[[str], None] | None
     means = np.stack([z[labels == c].mean(axis=0) for c in classes])
     centred = np.concatenate([z[labels == c] - means[k] for k, c in enumerate(classes)])
     cov = np.atleast_2d(np.cov(centred.T, bias=True))
+    if not np.trace(cov) > 0:  # the jitter alone would make a Gaussian of variance 1e-12: densities, not data
+        raise ValueError(f"fit_gmm: the within-class scatter of the {len(z)} training features is 0 (one distinct feature per class); give every class at least 2 distinct training images")
     d = cov.shape[0]
     jitter = JITTER
     while True:

@@ -52,7 +52,7 @@ def rbx_methods() -> list[MethodSpec]:
             requires={"logits"},
             outputs={*_SCORE, "probs", "prediction"},
             params={},
-            summary="Maximum softmax probability max_c softmax(z)_c.",
+            summary="Maximum softmax probability max_c softmax(z)_c, emitted minus 1 (same order, no tie where it rounds to 1).",
             paper="Hendrycks & Gimpel, ICLR 2017",
         ),
         _spec(
@@ -79,7 +79,7 @@ def rbx_methods() -> list[MethodSpec]:
             requires={"logits", "val_split"},
             outputs={*_SCORE, "probs", "prediction"},
             params={"t_min": 0.01, "t_max": 100.0},
-            summary="softmax(z/T), T the minimiser of the validation NLL (bounded search on log T in [t_min, t_max]).",
+            summary="softmax(z/T), T the minimiser of the validation NLL (bounded search on log T in [t_min, t_max]); score = max softmax(z/T) - 1.",
             paper="Guo et al., ICML 2017",
         ),
         _spec(

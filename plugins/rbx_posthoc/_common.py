@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 
 from robustbench_x.api import Context, Method
+from robustbench_x.errors import JobError
 
 #: Rows per chunk when streaming a (possibly memory-mapped) feature matrix.
 CHUNK = 8192
@@ -80,6 +81,12 @@ def score_dict(score: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def degenerate_fit(ctx: Context, method: str, problem: str, fix: str) -> JobError:
+    """The job error for a training split ``method`` cannot be fitted on, naming the dataset and the fix."""
+    name = getattr(getattr(ctx, "dataset", None), "name", "") or "?"
+    return JobError(f"{method}: dataset '{name}': {problem}; the scores would be meaningless, so nothing is reported; fix: {fix}")
+
+
 def labelled(outputs, subset: str) -> tuple[np.ndarray, np.ndarray]:
     """Indices and labels of the labelled rows (label >= 0) of ``outputs``."""
     labels = np.asarray(outputs.labels, dtype=np.int64)
@@ -121,6 +128,7 @@ __all__ = [
     "CHUNK",
     "PosthocMethod",
     "chunks",
+    "degenerate_fit",
     "f64",
     "labelled",
     "logsumexp",

@@ -9,6 +9,12 @@ fits anything. ``prediction`` is ``argmax_c z_c`` (the logits each score uses).
   *un-tempered* softmax; no hyperparameter [deeplearning-wisc/gradnorm_ood
   ``test_ood.py::iterate_data_msp``; deeplearning-wisc/react
   ``score.py::get_msp_score``]. Also returns ``probs = softmax(z)``.
+  ``score`` and ``confidence`` are emitted as ``max_c softmax(z)_c − 1``,
+  computed as minus the sum of the non-maximal probabilities
+  (:func:`robustbench_x.api.max_probability_minus_one`): the exact MSP's
+  ranking, which the MSP itself loses where it rounds to 1.0 (float64 from a
+  logit margin of about 37 nats); every ranking metric and AUAC/AUFC (affine
+  invariant) equal the exact MSP's. ``probs`` are the true probabilities.
 * **MaxLogit** — Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt
   & Song, "Scaling Out-of-Distribution Detection for Real-World Settings",
   ICML 2022 (the MaxLogit detector): score ``max_c z_c``; no hyperparameter.
@@ -25,13 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 from rbx_posthoc._common import PosthocMethod, chunks, f64, logsumexp, score_dict, softmax
-from robustbench_x.api import Context
+from robustbench_x.api import Context, max_probability_minus_one
 
 __all__ = ["MSP", "MaxLogit", "Energy"]
 
 
 class MSP(PosthocMethod):
-    """Maximum softmax probability ``max_c softmax(z)_c`` (no hyperparameters)."""
+    """Maximum softmax probability ``max_c softmax(z)_c``, emitted minus 1 (no hyperparameters)."""
 
     name = "msp"
 
@@ -46,7 +52,7 @@ class MSP(PosthocMethod):
         probs = np.empty(logits.shape, dtype=np.float64) if keep_probs else None
         for rows in chunks(n):  # chunked: the cached logits may be a large memory map
             p = softmax(f64(logits[rows]), axis=1)
-            score[rows], prediction[rows] = p.max(axis=1), p.argmax(axis=1)
+            score[rows], prediction[rows] = max_probability_minus_one(p, axis=1), p.argmax(axis=1)
             if keep_probs:
                 probs[rows] = p
         extra = {"probs": probs} if keep_probs else {}

@@ -32,6 +32,17 @@ modern benchmarks report, as haoqiwang/vim ``benchmark.py`` (``dabf9e5b242d``,
 * score ``= −min_c (h − μ_c)ᵀ P (h − μ_c)`` (no ½, as in the reference; the
   ranking is the same either way). Higher = more in-distribution.
 
+**Degenerate training splits are refused** (``JobError`` naming the dataset
+and the fix, never a score): the tied covariance is the *within-class*
+scatter, which has rank at most ``N − C`` (N labelled training images, C
+classes; §2.1 estimates it from each class's samples around its own mean).
+With one image per class (``N = C``), or identical images within every
+class, it is exactly 0, its pseudo-inverse is 0 and every score would be
+−0.0 (an AUROC of 0.5 reported as a result). A fit needs at least one class
+with two distinct training images; the usual fix is more training images
+per class. A rank-deficient but non-zero ``Σ`` is the normal case the
+pseudo-inverse exists for, and is kept.
+
 No hyperparameters. The score is computed with the expansion
 ``hᵀPh − 2hᵀPμ_c + μ_cᵀPμ_c`` (O(N·d² + N·d·C) instead of O(N·C·d²)) in
 float64, clipped at 0 (the exact value is ≥ 0 since P is PSD).
@@ -43,10 +54,13 @@ import numpy as np
 from scipy.linalg import pinvh
 from scipy.sparse import csr_matrix
 
-from rbx_posthoc._common import PosthocMethod, chunks, f64, labelled, score_dict, second_moment
+from rbx_posthoc._common import PosthocMethod, chunks, degenerate_fit, f64, labelled, score_dict, second_moment
 from robustbench_x.api import Context
 
-__all__ = ["Mahalanobis", "class_means_and_precision"]
+__all__ = ["Mahalanobis", "class_means_and_precision", "scatter_problem"]
+
+#: Within-class scatter at or below this fraction of the features' mean squared norm is round-off, not spread.
+ZERO_SCATTER = 1e-12
 
 
 def class_means_and_precision(features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -64,6 +78,17 @@ def class_means_and_precision(features: np.ndarray, labels: np.ndarray) -> dict[
     covariance = second_moment(features, means=means, index=index)
     precision = pinvh(covariance)
     return {"classes": classes, "means": means, "covariance": covariance, "precision": precision}
+
+
+def scatter_problem(state: dict[str, np.ndarray], n: int, mean_square: float) -> str | None:
+    """Why the tied covariance of :func:`class_means_and_precision` cannot be used, or None."""
+    c = len(state["classes"])
+    counts = f"{n} labelled train images in {c} classes"
+    if n <= c:
+        return f"{counts}: every class has one image, so there is no within-class scatter to estimate the shared covariance from (rank ≤ N − C = 0)"
+    if np.trace(state["covariance"]) <= ZERO_SCATTER * max(mean_square, np.finfo(float).tiny):
+        return f"{counts}, but the within-class scatter is 0 (the images of each class give identical features)"
+    return None
 
 
 def min_mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -88,11 +113,16 @@ class Mahalanobis(PosthocMethod):
         index, labels = labelled(train, "train")
         features = train.features if len(index) == len(train.labels) else np.asarray(train.features)[index]
         state = class_means_and_precision(features, labels)
+        mean_square = sum(float(np.einsum("ij,ij->", f64(features[sl]), f64(features[sl]))) for sl in chunks(len(features))) / len(features)
+        problem = scatter_problem(state, len(labels), mean_square)
+        if problem:
+            raise degenerate_fit(ctx, self.name, problem, "give every class at least 2 distinct train images (more make the covariance meaningful)")
         del state["covariance"]
         return state
 
     def fit(self, ctx: Context) -> None:
-        self._fitted(ctx, variant="vanilla")
+        # "refuses" keys the state fitted since the degenerate-split check: an older cached one skipped it
+        self._fitted(ctx, variant="vanilla", refuses="zero-scatter")
 
     def score(self, ctx: Context, subset: str) -> dict[str, np.ndarray]:
         state = self._require_state(ctx)

@@ -15,7 +15,9 @@ Per sample, as facebookresearch/odin ``code/calData.py`` (``64e97962ccae``):
    63.0/255, 62.1/255, 66.7/255 for its CIFAR transform), so that ε is a step
    in [0, 1] pixel units. With ``input_std = None`` nothing is divided;
 4. ``x̃ = x − ε · s / std``;
-5. score ``max_c softmax(f(x̃) / T)_c``.
+5. score ``max_c softmax(f(x̃) / T)_c``, emitted minus 1 as MSP is
+   (:func:`robustbench_x.api.max_probability_minus_one`: at T = 1000 the
+   maximum is near ``1/C`` and cannot round to 1, but a user's T = 1 would).
 
 Defaults: ``temperature = 1000`` (used for every model and set in the paper
 and the repository; OpenOOD ``configs/postprocessors/odin.yml`` too) and
@@ -44,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from rbx_posthoc._common import PosthocMethod, score_dict
-from robustbench_x.api import Context
+from robustbench_x.api import Context, max_probability_minus_one
 
 __all__ = ["ODIN", "odin_perturb"]
 
@@ -132,7 +134,7 @@ class ODIN(PosthocMethod):
                 )
                 with torch.no_grad():
                     z = module(x_tilde).to(torch.float64)
-                scores.append(torch.softmax(z / self.temperature, dim=1).amax(dim=1).cpu().numpy())
+                scores.append(max_probability_minus_one(torch.softmax(z / self.temperature, dim=1).cpu().numpy(), axis=1))
                 preds.append(yhat.cpu().numpy())
         finally:
             module.train(was_training)

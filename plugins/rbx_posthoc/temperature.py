@@ -35,8 +35,12 @@ Two methods:
 
 Computation is float64 (the repository uses float32 on GPU). Only labelled
 validation rows (label ≥ 0) enter the NLL. ``fit`` logs ``temperature T``.
-Outputs: ``probs = softmax(z/T)``, ``confidence = score = max probs``,
-``prediction = argmax z``.
+Outputs: ``probs = softmax(z/T)`` (what calibration metrics read),
+``confidence = score = max probs − 1``, computed as minus the sum of the
+non-maximal probabilities (:func:`robustbench_x.api.max_probability_minus_one`,
+as MSP in :mod:`rbx_posthoc.logit`): a fitted ``T`` well below 1 pushes most
+``max probs`` to exactly 1.0, which would tie samples that the exact value
+orders; ``prediction = argmax z``.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from rbx_posthoc._common import PosthocMethod, f64, labelled, scalar, score_dict, softmax
-from robustbench_x.api import Context
+from robustbench_x.api import Context, max_probability_minus_one
 
 __all__ = ["TemperatureScaling", "TemperatureScalingLBFGS", "fit_temperature", "fit_temperature_lbfgs", "validation_nll", "T_BOUNDS"]
 
@@ -154,7 +158,7 @@ class _Tempered(PosthocMethod):
         t = scalar(self._require_state(ctx), "temperature")
         z = f64(ctx.outputs(subset).logits)
         probs = softmax(z / t, axis=1)
-        return score_dict(probs.max(axis=1), probs=probs, prediction=z.argmax(axis=1))
+        return score_dict(max_probability_minus_one(probs, axis=1), probs=probs, prediction=z.argmax(axis=1))
 
 
 class TemperatureScaling(_Tempered):

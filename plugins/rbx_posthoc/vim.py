@@ -29,6 +29,18 @@ repository uses a random 200k-image subset of ImageNet train,
 provide such a subset as its ``train`` split). ``z`` are the cached logits
 (equal to ``h Wᵀ + b``; the repository recomputes them from ``h``).
 
+**Degenerate training splits are refused** (``JobError`` naming the dataset,
+the counts and the fix, never a score). The paper's residual is the part of
+``h − u`` outside the principal subspace ``P`` spanned by the top-``D``
+eigenvectors of the training features' second moment; ``α`` divides by its
+mean over the training set. ``N`` training features span at most ``N``
+directions around ``u``, so with ``N ≤ D`` they lie inside ``P`` and every
+training residual is round-off (the old code then printed ``α`` ≈ 1e15 and
+scores ≈ −1e13 as results). The fit therefore needs more than ``D`` training
+images, and, whatever ``N``, training features whose residual energy (the
+eigenvalues beyond the top ``D``) is more than round-off
+(:data:`ZERO_RESIDUAL` of the total).
+
 Difference in numerics only: the repository uses ``np.linalg.eig`` on the
 symmetric ``Σ``; we use ``np.linalg.eigh`` (real, orthonormal eigenvectors,
 same subspaces up to ties and round-off). Any change of ``dim`` refits the
@@ -41,10 +53,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.linalg import pinv
 
-from rbx_posthoc._common import PosthocMethod, chunks, f64, logsumexp, scalar, score_dict, second_moment
+from rbx_posthoc._common import PosthocMethod, chunks, degenerate_fit, f64, logsumexp, scalar, score_dict, second_moment
 from robustbench_x.api import Context
 
-__all__ = ["ViM", "default_dim", "vim_origin"]
+__all__ = ["ViM", "default_dim", "vim_origin", "ZERO_RESIDUAL"]
+
+#: Residual eigenvalue mass at or below this fraction of the trace is round-off: the features span only P.
+ZERO_RESIDUAL = 1e-10
 
 
 def default_dim(d: int) -> int:
@@ -98,10 +113,26 @@ class ViM(PosthocMethod):
     def _build(self, ctx: Context, dim: int) -> dict[str, np.ndarray]:
         w, b = ctx.model.linear_head()
         train = ctx.outputs("train")
+        n = len(train.features)
+        fix = f"use more than D={dim} train images (or a smaller 'dim')"
+        if n <= dim:
+            raise degenerate_fit(
+                ctx, self.name,
+                f"{n} train images span at most {n} directions, all inside ViM's principal subspace of D={dim} dimensions, so the residual is 0",
+                fix,
+            )
         u = vim_origin(w, b)
         covariance = second_moment(train.features, shift=u)
         eigvals, eigvecs = np.linalg.eigh(covariance)
         order = np.argsort(-eigvals, kind="stable")
+        residual = float(np.clip(eigvals[order[dim:]], 0.0, None).sum())
+        if residual <= ZERO_RESIDUAL * max(float(np.clip(eigvals, 0.0, None).sum()), np.finfo(float).tiny):
+            raise degenerate_fit(
+                ctx, self.name,
+                f"the features of the {n} train images lie inside ViM's principal subspace of D={dim} dimensions: their residual is round-off "
+                f"({residual:.3g} of a total {float(eigvals.sum()):.3g})",
+                fix,
+            )
         ns = np.ascontiguousarray(eigvecs[:, order[dim:]])
         vlogit = _vlogit(train.features, u, ns)
         alpha = _max_logit(train.logits).mean() / vlogit.mean()
@@ -110,7 +141,8 @@ class ViM(PosthocMethod):
     def fit(self, ctx: Context) -> None:
         d = int(np.shape(ctx.outputs("train").features)[1])
         dim = self._resolve_dim(d)
-        self.state = ctx.fitted(lambda: self._build(ctx, dim), method=self.name, dim=dim)
+        # "refuses" keys the state fitted since the degenerate-split check: an older cached one skipped it
+        self.state = ctx.fitted(lambda: self._build(ctx, dim), method=self.name, dim=dim, refuses="zero-residual")
         alpha = scalar(self.state, "alpha")
         if not np.isfinite(alpha):
             raise ValueError(f"vim: alpha = {alpha!r} is not finite (training residual norms are all zero?)")

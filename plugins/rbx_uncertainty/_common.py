@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from robustbench_x.api import max_probability_minus_one
+
 __all__ = ["SCORES", "check_choice", "concat", "device_of", "entropy", "outputs", "sampling_scores", "select", "stream_seed"]
 
 #: Choices of the ``score`` / ``confidence`` parameters of the sampling methods.
@@ -30,7 +32,9 @@ def sampling_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
 
     With ``p_t`` the t-th distribution and ``p̄ = mean_t p_t``:
 
-    * ``probs`` = ``p̄`` (N, C); ``prediction`` = ``argmax p̄``; ``msp`` = ``max p̄``;
+    * ``probs`` = ``p̄`` (N, C); ``prediction`` = ``argmax p̄``; ``msp`` = ``max p̄ − 1``
+      (minus the sum of the other entries, :func:`robustbench_x.api.max_probability_minus_one`:
+      the maximum's ranking where ``max p̄`` itself rounds to 1.0);
     * ``entropy`` = ``H[p̄]`` (predictive entropy);
     * ``mutual_information`` = ``H[p̄] − mean_t H[p_t]`` (BALD; ≥ 0 by Jensen,
       rounding negatives of order 1e-16 are clipped to 0);
@@ -57,7 +61,7 @@ def sampling_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "probs": mean,
         "prediction": mean.argmax(axis=1).astype(np.int64),
-        "msp": mean.max(axis=1),
+        "msp": max_probability_minus_one(mean, axis=1),
         "entropy": h_mean,
         "mutual_information": mi,
         "variation_ratio": vr.astype(np.float64),

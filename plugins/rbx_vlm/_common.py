@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from robustbench_x.api import max_probability_minus_one
+
 #: Label spaces at least this large are treated as ImageNet-scale for the paper budgets.
 IMAGENET_SCALE = 1000
 #: From this many classes, the text transformer is gradient-checkpointed while prompts train (memory only).
@@ -31,10 +33,12 @@ def restrict(logits: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
 
 
 def classifier_outputs(logits: torch.Tensor, mask: np.ndarray | None) -> dict[str, np.ndarray]:
-    """``probs = softmax(logits)`` over the allowed classes, its argmax and max."""
-    probs = torch.softmax(restrict(logits.double(), mask), dim=-1)
-    conf, pred = probs.max(dim=-1)
-    return {"probs": probs.cpu().numpy(), "prediction": pred.cpu().numpy(), "confidence": conf.cpu().numpy()}
+    """``probs = softmax(logits)`` over the allowed classes, its argmax, and its max minus 1 as ``confidence``.
+
+    Minus 1 without cancellation (:func:`robustbench_x.api.max_probability_minus_one`):
+    ``τ = 100`` on cosines puts many maxima at exactly 1.0, which would tie them."""
+    probs = torch.softmax(restrict(logits.double(), mask), dim=-1).cpu().numpy()
+    return {"probs": probs, "prediction": probs.argmax(axis=-1), "confidence": max_probability_minus_one(probs)}
 
 
 def mcm(cosines: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -58,7 +58,7 @@ def test_epsilon_zero_is_msp_of_z_over_t():
     ctx, model, _ = make_context()
     out = ODIN(temperature=1000.0, epsilon=0.0).score(ctx, "id")
     z = ctx.outputs("id").logits.astype(np.float64)
-    np.testing.assert_allclose(out["score"], softmax(z / 1000.0).max(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(out["score"] + 1, softmax(z / 1000.0).max(axis=1), rtol=1e-6)  # emitted minus 1
     np.testing.assert_array_equal(out["prediction"], z.argmax(axis=1))
 
 
@@ -73,7 +73,7 @@ def test_perturbed_input_matches_hand_computation(std):
     # and the score is the tempered MSP of the perturbed input
     out = ODIN(temperature=t, epsilon=eps).score(ctx, "id")
     z_tilde = expected_x.reshape(len(x), -1) @ a.T + c
-    np.testing.assert_allclose(out["score"], softmax(z_tilde / t).max(axis=1), rtol=1e-10)
+    np.testing.assert_allclose(out["score"] + 1, softmax(z_tilde / t).max(axis=1), rtol=1e-10)
     np.testing.assert_allclose(out["confidence"], out["score"])
 
 

@@ -56,7 +56,7 @@ def test_two_members_average_probabilities_not_logits():
     np.testing.assert_allclose(out["probs"], [[0.7, 0.3]] * 3, atol=1e-7)
     # averaging logits would give softmax([ln 3, 0]) = [0.75, 0.25]
     assert abs(out["probs"][0, 0] - 0.75) > 0.04
-    assert out["confidence"] == pytest.approx([0.7] * 3)
+    assert out["confidence"] == pytest.approx([0.7 - 1] * 3)  # max p̄ − 1
     assert out["entropy"] == pytest.approx([h([0.7, 0.3])] * 3, rel=1e-6)
     assert out["mutual_information"] == pytest.approx([h([0.7, 0.3]) - (h([0.9, 0.1]) + h([0.5, 0.5])) / 2] * 3, rel=1e-5)
     np.testing.assert_array_equal(out["score"], -out["entropy"])

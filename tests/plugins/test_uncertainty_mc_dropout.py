@@ -27,14 +27,14 @@ def test_all_passes_equal_one_hot():
     assert s["mutual_information"][0] == 0.0
     assert s["variation_ratio"][0] == 0.0
     np.testing.assert_array_equal(s["probs"], [[0.0, 1.0, 0.0]])
-    assert s["prediction"][0] == 1 and s["msp"][0] == 1.0
+    assert s["prediction"][0] == 1 and s["msp"][0] == 0.0  # max p̄ − 1
 
 
 def test_all_passes_binary_uniform():
     s = sampling_scores(np.full((4, 1, 2), 0.5))
     assert s["entropy"][0] == pytest.approx(LN2, abs=1e-15)
     assert s["mutual_information"][0] == pytest.approx(0.0, abs=1e-15)
-    assert s["msp"][0] == 0.5
+    assert s["msp"][0] == -0.5
 
 
 def test_half_passes_class0_half_class1():
@@ -156,7 +156,7 @@ def test_outputs_definition_and_types():
         assert out[key].shape == (n,) and out[key].dtype == np.float64 and np.isfinite(out[key]).all()
     assert out["probs"].shape == (n, 3) and out["prediction"].dtype == np.int64
     np.testing.assert_allclose(out["probs"].sum(axis=1), 1.0, atol=1e-12)
-    np.testing.assert_array_equal(out["confidence"], out["probs"].max(axis=1))
+    np.testing.assert_allclose(out["confidence"] + 1, out["probs"].max(axis=1), rtol=1e-12)
     np.testing.assert_array_equal(out["prediction"], out["probs"].argmax(axis=1))
     np.testing.assert_allclose(out["entropy"], entropy(out["probs"]), atol=1e-12)
     np.testing.assert_array_equal(out["score"], -out["entropy"])
@@ -226,7 +226,7 @@ def test_score_choice(score, column, sign):
 
 def test_msp_choice_and_invalid_choice():
     out = MCDropout(T=6, score="msp").score(_ctx(TinyModel()), "id")
-    np.testing.assert_array_equal(out["score"], out["probs"].max(axis=1))
+    np.testing.assert_allclose(out["score"] + 1, out["probs"].max(axis=1), rtol=1e-12)
     with pytest.raises(ValueError):
         MCDropout(score="energy")
     with pytest.raises(ValueError):
