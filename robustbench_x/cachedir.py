@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_x.errors import JobError
-from robustbench_x.files import atomic_write
+from robustbench_x.files import TEMPORARY, atomic_write
 
 log = logging.getLogger("robustbench_x.cache")
 
@@ -53,9 +52,6 @@ SIDECAR = ".manifest.json"
 FULL_CHECK_BYTES = 256 * 2**20
 SAMPLE_BLOCKS = 16
 BLOCK = 2**20
-
-#: ``.<target>.<uuid4 hex>.tmp``: a temporary entry written by this module (and :mod:`robustbench_x.files`).
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{32}\.tmp")
 
 _checked: dict[str, tuple] = {}  # entry -> (size, mtime) of its files when it last passed
 
@@ -357,7 +353,7 @@ def orphans(root: Path | None = None, older_than: float | None = None) -> list[P
         for path in category.iterdir():
             # Only names this module writes: a library's own temporary file in the same folder
             # (safetensors writes `.tmpXXXXXX` before renaming) belongs to a writer we cannot see.
-            match = _TEMPORARY.fullmatch(path.name)
+            match = TEMPORARY.fullmatch(path.name)
             if match is None or _mtime(path) >= older_than:
                 continue
             lock = FileLock(str(category / match["target"]) + ".lock")

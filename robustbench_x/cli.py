@@ -307,10 +307,9 @@ def _summary(plan, out_dir: Path, started: float, counts: dict[str, int], failed
 def _write_manifest(out_dir: Path, suite: str, plan, summary: dict) -> None:
     import platform
 
+    from robustbench_x.files import atomic_write
     from robustbench_x.registry import get_registry
 
-    runs = out_dir / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     registry = get_registry()
     manifest = {
@@ -322,10 +321,7 @@ def _write_manifest(out_dir: Path, suite: str, plan, summary: dict) -> None:
         "plan": [{"job": "/".join(map(str, j.key)), "config_hash": j.config_hash, "skip_reason": j.skip_reason} for j in plan.jobs],
         "summary": summary,
     }
-    path = runs / f"{stamp}-{suite}.json"
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(out_dir / "runs" / f"{stamp}-{suite}.json", json.dumps(manifest, indent=2, default=str))
 
 
 @app.command("list")

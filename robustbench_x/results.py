@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from robustbench_x.files import atomic_write
+from robustbench_x.files import TEMPORARY, atomic_write
 
 # pyarrow and numpy are imported where they are used: `rbx run` into a finished
 # store decides that there is nothing to do from file names alone, without them.
@@ -101,8 +100,6 @@ def _whole(path: Path) -> bool:
     return head == tail == b"PAR1"
 
 
-#: The temporary names of this store's writers: ``files.atomic_write``'s and the run manifests'.
-_TEMPORARY = re.compile(r"\..+\.(?:[0-9a-f]{32}\.)?tmp")
 #: A temporary file this old has lost its writer: a result file is written in well under a second.
 STALE_TEMPORARY_S = 3600.0
 
@@ -121,7 +118,7 @@ class ResultStore:
             root = self.out / kind
             for path in root.rglob(".*tmp") if root.is_dir() else ():
                 try:
-                    if path.is_file() and _TEMPORARY.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+                    if path.is_file() and TEMPORARY.fullmatch(path.name) and path.stat().st_mtime < cutoff:
                         path.unlink()
                         removed.append(path)
                 except OSError:

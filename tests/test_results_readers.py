@@ -162,7 +162,7 @@ def test_temporary_files_of_killed_writers_are_removed_when_old(tmp_path):
     folder = store.path("results", job).parent
     folder.mkdir(parents=True)
     (tmp_path / "runs").mkdir()
-    old = [folder / f".part-{'2' * 16}.parquet.{'a' * 32}.tmp", tmp_path / "runs" / ".20261207T000000Z-ood.json.tmp"]
+    old = [folder / f".part-{'2' * 16}.parquet.{'a' * 32}.tmp", tmp_path / "runs" / f".20261207T000000Z-ood.json.{'c' * 32}.tmp"]
     young = folder / f".part-{'2' * 16}.parquet.{'b' * 32}.tmp"
     foreign = [folder / ".notes.tmpx", folder / "part-x.parquet", folder / ".tmp123"]
     for path in [*old, young, *foreign]:
