@@ -22,7 +22,7 @@ from typing import Any
 from robustbench_x import __version__
 from robustbench_x.config import Config
 from robustbench_x.errors import ConfigError, UnknownComponent, UsageError
-from robustbench_x.registry import CORE_DISTRIBUTION, QUALIFIER, Registry
+from robustbench_x.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -238,21 +238,6 @@ def _declared_provides(options: dict[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
-def stored_method_name(registry: Registry, ref: str, name: str) -> str:
-    """The name a method's results are stored and shown under: its own name, or
-    ``<distribution>::<name>`` when another installed plugin registers the same
-    name, so a lab's ``msp`` never overwrites the built-in ``msp`` row. The
-    built-in methods keep their bare names (their rows and committed pages stay
-    theirs whatever a user installs)."""
-    origin = registry.origin("methods", ref)
-    providers = [record for record, _ in registry.providers("methods", name)]
-    if len(providers) < 2 or origin.distribution == CORE_DISTRIBUTION:
-        return name
-    # The distribution, unless it holds several of the providers (modules named in RBX_PLUGINS share one): then the plugin's own name.
-    shared = sum(record.distribution == origin.distribution for record in providers) > 1
-    return f"{origin.name if shared else origin.distribution}{QUALIFIER}{name}"
-
-
 def make_plan(
     registry: Registry,
     config: Config,
@@ -329,7 +314,7 @@ def make_plan(
                             suite=suite.name,
                             model=model,
                             dataset=dataset,
-                            method=stored_method_name(registry, ref, spec.name),
+                            method=registry.stored_name("methods", ref),
                             params=dict(spec.params),
                             seed=int(seed),
                             plugin=plugin,

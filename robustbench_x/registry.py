@@ -244,16 +244,28 @@ class Registry:
             if len(chosen) == 1:
                 return chosen[0]
             if providers:
-                raise UnknownComponent(kind[:-1], name, [_qualified(record, bare) for record, _ in providers])
+                raise UnknownComponent(kind[:-1], name, [_qualified(record, bare, providers) for record, _ in providers])
         elif len(providers) == 1:
             return providers[0]
         elif len(providers) > 1:
-            raise AmbiguousComponent(kind[:-1], bare, [(_qualified(record, bare), record.origin) for record, _ in providers])
+            raise AmbiguousComponent(kind[:-1], bare, [(_qualified(record, bare, providers), record.origin) for record, _ in providers])
         specs = self._specs[kind]
         failures = [(p.name, p.origin, p.error or "") for p in self.plugins if p.status == "failed"]
         if failures and not UnknownComponent(kind[:-1], bare, list(specs)).suggestions:
             raise PluginUnavailable(kind[:-1], name, failures)
         raise UnknownComponent(kind[:-1], name, list(specs))
+
+    def stored_name(self, kind: str, ref: str) -> str:
+        """The name a component's results are stored and shown under: its own name,
+        or its qualified one when another installed plugin registers the same name,
+        so a lab's ``msp`` never overwrites the built-in ``msp`` row. The built-in
+        components keep their bare names (their rows and committed pages stay
+        theirs whatever a user installs)."""
+        record, spec = self._resolve(kind, ref)
+        providers = self._providers.get((kind, spec.name), [])
+        if len(providers) < 2 or record.distribution == CORE_DISTRIBUTION:
+            return spec.name
+        return _qualified(record, spec.name, providers)
 
     def suite_metric(self, suite: SuiteSpec, name: str) -> MetricSpec:
         """The metric ``name`` as ``suite`` lists it: when several plugins register
@@ -278,8 +290,11 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _qualified(record: PluginRecord, name: str) -> str:
-    return f"{record.distribution}{QUALIFIER}{name}"
+def _qualified(record: PluginRecord, name: str, providers: list[tuple[PluginRecord, Any]]) -> str:
+    """``<distribution>::<name>``, or ``<entry point>::<name>`` when the distribution holds
+    several of the providers (the modules named in RBX_PLUGINS share one)."""
+    shared = sum(other.distribution == record.distribution for other, _ in providers) > 1
+    return f"{record.name if shared else record.distribution}{QUALIFIER}{name}"
 
 
 def _load_order(ep: md.EntryPoint) -> tuple[bool, str]:
