@@ -33,7 +33,7 @@ from rbx_attacked_ood.objectives import objective_for
 from rbx_attacked_ood.substitute import SubstitutedContext
 from robustbench_x.api import Outputs, load_factory, torch_threads
 from robustbench_x.errors import JobError
-from robustbench_x.evaluation import Evaluation, MetricValue, validate_outputs
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED, validate_outputs
 
 __all__ = ["evaluate", "PAIRINGS", "attacked_subset"]
 
@@ -133,7 +133,7 @@ def _metrics(ev: Evaluation, clean, attacked) -> list[MetricValue]:
             try:
                 out.append(MetricValue(subset, spec.name, float(fn(score_id=score_id, score_ood=score_ood)), spec.higher_is_better, n, None))
             except ValueError as exc:
-                out.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}"))
+                out.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, UNDEFINED + str(exc)))
     return out
 
 

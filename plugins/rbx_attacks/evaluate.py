@@ -38,7 +38,7 @@ import torch
 
 from robustbench_x.api import torch_threads
 from robustbench_x.errors import JobError, PluginError
-from robustbench_x.evaluation import Evaluation, MetricValue
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED
 from rbx_attacks import inputs, protocol
 from rbx_attacks.methods import AttackMethod, Unsupported
 from rbx_attacks.metrics import correct
@@ -207,6 +207,6 @@ def score_subset(method: AttackMethod, ctx, subset: str, device: str = "cpu") ->
 def _undefined(ev: Evaluation, reason: str) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
     """The job cannot attack here (too few classes, no threat model): every metric
     row carries the reason; nothing per sample."""
-    error = f"metric undefined: {reason}"
+    error = UNDEFINED + str(reason)
     rows = [MetricValue(SUBSET, spec.name, float("nan"), spec.higher_is_better, 0, error) for spec in ev.metric_specs]
     return rows, {"sample_id": np.asarray([], dtype=str), "subset": np.asarray([], dtype=str)}

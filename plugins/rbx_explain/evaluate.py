@@ -30,7 +30,7 @@ import numpy as np
 
 from robustbench_x.api import load_factory
 from robustbench_x.errors import PluginError
-from robustbench_x.evaluation import Evaluation, MetricValue
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED
 
 __all__ = ["evaluate", "array_name", "PER_IMAGE", "EXAMPLES", "pick_examples"]
 
@@ -63,13 +63,13 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
             try:
                 out = fn(iou=cols["explanation_iou"], snr=cols["explanation_snr"], correct=correct)
             except ValueError as exc:
-                values.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}"))
+                values.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, UNDEFINED + str(exc)))
                 continue
             out = np.asarray(out, dtype=np.float64)
             if out.ndim == 1:
                 defined = np.isfinite(out)
                 if not defined.any():
-                    values.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, "metric undefined: no image in this group"))
+                    values.append(MetricValue(subset, spec.name, float("nan"), spec.higher_is_better, n, UNDEFINED + "no image in this group"))
                     continue
                 values.append(MetricValue(subset, spec.name, float(out[defined].mean()), spec.higher_is_better, int(defined.sum()), None))
             else:

@@ -28,7 +28,7 @@ import numpy as np
 
 from robustbench_x.api import load_factory
 from robustbench_x.errors import PluginError
-from robustbench_x.evaluation import Evaluation, MetricValue
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED
 
 from rbx_lipschitz.certificates import class_flip_costs, pixel_flip_costs, robustness_curve
 from rbx_lipschitz.grid import SEGMENTATION_GRID, eps_subset, grid_of
@@ -87,7 +87,7 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
             elif name == "worst-case-iou":
                 for text, eps in grid:
                     value = float(fns[name](images=per_class, eps=eps, lipschitz=constant))
-                    error = None if np.isfinite(value) else "metric undefined: no class present in any image"
+                    error = None if np.isfinite(value) else UNDEFINED + "no class present in any image"
                     values.append(MetricValue(eps_subset(subset, text), name, value, spec.higher_is_better, n, error))
             else:
                 value = float(fns[name](mean_curve=curve_sum / n, lipschitz=constant))

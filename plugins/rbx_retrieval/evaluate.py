@@ -77,7 +77,7 @@ import numpy as np
 
 from robustbench_x.api import load_factory
 from robustbench_x.errors import JobError, PluginError, UsageError
-from robustbench_x.evaluation import Evaluation, MetricValue
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED
 from rbx_retrieval.ranking import count_relevant, level_counts, rank_gallery, relevance_lists
 
 __all__ = [
@@ -274,7 +274,7 @@ def score_rankings(
             try:
                 values = np.asarray(fns[name](**kwargs), dtype=np.float64)
             except ValueError as exc:
-                out.errors[name] = f"metric undefined: {exc}"
+                out.errors[name] = UNDEFINED + str(exc)
                 out.values[name][:] = np.nan
                 del fns[name]
                 continue
@@ -339,7 +339,7 @@ def evaluate(ev: Evaluation) -> tuple[list[MetricValue], dict[str, np.ndarray]]:
         if spec.name in result.errors:
             tuples.append(MetricValue(QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, result.errors[spec.name]))
         elif not defined.any():
-            tuples.append(MetricValue(QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, "metric undefined: no query has a relevant gallery item"))
+            tuples.append(MetricValue(QUERY, spec.name, float("nan"), spec.higher_is_better, n_q, UNDEFINED + "no query has a relevant gallery item"))
         else:
             tuples.append(MetricValue(QUERY, spec.name, float(values[defined].mean()), spec.higher_is_better, int(defined.sum()), None))
     columns: dict[str, np.ndarray] = {

@@ -91,7 +91,7 @@ from rbx_robustness.tables import CIFAR_P_TEST, IMAGENET_C_TEST, IMAGENET_P_TEST
 
 from robustbench_x.api import load_factory
 from robustbench_x.errors import JobError, PluginError
-from robustbench_x.evaluation import Evaluation, MetricValue, compute_metrics, stack_columns
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED, compute_metrics, stack_columns
 
 __all__ = [
     "evaluate_corruption",
@@ -208,14 +208,14 @@ class _Rows:
         try:
             value = float(self.fn(name)(**kwargs))
         except ValueError as exc:
-            self.rows.append(MetricValue(subset, name, float("nan"), spec.higher_is_better, int(n), f"metric undefined: {exc}"))
+            self.rows.append(MetricValue(subset, name, float("nan"), spec.higher_is_better, int(n), UNDEFINED + str(exc)))
             return None
         self.rows.append(MetricValue(subset, name, value, spec.higher_is_better, int(n), None))
         return value
 
     def fail(self, name: str, subset: str, n: int, reason: str) -> None:
         if name in self.specs:
-            self.rows.append(MetricValue(subset, name, float("nan"), self.specs[name].higher_is_better, int(n), f"metric undefined: {reason}"))
+            self.rows.append(MetricValue(subset, name, float("nan"), self.specs[name].higher_is_better, int(n), UNDEFINED + str(reason)))
 
 
 def _want_score(ctx, rows: _Rows) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from robustbench_x.errors import JobError, PluginError
-from robustbench_x.evaluation import Evaluation, MetricValue
+from robustbench_x.evaluation import Evaluation, MetricValue, UNDEFINED
 
 __all__ = ["evaluate_segmentation", "evaluate_anomaly", "stream_outputs", "array_name"]
 
@@ -127,7 +127,7 @@ def _value(ev: Evaluation, subset: str, metric: str, n: int, compute) -> MetricV
     try:
         return MetricValue(subset, metric, float(compute()), spec.higher_is_better, n)
     except ValueError as exc:
-        return MetricValue(subset, metric, float("nan"), spec.higher_is_better, n, f"metric undefined: {exc}")
+        return MetricValue(subset, metric, float("nan"), spec.higher_is_better, n, UNDEFINED + str(exc))
 
 
 def _prediction_dtype(num_classes: int):
